@@ -1,0 +1,96 @@
+/*
+ * stream_hello.c - encoding and strict decoding of the HELLO handshake
+ * (layout in stream_hello.h).  This is guest input: every field is checked
+ * here and nowhere else.
+ */
+#include "transport/stream_hello.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(p, &v, 2);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    v = htole32(v);
+    memcpy(p, &v, 4);
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return le16toh(v);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
+}
+
+uint8_t fsb_native_byte_order(void)
+{
+    return __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? FSB_BYTE_ORDER_LE : FSB_BYTE_ORDER_BE;
+}
+
+void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE])
+{
+    memset(buf, 0, FSB_HELLO_SIZE);
+    memcpy(buf, FSB_STREAM_MAGIC, 4);
+    put_le16(buf + 4, h->version);
+    buf[6] = h->byte_order;
+    put_le32(buf + 8, h->max_frame);
+    put_le16(buf + 12, h->name_len);
+}
+
+int fsb_hello_decode(const uint8_t buf[FSB_HELLO_SIZE], struct fsb_hello *h)
+{
+    memset(h, 0, sizeof(*h));
+    if (memcmp(buf, FSB_STREAM_MAGIC, 4) != 0 || buf[7] != 0 || get_le16(buf + 14) != 0)
+        return -EPROTO;
+    h->version = get_le16(buf + 4);
+    h->byte_order = buf[6];
+    h->max_frame = get_le32(buf + 8);
+    h->name_len = get_le16(buf + 12);
+    if (h->name_len > FSB_EXPORT_NAME_MAX)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int fsb_hello_check_name(struct fsb_hello *h)
+{
+    for (unsigned i = 0; i < h->name_len; i++) {
+        unsigned char c = (unsigned char)h->name[i];
+        if (c <= ' ' || c >= 0x7f || c == '/' || c == ',')
+            return -EINVAL;
+    }
+    h->name[h->name_len] = 0;
+    return 0;
+}
+
+void fsb_hello_reply_encode(const struct fsb_hello_reply *r, uint8_t buf[FSB_HELLO_REPLY_SIZE])
+{
+    memset(buf, 0, FSB_HELLO_REPLY_SIZE);
+    memcpy(buf, FSB_STREAM_MAGIC, 4);
+    put_le16(buf + 4, r->version);
+    put_le32(buf + 8, r->status);
+    put_le32(buf + 12, r->max_frame);
+}
+
+int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_hello_reply *r)
+{
+    memset(r, 0, sizeof(*r));
+    if (memcmp(buf, FSB_STREAM_MAGIC, 4) != 0)
+        return -EPROTO;
+    r->version = get_le16(buf + 4);
+    r->status = get_le32(buf + 8);
+    r->max_frame = get_le32(buf + 12);
+    return 0;
+}

@@ -1,0 +1,82 @@
+/*
+ * stream_hello.h - the handshake that opens a native stream session.
+ *
+ * A client (fsbridge-mount) connects and sends a HELLO; the server answers
+ * with a HELLO reply.  After that, each message on the stream is exactly one
+ * FUSE message framed by its own header length (docs/stream-protocol.md).
+ * All HELLO fields are little-endian, whatever the peers' byte order.
+ *
+ *   HELLO (client to server), 16 bytes + export name
+ *     0  u8[4] magic "FSBR" (first byte non-zero: matchlock frames start
+ *              with a zero byte, so one listener tells the two apart)
+ *     4  u16   version (FSB_STREAM_VERSION)
+ *     6  u8    byte order of the FUSE messages that follow (1 LE, 2 BE)
+ *     7  u8    reserved, 0
+ *     8  u32   largest frame the client accepts
+ *     12 u16   export name length (0: the server's default export)
+ *     14 u16   reserved, 0
+ *     16       export name, not NUL-terminated
+ *
+ *   HELLO reply (server to client), 16 bytes
+ *     0  u8[4] magic "FSBR"
+ *     4  u16   version the session will speak (min of both)
+ *     6  u16   reserved, 0
+ *     8  u32   status: 0, or a Linux errno (ENOENT: no such export,
+ *              EPROTO: unsupported version or byte order)
+ *     12 u32   largest frame of the session (min of both sides)
+ */
+#ifndef FSB_STREAM_HELLO_H
+#define FSB_STREAM_HELLO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FSB_STREAM_MAGIC "FSBR"
+#define FSB_STREAM_VERSION 1
+#define FSB_HELLO_SIZE 16
+#define FSB_HELLO_REPLY_SIZE 16
+#define FSB_EXPORT_NAME_MAX 255
+#define FSB_BYTE_ORDER_LE 1
+#define FSB_BYTE_ORDER_BE 2
+
+/* Smallest frame a peer may announce: an INIT exchange must fit. */
+#define FSB_MIN_FRAME 4096
+/* Default largest frame: a 1 MiB WRITE or READ plus its headers. */
+#define FSB_DEFAULT_MAX_FRAME (1024 * 1024 + 4096)
+
+struct fsb_hello {
+    uint16_t version;
+    uint8_t byte_order;
+    uint32_t max_frame;
+    uint16_t name_len;
+    char name[FSB_EXPORT_NAME_MAX + 1]; /* NUL-terminated after decoding */
+};
+
+struct fsb_hello_reply {
+    uint16_t version;
+    uint32_t status;
+    uint32_t max_frame;
+};
+
+/* The byte order of this machine, as a HELLO byte_order value. */
+uint8_t fsb_native_byte_order(void);
+
+/* Encodes the fixed part of a HELLO into buf (FSB_HELLO_SIZE bytes). */
+void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE]);
+
+/*
+ * Decodes the fixed part.  Returns 0, or -EPROTO for a wrong magic or
+ * reserved bits, -ENAMETOOLONG for a name over FSB_EXPORT_NAME_MAX.  The
+ * name itself (name_len bytes) follows and is checked by
+ * fsb_hello_check_name().
+ */
+int fsb_hello_decode(const uint8_t buf[FSB_HELLO_SIZE], struct fsb_hello *h);
+
+/* Export names are printable ASCII without '/' or ','.  Returns 0 or -EINVAL;
+ * on success h->name is NUL-terminated. */
+int fsb_hello_check_name(struct fsb_hello *h);
+
+void fsb_hello_reply_encode(const struct fsb_hello_reply *r, uint8_t buf[FSB_HELLO_REPLY_SIZE]);
+int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_hello_reply *r);
+
+#endif
