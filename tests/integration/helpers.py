@@ -1,0 +1,155 @@
+"""
+helpers.py - small tools shared by the integration tests.
+
+Everything here is bounded in time: polling has a deadline, subprocesses
+have a timeout.  Nothing here sleeps to synchronise except bounded polling.
+"""
+
+import os
+import subprocess
+import time
+
+PYTHON = "/usr/bin/python3"
+
+# A user that is not root, for permission tests.  It need not exist in
+# /etc/passwd: the kernel only cares about the numbers.
+NOBODY_UID = 1000
+NOBODY_GID = 1000
+
+
+def poll_until(predicate, timeout=10.0, interval=0.01, what="condition"):
+    """Call predicate() until it returns a true value; return that value.
+
+    Raises TimeoutError after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.1)
+
+
+def unescape_mount_field(field):
+    """Undo the octal escapes of /proc/mounts (space is \\040 and so on)."""
+    out = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mountinfo():
+    """Parse /proc/self/mountinfo: list of dicts (mountpoint, fstype, dev)."""
+    entries = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            lf = left.split()
+            rf = right.split()
+            entries.append({
+                "dev": lf[2],
+                "mountpoint": unescape_mount_field(lf[4]),
+                "fstype": rf[0] if rf else "",
+                "source": unescape_mount_field(rf[1]) if len(rf) > 1 else "",
+            })
+    return entries
+
+
+def mount_entry(path):
+    """The mountinfo entry whose mountpoint is exactly `path` (last one), or None."""
+    path = os.path.realpath(str(path))
+    found = None
+    for e in mountinfo():
+        if e["mountpoint"] == path:
+            found = e
+    return found
+
+
+def containing_mount(path):
+    """The mountinfo entry of the filesystem that holds `path`."""
+    path = os.path.realpath(str(path))
+    best = None
+    for e in mountinfo():
+        mp = e["mountpoint"]
+        if path == mp or path.startswith(mp.rstrip("/") + "/") or mp == "/":
+            if best is None or len(mp) >= len(best["mountpoint"]):
+                best = e
+    return best
+
+
+def fuse_abort(dev):
+    """Abort a FUSE connection through fusectl, given the "major:minor" dev.
+
+    Every pending and later request on it fails with ENOTCONN; used by the
+    per-test watchdog so that a hung filesystem fails a test instead of
+    hanging the run.  Returns True when the abort file was written.
+    """
+    major, _, minor = dev.partition(":")
+    conn = (int(major) << 20) | int(minor)
+    try:
+        with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
+            f.write("1")
+        return True
+    except OSError:
+        return False
+
+
+def as_user(uid=NOBODY_UID, gid=NOBODY_GID, umask=None):
+    """A preexec_fn that drops to uid/gid with no supplementary groups."""
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+        if umask is not None:
+            os.umask(umask)
+    return drop
+
+
+def run(cmd, timeout=30, check=True, **kwargs):
+    """subprocess.run with a timeout and captured text output."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    kwargs.setdefault("text", True)
+    proc = subprocess.run(cmd, timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"command {cmd!r} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def run_python(code, *args, uid=None, gid=None, umask=None, timeout=20, cwd=None):
+    """Run a Python snippet in a child process (optionally as uid/gid).
+
+    The child gets `args` as sys.argv[1:].  Returns the CompletedProcess;
+    the snippet reports through stdout.
+    """
+    preexec = None
+    if uid is not None:
+        preexec = as_user(uid, gid if gid is not None else uid, umask)
+    elif umask is not None:
+        def preexec():
+            os.umask(umask)
+    return subprocess.run([PYTHON, "-c", code, *map(str, args)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, cwd=cwd,
+                          preexec_fn=preexec)
+
+
+def host_tool(name):
+    """Path of a host tool, or None."""
+    for d in os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":") + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]:
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
