@@ -103,10 +103,10 @@ def fuse_abort(dev):
         return False
 
 
-def as_user(uid=NOBODY_UID, gid=NOBODY_GID, umask=None):
-    """A preexec_fn that drops to uid/gid with no supplementary groups."""
+def as_user(uid=NOBODY_UID, gid=NOBODY_GID, umask=None, groups=()):
+    """A preexec_fn that drops to uid/gid with the given supplementary groups."""
     def drop():
-        os.setgroups([])
+        os.setgroups(list(groups))
         os.setgid(gid)
         os.setuid(uid)
         if umask is not None:
@@ -127,7 +127,7 @@ def run(cmd, timeout=30, check=True, **kwargs):
     return proc
 
 
-def run_python(code, *args, uid=None, gid=None, umask=None, timeout=20, cwd=None):
+def run_python(code, *args, uid=None, gid=None, umask=None, groups=(), timeout=20, cwd=None):
     """Run a Python snippet in a child process (optionally as uid/gid).
 
     The child gets `args` as sys.argv[1:].  Returns the CompletedProcess;
@@ -135,7 +135,7 @@ def run_python(code, *args, uid=None, gid=None, umask=None, timeout=20, cwd=None
     """
     preexec = None
     if uid is not None:
-        preexec = as_user(uid, gid if gid is not None else uid, umask)
+        preexec = as_user(uid, gid if gid is not None else uid, umask, groups)
     elif umask is not None:
         def preexec():
             os.umask(umask)

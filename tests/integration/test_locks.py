@@ -1,0 +1,270 @@
+"""
+test_locks.py - flock(2) and fcntl(2) record locks between two processes on
+one mount.
+
+The lock holder is this test process; the contender is a child process that
+reports each step on stdout.  Every wait is bounded: a lock that never comes
+fails the test after a timeout instead of hanging it.
+"""
+
+import errno
+import fcntl
+import os
+import select
+import struct
+import subprocess
+import time
+
+import pytest
+
+import helpers
+
+CHILD_TIMEOUT = 15.0
+
+# The contender: runs the steps given on the command line and prints one line
+# per step.  Steps:
+#   flock-nb          flock(LOCK_EX|LOCK_NB): "locked" or "busy <errno>"
+#   flock-wait        print "waiting", flock(LOCK_EX), print "locked"
+#   lockf-nb S L      fcntl.lockf(LOCK_EX|LOCK_NB, L, S)
+#   lockf-wait S L    print "waiting", fcntl.lockf(LOCK_EX, L, S), "locked"
+#   getlk S L         F_GETLK for a write lock: "type <t> pid <p> start <s> len <l>"
+#   unlock            release everything this child holds
+CONTENDER = r"""
+import errno, fcntl, os, struct, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+args = sys.argv[2:]
+def say(*w):
+    print(*w, flush=True)
+while args:
+    step = args.pop(0)
+    if step == "flock-nb":
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            say("locked")
+        except OSError as e:
+            say("busy", e.errno)
+    elif step == "flock-wait":
+        say("waiting")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        say("locked")
+    elif step in ("lockf-nb", "lockf-wait"):
+        start, length = int(args.pop(0)), int(args.pop(0))
+        if step == "lockf-nb":
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+                say("locked")
+            except OSError as e:
+                say("busy", e.errno)
+        else:
+            say("waiting")
+            fcntl.lockf(fd, fcntl.LOCK_EX, length, start)
+            say("locked")
+    elif step == "getlk":
+        start, length = int(args.pop(0)), int(args.pop(0))
+        req = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, start, length, 0)
+        res = fcntl.fcntl(fd, fcntl.F_GETLK, req)
+        t, w, s, l, p = struct.unpack("hhqqi", res)
+        say("type", t, "pid", p, "start", s, "len", l)
+    elif step == "unlock":
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 0, 0)
+        say("unlocked")
+"""
+
+
+class Contender:
+    """A child process running CONTENDER steps, read line by line with timeouts."""
+
+    def __init__(self, path, *steps):
+        self.proc = subprocess.Popen([helpers.PYTHON, "-c", CONTENDER, str(path),
+                                      *map(str, steps)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.buf = b""
+
+    def line(self, timeout=CHILD_TIMEOUT):
+        """The next line of output, or None if none came within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                err = self.proc.stderr.read().decode(errors="replace")
+                raise AssertionError(f"contender exited: {err}")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
+
+    def finish(self):
+        try:
+            self.proc.wait(timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("contender did not exit")
+        assert self.proc.returncode == 0, self.proc.stderr.read().decode(errors="replace")
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def contenders():
+    started = []
+
+    def start(path, *steps):
+        c = Contender(path, *steps)
+        started.append(c)
+        return c
+    yield start
+    for c in started:
+        c.kill()
+
+
+def make_file(fs, name="lockme"):
+    with open(fs.mnt / name, "wb") as f:
+        f.write(b"0" * 4096)
+    return fs.mnt / name
+
+
+def assert_busy(line):
+    assert line is not None, "no answer from the contender"
+    word, *rest = line.split()
+    assert word == "busy", f"second process got the lock: {line!r}"
+    assert int(rest[0]) in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES), line
+
+
+def assert_still_waiting(c, how_long=0.5):
+    """The contender must not get the lock while we hold it (bounded check)."""
+    line = c.line(timeout=how_long)
+    assert line is None, f"contender got past a held lock: {line!r}"
+
+
+def test_flock_between_processes(fs, contenders):
+    path = make_file(fs)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        c = contenders(path, "flock-nb", "flock-wait", "unlock")
+        assert_busy(c.line())
+        assert c.line() == "waiting"
+        assert_still_waiting(c)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        assert c.line() == "locked", "blocked flock not granted after release"
+        # Now the child holds it: we are the ones refused.
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert c.line() == "unlocked"
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        c.finish()
+    finally:
+        os.close(fd)
+
+
+def test_flock_shared_locks_coexist(fs):
+    path = make_file(fs)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        script = ("import fcntl, os, sys\n"
+                  "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                  "fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)\n"
+                  "try:\n"
+                  "    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                  "    print('upgraded')\n"
+                  "except BlockingIOError:\n"
+                  "    print('refused')\n")
+        r = helpers.run_python(script, path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "refused"
+    finally:
+        os.close(fd)
+
+
+def test_flock_released_on_close(fs, contenders):
+    path = make_file(fs)
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    c = contenders(path, "flock-nb", "flock-wait")
+    assert_busy(c.line())
+    assert c.line() == "waiting"
+    os.close(fd)
+    assert c.line() == "locked", "closing the holder's fd did not release its flock"
+    c.finish()
+
+
+def test_fcntl_record_locks(fs, contenders):
+    path = make_file(fs)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 100, 0)       # bytes [0, 100)
+        c = contenders(path,
+                       "lockf-nb", 50, 10,           # overlaps: busy
+                       "lockf-nb", 100, 100,         # next to it: fine
+                       "getlk", 0, 4096,             # who holds [0, 100)?
+                       "lockf-wait", 90, 20,         # blocks until we release
+                       "unlock")
+        assert_busy(c.line())
+        assert c.line() == "locked"
+        got = c.line()
+        assert got is not None
+        fields = got.split()
+        assert fields[:2] == ["type", str(fcntl.F_WRLCK)], got
+        assert int(fields[3]) == os.getpid(), f"F_GETLK names pid {fields[3]}, holder is {os.getpid()}"
+        assert (int(fields[5]), int(fields[7])) == (0, 100), got
+        assert c.line() == "waiting"
+        assert_still_waiting(c)
+        # And we cannot take what the child holds.
+        with pytest.raises(OSError) as e:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 50, 150)
+        assert e.value.errno in (errno.EAGAIN, errno.EACCES)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 100, 0)
+        assert c.line() == "locked", "blocked F_SETLKW not granted after unlock"
+        assert c.line() == "unlocked"
+        c.finish()
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)   # whole file, free now
+    finally:
+        os.close(fd)
+
+
+def test_fcntl_lock_released_when_holder_exits(fs, contenders):
+    path = make_file(fs)
+    holder = subprocess.Popen(
+        [helpers.PYTHON, "-c",
+         "import fcntl, os, sys\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+         "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\n"
+         "sys.stdin.read()\n",
+         str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        r, _, _ = select.select([holder.stdout], [], [], CHILD_TIMEOUT)
+        assert r and holder.stdout.readline() == b"held\n"
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with pytest.raises(OSError) as e:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            assert e.value.errno in (errno.EAGAIN, errno.EACCES)
+            holder.kill()
+            holder.wait(timeout=CHILD_TIMEOUT)
+            # The kernel releases the dead holder's locks; bounded polling.
+            def free():
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except OSError:
+                    return False
+            helpers.poll_until(free, timeout=10, what="the dead holder's lock to go")
+        finally:
+            os.close(fd)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
