@@ -1,0 +1,170 @@
+/*
+ * backend.h - the interface every filesystem backend implements.
+ *
+ * Inode based, like the FUSE low-level API: objects are named by node ids
+ * that the backend hands out in lookup-like calls (struct fsb_entry) and
+ * takes back with forget().  One backend instance serves one session, so a
+ * node id is only meaningful inside the session that received it: a forged
+ * or foreign id is unknown to the instance and gets -ESTALE.
+ *
+ * Frontends (the FUSE engine; later the matchlock frontend) validate guest
+ * input before calling in: names are single components (no '/', no NUL,
+ * not empty, at most NAME_MAX bytes), sizes are bounded.  Every call
+ * returns 0 or a byte count on success and a negative errno on failure.
+ * All calls are thread safe.
+ */
+#ifndef FSB_BACKEND_H
+#define FSB_BACKEND_H
+
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#define FSB_ROOT_NODEID 1
+
+/* Who is asking: the guest process's credentials. */
+struct fsb_ctx {
+    uint32_t uid;
+    uint32_t gid;
+    uint32_t pid;
+};
+
+struct fsb_entry {
+    uint64_t nodeid;
+    uint64_t generation;
+    struct stat attr;
+};
+
+/* Which fields of struct fsb_setattr to apply. */
+enum {
+    FSB_SET_MODE = 1 << 0,
+    FSB_SET_UID = 1 << 1,
+    FSB_SET_GID = 1 << 2,
+    FSB_SET_SIZE = 1 << 3,
+    FSB_SET_ATIME = 1 << 4,
+    FSB_SET_MTIME = 1 << 5,
+    FSB_SET_ATIME_NOW = 1 << 6,
+    FSB_SET_MTIME_NOW = 1 << 7,
+};
+
+struct fsb_setattr {
+    unsigned valid;
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+    off_t size;
+    struct timespec atime;
+    struct timespec mtime;
+};
+
+/* "No open handle": getattr and setattr may come with or without one. */
+#define FSB_NO_FH UINT64_MAX
+
+/* readdir hands each entry to a filler; it returns false when the reply
+ * buffer is full (the entry was not taken). */
+struct fsb_dirent {
+    const char *name;
+    uint64_t ino;
+    uint32_t type; /* DT_* */
+    uint64_t next_offset;
+    const struct fsb_entry *entry; /* readdirplus only; NULL for . and .. */
+};
+typedef bool (*fsb_dir_filler)(void *cookie, const struct fsb_dirent *d);
+
+/* For lock waits: the backend polls this so that INTERRUPT and session end
+ * can stop a blocked SETLKW. */
+typedef bool (*fsb_cancelled_fn)(void *cookie);
+
+#define FSB_LOCK_TO_EOF INT64_MAX
+
+struct fsb_lock {
+    int type; /* F_RDLCK, F_WRLCK, F_UNLCK */
+    off_t start;
+    off_t end; /* inclusive; FSB_LOCK_TO_EOF for "to end of file" */
+    pid_t pid;
+};
+
+struct fsb_backend;
+
+struct fsb_backend_ops {
+    void (*destroy)(struct fsb_backend *be);
+
+    int (*lookup)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                  const char *name, struct fsb_entry *out);
+    void (*forget)(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup);
+    int (*getattr)(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, struct stat *out);
+    int (*setattr)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                   uint64_t fh, const struct fsb_setattr *set, struct stat *out);
+    int (*readlink)(struct fsb_backend *be, uint64_t nodeid, char *buf, size_t size);
+
+    int (*mknod)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                 const char *name, mode_t mode, dev_t rdev, struct fsb_entry *out);
+    int (*mkdir)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                 const char *name, mode_t mode, struct fsb_entry *out);
+    int (*symlink)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                   const char *name, const char *target, struct fsb_entry *out);
+    int (*link)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                uint64_t newparent, const char *newname, struct fsb_entry *out);
+    int (*unlink)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                  const char *name);
+    int (*rmdir)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                 const char *name);
+    int (*rename)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                  const char *name, uint64_t newparent, const char *newname,
+                  unsigned flags);
+
+    int (*open)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                int flags, uint64_t *fh);
+    int (*create)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                  const char *name, mode_t mode, int flags, struct fsb_entry *out,
+                  uint64_t *fh);
+    ssize_t (*read)(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
+                    int cnt);
+    ssize_t (*write)(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
+                     int cnt);
+    int (*flush)(struct fsb_backend *be, uint64_t fh);
+    int (*release)(struct fsb_backend *be, uint64_t fh);
+    int (*fsync)(struct fsb_backend *be, uint64_t fh, bool datasync);
+    int (*fallocate)(struct fsb_backend *be, uint64_t fh, int mode, off_t off, off_t len);
+    off_t (*lseek)(struct fsb_backend *be, uint64_t fh, off_t off, int whence);
+    ssize_t (*copy_file_range)(struct fsb_backend *be, uint64_t fh_in, off_t off_in,
+                               uint64_t fh_out, off_t off_out, size_t len);
+
+    int (*opendir)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                   uint64_t *fh);
+    int (*readdir)(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, uint64_t offset,
+                   bool plus, fsb_dir_filler fill, void *cookie);
+    int (*releasedir)(struct fsb_backend *be, uint64_t fh);
+    int (*fsyncdir)(struct fsb_backend *be, uint64_t fh, bool datasync);
+
+    int (*statfs)(struct fsb_backend *be, uint64_t nodeid, struct statvfs *out);
+    int (*access)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                  int mask);
+    int (*setxattr)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                    const char *name, const void *value, size_t size, int flags);
+    /* getxattr/listxattr: size 0 asks for the needed size; returns bytes. */
+    ssize_t (*getxattr)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                        const char *name, void *value, size_t size);
+    ssize_t (*listxattr)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                         char *list, size_t size);
+    int (*removexattr)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+                       const char *name);
+
+    /* POSIX record locks (per open handle) and flock(). */
+    int (*getlk)(struct fsb_backend *be, uint64_t fh, struct fsb_lock *lock);
+    int (*setlk)(struct fsb_backend *be, uint64_t fh, const struct fsb_lock *lock, bool wait,
+                 fsb_cancelled_fn cancelled, void *cookie);
+    int (*flock)(struct fsb_backend *be, uint64_t fh, int op, bool wait,
+                 fsb_cancelled_fn cancelled, void *cookie);
+    int (*syncfs)(struct fsb_backend *be);
+};
+
+struct fsb_backend {
+    const struct fsb_backend_ops *ops;
+};
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * handles.c - the passthrough backend's open files and directories.
+ *
+ * A guest file handle (fh) is an index into this table.  Each entry counts
+ * its users, so that a RELEASE racing with a READ on the same fh (which a
+ * hostile guest may send) closes the fd only after the READ is done: the fd
+ * number can never be reused under a running operation.
+ */
+#include "backend/passthrough/pt_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NO_FREE UINT64_MAX
+
+static int grow(struct passthrough *pt)
+{
+    unsigned cap = pt->capacity ? pt->capacity * 2 : 64;
+    struct pt_handle *h = realloc(pt->handles, cap * sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    pt->handles = h;
+    pt->capacity = cap;
+    return 0;
+}
+
+int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir)
+{
+    int64_t fh = -EMFILE;
+    pthread_mutex_lock(&pt->handles_lock);
+    if (pt->open_handles >= pt->max_handles)
+        goto out;
+    if (pt->free_head != NO_FREE) {
+        fh = (int64_t)pt->free_head;
+        pt->free_head = pt->handles[fh].next_free;
+    } else {
+        if (pt->nhandles == pt->capacity && (fh = grow(pt)) < 0)
+            goto out;
+        fh = pt->nhandles++;
+    }
+    pt->handles[fh] = (struct pt_handle){ .fd = fd, .refs = 1, .is_dir = is_dir };
+    pt->open_handles++;
+out:
+    pthread_mutex_unlock(&pt->handles_lock);
+    return fh;
+}
+
+/* Called with the lock held; returns the fd to close, or -1. */
+static int drop_ref(struct passthrough *pt, uint64_t fh)
+{
+    struct pt_handle *h = &pt->handles[fh];
+    if (--h->refs > 0)
+        return -1;
+    int fd = h->fd;
+    h->fd = -1;
+    h->next_free = pt->free_head;
+    pt->free_head = fh;
+    pt->open_handles--;
+    return fd;
+}
+
+static bool valid(struct passthrough *pt, uint64_t fh, bool want_dir)
+{
+    return fh < pt->nhandles && pt->handles[fh].refs > 0 && !pt->handles[fh].closed &&
+           pt->handles[fh].is_dir == want_dir;
+}
+
+int pt_handle_get(struct passthrough *pt, uint64_t fh, bool want_dir)
+{
+    int fd = -EBADF;
+    pthread_mutex_lock(&pt->handles_lock);
+    if (valid(pt, fh, want_dir)) {
+        pt->handles[fh].refs++;
+        fd = pt->handles[fh].fd;
+    }
+    pthread_mutex_unlock(&pt->handles_lock);
+    return fd;
+}
+
+void pt_handle_put(struct passthrough *pt, uint64_t fh)
+{
+    pthread_mutex_lock(&pt->handles_lock);
+    int fd = drop_ref(pt, fh);
+    pthread_mutex_unlock(&pt->handles_lock);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* Drops the reference the open holds.  A second RELEASE of the same fh
+ * finds it closed (or, once freed, reused by a later open of the guest's). */
+int pt_handle_close(struct passthrough *pt, uint64_t fh, bool want_dir)
+{
+    int fd = -1, err = -EBADF;
+    pthread_mutex_lock(&pt->handles_lock);
+    if (valid(pt, fh, want_dir)) {
+        /* Closed for new users at once; the fd itself goes with the
+         * last user. */
+        pt->handles[fh].closed = true;
+        fd = drop_ref(pt, fh);
+        err = 0;
+    }
+    pthread_mutex_unlock(&pt->handles_lock);
+    if (fd >= 0)
+        close(fd);
+    return err;
+}
+
+void pt_handles_destroy(struct passthrough *pt)
+{
+    for (unsigned i = 0; i < pt->nhandles; i++)
+        if (pt->handles[i].fd >= 0)
+            close(pt->handles[i].fd);
+    free(pt->handles);
+    pthread_mutex_destroy(&pt->handles_lock);
+}

@@ -1,0 +1,326 @@
+/*
+ * inode_table.c - see inode_table.h.  Two chained hash tables (by node id
+ * and by host identity) share one lock; nothing slow runs under it.
+ */
+#include "backend/passthrough/inode_table.h"
+#include "backend/backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static size_t hash_u64(uint64_t v)
+{
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdULL;
+    v ^= v >> 33;
+    return (size_t)v;
+}
+
+static size_t id_bucket(const struct inode_table *t, uint64_t nodeid)
+{
+    return hash_u64(nodeid) & (t->nbuckets - 1);
+}
+
+static size_t ino_bucket(const struct inode_table *t, dev_t dev, ino_t ino)
+{
+    return hash_u64((uint64_t)ino * 31 + (uint64_t)dev) & (t->nbuckets - 1);
+}
+
+static void table_link(struct inode_table *t, struct pt_inode *in)
+{
+    size_t b = id_bucket(t, in->nodeid);
+    in->next_by_id = t->by_id[b];
+    t->by_id[b] = in;
+    b = ino_bucket(t, in->dev, in->ino);
+    in->next_by_ino = t->by_ino[b];
+    t->by_ino[b] = in;
+}
+
+static void table_unlink(struct inode_table *t, struct pt_inode *in)
+{
+    struct pt_inode **p = &t->by_id[id_bucket(t, in->nodeid)];
+    while (*p != in)
+        p = &(*p)->next_by_id;
+    *p = in->next_by_id;
+    p = &t->by_ino[ino_bucket(t, in->dev, in->ino)];
+    while (*p != in)
+        p = &(*p)->next_by_ino;
+    *p = in->next_by_ino;
+}
+
+/* Doubles the bucket arrays; on allocation failure the table just stays
+ * denser. */
+static void table_grow(struct inode_table *t)
+{
+    size_t n = t->nbuckets * 2;
+    struct pt_inode **by_id = calloc(n, sizeof(*by_id));
+    struct pt_inode **by_ino = calloc(n, sizeof(*by_ino));
+    if (!by_id || !by_ino) {
+        free(by_id);
+        free(by_ino);
+        return;
+    }
+    struct pt_inode **old = t->by_id;
+    size_t old_n = t->nbuckets;
+    free(t->by_ino);
+    t->by_id = by_id;
+    t->by_ino = by_ino;
+    t->nbuckets = n;
+    for (size_t i = 0; i < old_n; i++) {
+        for (struct pt_inode *in = old[i], *next; in; in = next) {
+            next = in->next_by_id;
+            table_link(t, in);
+        }
+    }
+    free(old);
+}
+
+static struct pt_inode *find_by_id(struct inode_table *t, uint64_t nodeid)
+{
+    struct pt_inode *in = t->by_id[id_bucket(t, nodeid)];
+    while (in && in->nodeid != nodeid)
+        in = in->next_by_id;
+    return in;
+}
+
+static struct pt_inode *find_by_ino(struct inode_table *t, dev_t dev, ino_t ino)
+{
+    struct pt_inode *in = t->by_ino[ino_bucket(t, dev, ino)];
+    while (in && (in->ino != ino || in->dev != dev))
+        in = in->next_by_ino;
+    return in;
+}
+
+static void inode_free(struct pt_inode *in)
+{
+    fd_cache_entry_destroy(&in->fdc);
+    free(in->handle);
+    free(in);
+}
+
+/* The fd that open_by_handle_at needs for inodes on device DEV: the first
+ * fd seen on that filesystem, kept open.  -1 when the table is full. */
+static int mount_fd_for(struct inode_table *t, dev_t dev, int fd)
+{
+    for (unsigned i = 0; i < t->nmounts; i++)
+        if (t->mounts[i].dev == dev)
+            return t->mounts[i].fd;
+    if (t->nmounts == PT_MAX_MOUNTS)
+        return -1;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0)
+        return -1;
+    t->mounts[t->nmounts].dev = dev;
+    t->mounts[t->nmounts].fd = copy;
+    t->nmounts++;
+    return copy;
+}
+
+/* A file handle for FD, or NULL when the filesystem has none. */
+static struct file_handle *handle_of(int fd)
+{
+    struct file_handle *h = malloc(sizeof(*h) + MAX_HANDLE_SZ);
+    int mount_id;
+    if (!h)
+        return NULL;
+    h->handle_bytes = MAX_HANDLE_SZ;
+    if (name_to_handle_at(fd, "", h, &mount_id, AT_EMPTY_PATH) < 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+static struct pt_inode *inode_new(struct inode_table *t, int fd, const struct stat *st)
+{
+    struct pt_inode *in = calloc(1, sizeof(*in));
+    if (!in)
+        return NULL;
+    in->dev = st->st_dev;
+    in->ino = st->st_ino;
+    in->type = st->st_mode & S_IFMT;
+    in->mount_fd = -1;
+    if (t->use_handles) {
+        in->handle = handle_of(fd);
+        if (in->handle)
+            in->mount_fd = mount_fd_for(t, st->st_dev, fd);
+        if (in->mount_fd < 0) {
+            free(in->handle);
+            in->handle = NULL;
+        }
+    }
+    fd_cache_entry_init(&in->fdc, -1, in->handle == NULL);
+    return in;
+}
+
+int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, bool use_handles)
+{
+    struct stat st;
+    memset(t, 0, sizeof(*t));
+    if (fstat(root_fd, &st) < 0)
+        return -errno;
+    pthread_mutex_init(&t->lock, NULL);
+    t->nbuckets = 1024;
+    t->by_id = calloc(t->nbuckets, sizeof(*t->by_id));
+    t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
+    t->max_inodes = max_inodes;
+    t->use_handles = use_handles;
+    t->next_nodeid = FSB_ROOT_NODEID + 1;
+    if (!t->by_id || !t->by_ino)
+        return -ENOMEM;
+    /* The root keeps its fd for the session's lifetime: every path starts
+     * there, and it must not depend on a reopen that could fail. */
+    struct pt_inode *root = calloc(1, sizeof(*root));
+    if (!root)
+        return -ENOMEM;
+    root->nodeid = FSB_ROOT_NODEID;
+    root->dev = st.st_dev;
+    root->ino = st.st_ino;
+    root->type = S_IFDIR;
+    root->nlookup = 1;
+    root->mount_fd = -1;
+    fd_cache_entry_init(&root->fdc, root_fd, true);
+    table_link(t, root);
+    t->count = 1;
+    if (use_handles)
+        mount_fd_for(t, st.st_dev, root_fd);
+    return 0;
+}
+
+void inode_table_destroy(struct inode_table *t)
+{
+    for (size_t i = 0; t->by_id && i < t->nbuckets; i++) {
+        for (struct pt_inode *in = t->by_id[i], *next; in; in = next) {
+            next = in->next_by_id;
+            inode_free(in);
+        }
+    }
+    for (unsigned i = 0; i < t->nmounts; i++)
+        close(t->mounts[i].fd);
+    free(t->by_id);
+    free(t->by_ino);
+    pthread_mutex_destroy(&t->lock);
+}
+
+struct pt_inode *inode_get(struct inode_table *t, uint64_t nodeid)
+{
+    pthread_mutex_lock(&t->lock);
+    struct pt_inode *in = find_by_id(t, nodeid);
+    if (in)
+        in->refs++;
+    pthread_mutex_unlock(&t->lock);
+    return in;
+}
+
+/* Unlinks IN if nothing refers to it any more; returns true if the caller
+ * must free it (after dropping the lock).  Called with the lock held. */
+static bool release_if_unused(struct inode_table *t, struct pt_inode *in)
+{
+    if (in->nlookup || in->refs || in->nodeid == FSB_ROOT_NODEID)
+        return false;
+    table_unlink(t, in);
+    t->count--;
+    return true;
+}
+
+void inode_put(struct inode_table *t, struct pt_inode *in)
+{
+    pthread_mutex_lock(&t->lock);
+    in->refs--;
+    bool dead = release_if_unused(t, in);
+    pthread_mutex_unlock(&t->lock);
+    if (dead)
+        inode_free(in);
+}
+
+int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
+{
+    pthread_mutex_lock(&t->lock);
+    struct pt_inode *in = find_by_ino(t, st->st_dev, st->st_ino);
+    if (in) {
+        in->nlookup++;
+        uint64_t id = in->nodeid;
+        /* Pinned by nlookup, so safe to use after unlocking. */
+        pthread_mutex_unlock(&t->lock);
+        if (!fd_cache_offer(&in->fdc, fd))
+            close(fd);
+        return (int64_t)id;
+    }
+    pthread_mutex_unlock(&t->lock);
+
+    if (t->count >= t->max_inodes) {
+        close(fd);
+        return -ENFILE;
+    }
+    in = inode_new(t, fd, st);
+    if (!in) {
+        close(fd);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&t->lock);
+    struct pt_inode *raced = find_by_ino(t, st->st_dev, st->st_ino);
+    if (raced) {
+        /* Another lookup of the same inode won: count ours on theirs. */
+        raced->nlookup++;
+        uint64_t id = raced->nodeid;
+        pthread_mutex_unlock(&t->lock);
+        inode_free(in);
+        close(fd);
+        return (int64_t)id;
+    }
+    in->nodeid = t->next_nodeid++;
+    in->nlookup = 1;
+    table_link(t, in);
+    if (++t->count > t->nbuckets * 2)
+        table_grow(t);
+    uint64_t id = in->nodeid;
+    pthread_mutex_unlock(&t->lock);
+    if (!fd_cache_offer(&in->fdc, fd))
+        close(fd);
+    return (int64_t)id;
+}
+
+bool inode_is_known(struct inode_table *t, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&t->lock);
+    bool known = find_by_ino(t, dev, ino) != NULL;
+    pthread_mutex_unlock(&t->lock);
+    return known;
+}
+
+void inode_forget(struct inode_table *t, uint64_t nodeid, uint64_t n)
+{
+    pthread_mutex_lock(&t->lock);
+    struct pt_inode *in = find_by_id(t, nodeid);
+    bool dead = false;
+    if (in && in->nodeid != FSB_ROOT_NODEID) {
+        in->nlookup = n > in->nlookup ? 0 : in->nlookup - n;
+        dead = release_if_unused(t, in);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (dead)
+        inode_free(in);
+}
+
+static int reopen_by_handle(void *arg)
+{
+    struct pt_inode *in = arg;
+    int fd;
+    FD_RETRY_EMFILE(fd, open_by_handle_at(in->mount_fd, in->handle, O_PATH | O_CLOEXEC));
+    return fd < 0 ? -errno : fd;
+}
+
+int inode_pin(struct pt_inode *in)
+{
+    /* Without a handle the fd is permanent: there is nothing to reopen. */
+    if (!in->handle)
+        return fd_cache_pin(&in->fdc, NULL, NULL);
+    return fd_cache_pin(&in->fdc, reopen_by_handle, in);
+}
+
+void inode_unpin(struct pt_inode *in)
+{
+    fd_cache_unpin(&in->fdc);
+}

@@ -1,0 +1,76 @@
+/*
+ * inode_table.h - the passthrough backend's known inodes, for one session.
+ *
+ * An inode is identified on the host by (st_dev, st_ino) and named towards
+ * the guest by a node id that is never reused in the session.  It holds a
+ * lookup count (the guest kernel's references, dropped by FORGET) and a
+ * use count (operations running on it right now); it is freed when both
+ * reach zero.  Its host identity is a file handle, reopened on demand
+ * through the shared fd cache (fd_cache.h).
+ */
+#ifndef FSB_INODE_TABLE_H
+#define FSB_INODE_TABLE_H
+
+#include "backend/passthrough/fd_cache.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+struct pt_inode {
+    uint64_t nodeid;
+    dev_t dev;
+    ino_t ino;
+    mode_t type;                /* S_IFMT bits: never changes for an inode */
+    uint64_t nlookup;           /* guarded by the table lock */
+    unsigned refs;              /* guarded by the table lock */
+    int mount_fd;               /* for open_by_handle_at; owned by the table */
+    struct file_handle *handle; /* NULL: the fd is permanent */
+    struct fd_cache_entry fdc;
+    struct pt_inode *next_by_id, *next_by_ino;
+};
+
+#define PT_MAX_MOUNTS 64
+
+struct inode_table {
+    pthread_mutex_t lock;
+    struct pt_inode **by_id, **by_ino;
+    size_t nbuckets;
+    size_t count;
+    size_t max_inodes;
+    uint64_t next_nodeid;
+    bool use_handles;
+    struct { dev_t dev; int fd; } mounts[PT_MAX_MOUNTS];
+    unsigned nmounts;
+};
+
+/* Takes ownership of ROOT_FD (an O_PATH fd of the export root). */
+int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, bool use_handles);
+void inode_table_destroy(struct inode_table *t);
+
+/* Returns the inode with a use reference, or NULL for an unknown node id. */
+struct pt_inode *inode_get(struct inode_table *t, uint64_t nodeid);
+void inode_put(struct inode_table *t, struct pt_inode *inode);
+
+/*
+ * Records one more guest lookup of the host inode that FD (any fd, owned by
+ * the call) refers to, creating the entry if needed.  ST is its stat.
+ * Returns the node id, or -errno (-ENFILE at the session's inode limit).
+ */
+int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st);
+
+/* True if the host inode (DEV, INO) has a node id in this session. */
+bool inode_is_known(struct inode_table *t, dev_t dev, ino_t ino);
+
+/* Drops N lookups of NODEID (an unknown id is ignored, as FORGET has no
+ * reply to carry an error). */
+void inode_forget(struct inode_table *t, uint64_t nodeid, uint64_t n);
+
+/* Returns a pinned O_PATH fd for INODE or -errno; unpin with inode_unpin. */
+int inode_pin(struct pt_inode *inode);
+void inode_unpin(struct pt_inode *inode);
+
+#endif

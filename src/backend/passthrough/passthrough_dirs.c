@@ -1,0 +1,124 @@
+/*
+ * passthrough_dirs.c - open directories of the passthrough backend.
+ *
+ * READDIR offsets are the host's own getdents64 d_off cookies, so a listing
+ * resumes exactly where the previous reply stopped, and entries removed
+ * meanwhile neither repeat nor hide others (as far as the host filesystem
+ * guarantees that for its own readers).
+ */
+#include "backend/passthrough/pt_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+#define DIRENT_BUF 32768
+
+int pt_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, uint64_t *fh)
+{
+    struct passthrough *pt = pt_of(be);
+    struct pt_inode *in;
+    int fd = pt_pin(pt, nodeid, &in);
+    if (fd < 0)
+        return fd;
+    int dfd = -ENOTDIR;
+    if (S_ISDIR(in->type)) {
+        dfd = cred_enter(ctx, pt->switch_creds);
+        if (!dfd) {
+            dfd = pt_reopen(fd, O_RDONLY | O_DIRECTORY);
+            cred_leave(pt->switch_creds);
+        }
+    }
+    pt_unpin(pt, in);
+    if (dfd < 0)
+        return dfd;
+    int64_t h = pt_handle_add(pt, dfd, true);
+    if (h < 0) {
+        close(dfd);
+        return (int)h;
+    }
+    *fh = (uint64_t)h;
+    return 0;
+}
+
+static bool is_dot_or_dotdot(const char *name)
+{
+    return name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0));
+}
+
+/* Offers one host entry to the filler; with PLUS, looked up first.  Returns
+ * false when the reply is full. */
+static bool emit_entry(struct passthrough *pt, int dfd, const struct linux_dirent64 *d,
+                       bool plus, fsb_dir_filler fill, void *cookie)
+{
+    struct fsb_entry entry;
+    struct fsb_dirent out = { .name = d->d_name, .ino = d->d_ino, .type = d->d_type,
+                              .next_offset = (uint64_t)d->d_off };
+    /* A name that vanished since getdents is sent without attributes: the
+     * guest then looks it up itself (and finds it gone). */
+    if (plus && !is_dot_or_dotdot(d->d_name) && pt_lookup_at(pt, dfd, d->d_name, &entry) == 0)
+        out.entry = &entry;
+    if (fill(cookie, &out))
+        return true;
+    if (out.entry) /* the guest never saw it: undo the lookup */
+        pt->base.ops->forget(&pt->base, entry.nodeid, 1);
+    return false;
+}
+
+int pt_readdir(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, uint64_t offset, bool plus,
+               fsb_dir_filler fill, void *cookie)
+{
+    (void)nodeid;
+    struct passthrough *pt = pt_of(be);
+    int dfd = pt_handle_get(pt, fh, true);
+    if (dfd < 0)
+        return dfd;
+    static __thread char buf[DIRENT_BUF];
+    int err = 0;
+    if (lseek(dfd, (off_t)offset, SEEK_SET) < 0) {
+        err = -errno;
+        goto out;
+    }
+    for (;;) {
+        long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
+        if (n <= 0) {
+            err = n < 0 ? -errno : 0;
+            break;
+        }
+        for (long pos = 0; pos < n;) {
+            const struct linux_dirent64 *d = (const void *)(buf + pos);
+            if (!emit_entry(pt, dfd, d, plus, fill, cookie))
+                goto out;
+            pos += d->d_reclen;
+        }
+    }
+out:
+    pt_handle_put(pt, fh);
+    return err;
+}
+
+int pt_releasedir(struct fsb_backend *be, uint64_t fh)
+{
+    return pt_handle_close(pt_of(be), fh, true);
+}
+
+int pt_fsyncdir(struct fsb_backend *be, uint64_t fh, bool datasync)
+{
+    struct passthrough *pt = pt_of(be);
+    int dfd = pt_handle_get(pt, fh, true);
+    if (dfd < 0)
+        return dfd;
+    int r = datasync ? fdatasync(dfd) : fsync(dfd);
+    pt_handle_put(pt, fh);
+    return r < 0 ? -errno : 0;
+}

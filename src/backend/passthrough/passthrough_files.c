@@ -1,0 +1,311 @@
+/*
+ * passthrough_files.c - open files of the passthrough backend: open and
+ * create, data I/O, sync, space and locks.  Every fh is checked against the
+ * session's handle table (handles.c) before its fd is used.
+ */
+#include "backend/passthrough/pt_internal.h"
+
+#include <errno.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+/*
+ * Flags for the host open.  Dropped on purpose:
+ *  - O_CREAT/O_EXCL/O_NOCTTY: OPEN never creates (CREATE does, below).
+ *  - O_DIRECT: the guest kernel already bypasses its own cache for O_DIRECT
+ *    I/O; passing it on would impose the host filesystem's alignment rules
+ *    and turn valid guest requests into EINVAL.
+ * With a writeback cache the guest kernel reads pages of files opened
+ * write-only and computes append offsets itself, so the host file is opened
+ * read-write and without O_APPEND (as virtiofsd does).
+ */
+static int host_open_flags(const struct passthrough *pt, int flags)
+{
+    flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
+    if (pt->writeback) {
+        if ((flags & O_ACCMODE) == O_WRONLY)
+            flags = (flags & ~O_ACCMODE) | O_RDWR;
+        flags &= ~O_APPEND;
+    }
+    return flags | O_CLOEXEC;
+}
+
+/* O_NOATIME is refused (EPERM) to non-owners: then open without it. */
+static int reopen_noatime_fallback(int fd, int flags)
+{
+    int r = pt_reopen(fd, flags);
+    if (r == -EPERM && (flags & O_NOATIME))
+        r = pt_reopen(fd, flags & ~O_NOATIME);
+    return r;
+}
+
+static int add_handle(struct passthrough *pt, int fd, bool is_dir, uint64_t *fh)
+{
+    int64_t h = pt_handle_add(pt, fd, is_dir);
+    if (h < 0) {
+        close(fd);
+        return (int)h;
+    }
+    *fh = (uint64_t)h;
+    return 0;
+}
+
+int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, int flags,
+            uint64_t *fh)
+{
+    struct passthrough *pt = pt_of(be);
+    struct pt_inode *in;
+    int fd = pt_pin(pt, nodeid, &in);
+    if (fd < 0)
+        return fd;
+    int hfd = -ELOOP; /* a symlink is never opened: that would follow it */
+    if (!S_ISLNK(in->type)) {
+        hfd = cred_enter(ctx, pt->switch_creds);
+        if (!hfd) {
+            hfd = reopen_noatime_fallback(fd, host_open_flags(pt, flags));
+            cred_leave(pt->switch_creds);
+        }
+    }
+    pt_unpin(pt, in);
+    if (hfd < 0)
+        return hfd;
+    return add_handle(pt, hfd, false, fh);
+}
+
+int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+              const char *name, mode_t mode, int flags, struct fsb_entry *out, uint64_t *fh)
+{
+    struct passthrough *pt = pt_of(be);
+    struct pt_inode *dir;
+    int dirfd = pt_pin(pt, parent, &dir);
+    if (dirfd < 0)
+        return dirfd;
+    int hfd = cred_enter(ctx, pt->switch_creds);
+    if (!hfd) {
+        /* O_NOFOLLOW: an existing symlink under NAME is not followed. */
+        int oflags = host_open_flags(pt, flags) | O_CREAT | (flags & O_EXCL) | O_NOFOLLOW;
+        FD_RETRY_EMFILE(hfd, openat(dirfd, name, oflags, mode));
+        if (hfd < 0)
+            hfd = -errno;
+        cred_leave(pt->switch_creds);
+    }
+    pt_unpin(pt, dir);
+    if (hfd < 0)
+        return hfd;
+    int err = pt_remember_fd(pt, hfd, out);
+    if (err) {
+        close(hfd);
+        return err;
+    }
+    err = add_handle(pt, hfd, false, fh);
+    if (err)
+        be->ops->forget(be, out->nodeid, 1);
+    return err;
+}
+
+ssize_t pt_read(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov, int cnt)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    ssize_t n = preadv(fd, iov, cnt, off);
+    if (n < 0)
+        n = -errno;
+    pt_handle_put(pt, fh);
+    return n;
+}
+
+ssize_t pt_write(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
+                 int cnt)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    ssize_t n = pwritev(fd, iov, cnt, off);
+    if (n < 0)
+        n = -errno;
+    pt_handle_put(pt, fh);
+    return n;
+}
+
+/* FLUSH comes at every close(2) of the guest: closing a duplicate gives the
+ * host filesystem its close-time write-back (NFS and the like report
+ * errors there), without closing the handle itself. */
+int pt_flush(struct fsb_backend *be, uint64_t fh)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int err = dup_fd < 0 ? -errno : (close(dup_fd) < 0 ? -errno : 0);
+    pt_handle_put(pt, fh);
+    return err;
+}
+
+int pt_release(struct fsb_backend *be, uint64_t fh)
+{
+    return pt_handle_close(pt_of(be), fh, false);
+}
+
+int pt_fsync(struct fsb_backend *be, uint64_t fh, bool datasync)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    int r = datasync ? fdatasync(fd) : fsync(fd);
+    pt_handle_put(pt, fh);
+    return r < 0 ? -errno : 0;
+}
+
+int pt_fallocate(struct fsb_backend *be, uint64_t fh, int mode, off_t off, off_t len)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    int r = fallocate(fd, mode, off, len);
+    pt_handle_put(pt, fh);
+    return r < 0 ? -errno : 0;
+}
+
+off_t pt_lseek(struct fsb_backend *be, uint64_t fh, off_t off, int whence)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    /* The handle's file position is never used for I/O (pread/pwrite), so
+     * moving it here disturbs nothing. */
+    off_t r = lseek(fd, off, whence);
+    pt_handle_put(pt, fh);
+    return r < 0 ? -errno : r;
+}
+
+ssize_t pt_copy_file_range(struct fsb_backend *be, uint64_t fh_in, off_t off_in,
+                           uint64_t fh_out, off_t off_out, size_t len)
+{
+    struct passthrough *pt = pt_of(be);
+    int in = pt_handle_get(pt, fh_in, false);
+    if (in < 0)
+        return in;
+    int out = pt_handle_get(pt, fh_out, false);
+    if (out < 0) {
+        pt_handle_put(pt, fh_in);
+        return out;
+    }
+    loff_t oin = off_in, oout = off_out;
+    ssize_t n = copy_file_range(in, &oin, out, &oout, len, 0);
+    if (n < 0)
+        n = -errno;
+    pt_handle_put(pt, fh_out);
+    pt_handle_put(pt, fh_in);
+    return n;
+}
+
+/*
+ * Locks are taken on the host, so guests sharing an export (and host
+ * processes) see each other's.  POSIX record locks become open-file-
+ * description (OFD) locks on the session's handle: the daemon is one
+ * process for all guests, so classic POSIX locks would never conflict.
+ * The unit of ownership is thus the guest's open file rather than the
+ * guest process; the difference shows only when one process opens the same
+ * file twice (docs/architecture.md).
+ *
+ * A waiting lock (SETLKW, LOCK_EX without LOCK_NB) must not block a worker
+ * forever, so it polls with a bounded back-off and gives up with -EINTR
+ * when the guest interrupts the request or the session ends.
+ */
+static void lock_backoff(unsigned *delay_us)
+{
+    struct timespec ts = { 0, (long)*delay_us * 1000 };
+    nanosleep(&ts, NULL);
+    if (*delay_us < 50000)
+        *delay_us *= 2;
+}
+
+typedef int (*try_lock_fn)(int fd, const void *arg);
+
+static int wait_for_lock(int fd, try_lock_fn try_lock, const void *arg, bool wait,
+                         fsb_cancelled_fn cancelled, void *cookie)
+{
+    unsigned delay_us = 500;
+    for (;;) {
+        int err = try_lock(fd, arg);
+        if (!wait || (err != -EAGAIN && err != -EACCES && err != -EWOULDBLOCK))
+            return err;
+        if (cancelled && cancelled(cookie))
+            return -EINTR;
+        lock_backoff(&delay_us);
+    }
+}
+
+static void to_flock(const struct fsb_lock *l, struct flock *fl)
+{
+    fl->l_type = (short)l->type;
+    fl->l_whence = SEEK_SET;
+    fl->l_start = l->start;
+    fl->l_len = l->end == FSB_LOCK_TO_EOF ? 0 : l->end - l->start + 1;
+    fl->l_pid = 0; /* required by OFD locks */
+}
+
+static int try_posix_lock(int fd, const void *arg)
+{
+    struct flock fl;
+    to_flock(arg, &fl);
+    return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+static int try_flock(int fd, const void *arg)
+{
+    return flock(fd, *(const int *)arg | LOCK_NB) < 0 ? -errno : 0;
+}
+
+int pt_getlk(struct fsb_backend *be, uint64_t fh, struct fsb_lock *lock)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    struct flock fl;
+    to_flock(lock, &fl);
+    int err = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? -errno : 0;
+    pt_handle_put(pt, fh);
+    if (err)
+        return err;
+    lock->type = fl.l_type;
+    if (fl.l_type != F_UNLCK) {
+        lock->start = fl.l_start;
+        lock->end = fl.l_len == 0 ? FSB_LOCK_TO_EOF : fl.l_start + fl.l_len - 1;
+        lock->pid = 0; /* the host holder's pid means nothing to the guest */
+    }
+    return 0;
+}
+
+int pt_setlk(struct fsb_backend *be, uint64_t fh, const struct fsb_lock *lock, bool wait,
+             fsb_cancelled_fn cancelled, void *cookie)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    int err = wait_for_lock(fd, try_posix_lock, lock, wait, cancelled, cookie);
+    pt_handle_put(pt, fh);
+    return err;
+}
+
+int pt_flock(struct fsb_backend *be, uint64_t fh, int op, bool wait, fsb_cancelled_fn cancelled,
+             void *cookie)
+{
+    struct passthrough *pt = pt_of(be);
+    int fd = pt_handle_get(pt, fh, false);
+    if (fd < 0)
+        return fd;
+    int err = wait_for_lock(fd, try_flock, &op, wait, cancelled, cookie);
+    pt_handle_put(pt, fh);
+    return err;
+}

@@ -1,0 +1,94 @@
+/*
+ * pt_internal.h - what the passthrough backend's files share.
+ */
+#ifndef FSB_PT_INTERNAL_H
+#define FSB_PT_INTERNAL_H
+
+#include "backend/passthrough/credentials.h"
+#include "backend/passthrough/inode_table.h"
+#include "backend/passthrough/passthrough.h"
+
+#include <pthread.h>
+
+/* An open file or directory of the guest. */
+struct pt_handle {
+    int fd;
+    unsigned refs;   /* the open itself + operations using fd now */
+    bool is_dir;
+    bool closed;     /* released by the guest; freed when refs reach 0 */
+    uint64_t next_free;
+};
+
+struct passthrough {
+    struct fsb_backend base;
+    struct inode_table inodes;
+    bool switch_creds;
+    bool writeback;
+    bool allow_devices;
+
+    pthread_mutex_t handles_lock;
+    struct pt_handle *handles; /* index = fh */
+    unsigned nhandles, capacity, max_handles, open_handles;
+    uint64_t free_head;        /* UINT64_MAX: none */
+};
+
+static inline struct passthrough *pt_of(struct fsb_backend *be)
+{
+    return (struct passthrough *)be;
+}
+
+/* The /proc/self/fd directory, for reopening O_PATH fds with real flags. */
+extern int pt_proc_self_fd;
+
+/* Resolves NODEID to a pinned O_PATH fd; *inode must go back through
+ * pt_unpin().  Returns the fd or -errno (-ESTALE for unknown ids). */
+int pt_pin(struct passthrough *pt, uint64_t nodeid, struct pt_inode **inode);
+void pt_unpin(struct passthrough *pt, struct pt_inode *inode);
+
+/* Opens the inode behind O_PATH fd FD with FLAGS, as the caller. */
+int pt_reopen(int fd, int flags);
+
+/* Looks NAME up in DIRFD and records it: fills OUT. */
+int pt_lookup_at(struct passthrough *pt, int dirfd, const char *name, struct fsb_entry *out);
+
+/* Records the inode of the open fd FD (not consumed) in the table. */
+int pt_remember_fd(struct passthrough *pt, int fd, struct fsb_entry *out);
+
+/* Open-handle table. */
+int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir);
+/* Returns the fd of FH with a use reference, or -EBADF. */
+int pt_handle_get(struct passthrough *pt, uint64_t fh, bool want_dir);
+void pt_handle_put(struct passthrough *pt, uint64_t fh);
+int pt_handle_close(struct passthrough *pt, uint64_t fh, bool want_dir);
+void pt_handles_destroy(struct passthrough *pt);
+
+/* Operations of passthrough_files.c and passthrough_dirs.c. */
+int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, int flags,
+            uint64_t *fh);
+int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+              const char *name, mode_t mode, int flags, struct fsb_entry *out, uint64_t *fh);
+ssize_t pt_read(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
+                int cnt);
+ssize_t pt_write(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
+                 int cnt);
+int pt_flush(struct fsb_backend *be, uint64_t fh);
+int pt_release(struct fsb_backend *be, uint64_t fh);
+int pt_fsync(struct fsb_backend *be, uint64_t fh, bool datasync);
+int pt_fallocate(struct fsb_backend *be, uint64_t fh, int mode, off_t off, off_t len);
+off_t pt_lseek(struct fsb_backend *be, uint64_t fh, off_t off, int whence);
+ssize_t pt_copy_file_range(struct fsb_backend *be, uint64_t fh_in, off_t off_in,
+                           uint64_t fh_out, off_t off_out, size_t len);
+int pt_getlk(struct fsb_backend *be, uint64_t fh, struct fsb_lock *lock);
+int pt_setlk(struct fsb_backend *be, uint64_t fh, const struct fsb_lock *lock, bool wait,
+             fsb_cancelled_fn cancelled, void *cookie);
+int pt_flock(struct fsb_backend *be, uint64_t fh, int op, bool wait, fsb_cancelled_fn cancelled,
+             void *cookie);
+
+int pt_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
+               uint64_t *fh);
+int pt_readdir(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, uint64_t offset, bool plus,
+               fsb_dir_filler fill, void *cookie);
+int pt_releasedir(struct fsb_backend *be, uint64_t fh);
+int pt_fsyncdir(struct fsb_backend *be, uint64_t fh, bool datasync);
+
+#endif

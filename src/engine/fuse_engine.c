@@ -1,0 +1,110 @@
+/*
+ * fuse_engine.c - request framing, validation and dispatch; the argument
+ * and reply helpers of fuse_request.h.  The opcode handlers are in
+ * fuse_ops.c.
+ */
+#include "engine/fuse_request.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <string.h>
+
+int req_string(struct fsb_request *r, char *buf, size_t max)
+{
+    for (size_t i = 0; i < max; i++) {
+        if (!iov_cursor_read(&r->args, &buf[i], 1))
+            return -EINVAL; /* not NUL-terminated */
+        if (buf[i] == 0)
+            return 0;
+    }
+    return -ENAMETOOLONG;
+}
+
+int req_name(struct fsb_request *r, char name[NAME_MAX + 1], bool allow_dots)
+{
+    int err = req_string(r, name, NAME_MAX + 1);
+    if (err)
+        return err;
+    if (name[0] == 0 || strchr(name, '/'))
+        return -EINVAL;
+    if (!allow_dots && (strcmp(name, ".") == 0 || strcmp(name, "..") == 0))
+        return -EINVAL;
+    return 0;
+}
+
+int reply_put(struct fsb_request *r, const void *data, size_t len)
+{
+    if (!iov_cursor_write(&r->out, data, len))
+        return -ERANGE;
+    r->out_len += len;
+    return 0;
+}
+
+static size_t write_reply_header(const struct iovec *out, int out_cnt, uint64_t unique,
+                                 int error, size_t payload)
+{
+    struct fuse_out_header oh = {
+        .len = (uint32_t)(sizeof(oh) + payload),
+        .error = error,
+        .unique = unique,
+    };
+    struct iov_cursor c;
+    iov_cursor_init(&c, out, out_cnt);
+    if (!iov_cursor_write(&c, &oh, sizeof(oh)))
+        return 0; /* no room even for a header: the transport's bug */
+    return oh.len;
+}
+
+/* Checks what every request must satisfy before its opcode is looked at.
+ * Returns 0 or the errno to answer with. */
+static int check_request(const struct fsb_session *s, const struct fuse_in_header *in,
+                         size_t in_len)
+{
+    if (in->len != in_len || in->len > s->max_frame)
+        return -EINVAL;
+    if ((size_t)in->total_extlen * 8 > in->len - sizeof(*in))
+        return -EINVAL;
+    if (!s->initialized && in->opcode != FUSE_INIT)
+        return -EIO;
+    return 0;
+}
+
+static int dispatch(struct fsb_request *r, const struct fsb_op *op)
+{
+    if (!op->fn)
+        return -ENOSYS;
+    if ((op->flags & OP_MODIFIES) && r->s->export->readonly)
+        return -EROFS;
+    return op->fn(r);
+}
+
+size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                          const struct iovec *out, int out_cnt)
+{
+    struct fsb_request r = { .s = s, .be = s->backend };
+    iov_cursor_init(&r.args, in, in_cnt);
+    size_t in_len = r.args.left;
+    if (!iov_cursor_read(&r.args, &r.in, sizeof(r.in))) {
+        log_warn("request of %zu bytes is shorter than a FUSE header", in_len);
+        return 0;
+    }
+    const struct fsb_op *op = fsb_op_lookup(r.in.opcode);
+    int err = check_request(s, &r.in, in_len);
+    if (!err) {
+        /* Request extensions (security context, supplementary groups)
+         * are only sent when negotiated, which we do not: skip them. */
+        iov_cursor_limit(&r.args, r.args.left - (size_t)r.in.total_extlen * 8);
+        r.ctx = (struct fsb_ctx){ .uid = r.in.uid, .gid = r.in.gid, .pid = r.in.pid };
+        iov_cursor_init(&r.out, out, out_cnt);
+        iov_cursor_skip(&r.out, sizeof(struct fuse_out_header));
+        err = dispatch(&r, op);
+    } else {
+        log_debug("request %llu (opcode %u) refused: %s", (unsigned long long)r.in.unique,
+                  r.in.opcode, strerror(-err));
+    }
+    if (op->flags & OP_NO_REPLY)
+        return 0;
+    if (err > 0)
+        err = -EIO; /* handlers return 0 or -errno; anything else is a bug */
+    return write_reply_header(out, out_cnt, r.in.unique, err, err ? 0 : r.out_len);
+}

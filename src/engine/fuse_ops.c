@@ -1,0 +1,901 @@
+/*
+ * fuse_ops.c - one handler per FUSE opcode, and the table that maps
+ * opcodes to them.
+ *
+ * Each handler reads its fixed argument struct and names through the
+ * strict readers of fuse_request.h, checks the values that the backend
+ * cannot (sizes against the negotiated maximum, flag sets), calls the
+ * backend, and writes the reply struct.  The cache mode of the export
+ * decides timeouts and open flags here, in one place (entry_timeout(),
+ * open_reply_flags()).
+ */
+#include "engine/fuse_request.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE */
+#include <sys/file.h>
+#include <unistd.h>
+
+/* Newer than Debian 12's <linux/fuse.h> (7.38); values from upstream. */
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36) /* 7.39 */
+#endif
+
+#define XATTR_VALUE_MAX 65536
+#define XATTR_NAME_MAX_LEN 255
+#define MAX_DATA_SLICES 256
+#define COPY_RANGE_MAX (1u << 30)
+
+/* ---- attributes and entries ---------------------------------------- */
+
+/* Seconds the guest may cache attributes and names. */
+static uint64_t entry_timeout(const struct fsb_session *s)
+{
+    switch (s->export->cache) {
+    case FSB_CACHE_NEVER:
+        return 0;
+    case FSB_CACHE_AUTO:
+        return 1;
+    case FSB_CACHE_METADATA:
+    case FSB_CACHE_ALWAYS:
+        break;
+    }
+    return 86400; /* as virtiofsd: for exports that only the guest changes */
+}
+
+static void fill_attr(struct fuse_attr *a, const struct stat *st)
+{
+    *a = (struct fuse_attr){
+        .ino = st->st_ino,
+        .size = (uint64_t)st->st_size,
+        .blocks = (uint64_t)st->st_blocks,
+        .atime = (uint64_t)st->st_atim.tv_sec,
+        .mtime = (uint64_t)st->st_mtim.tv_sec,
+        .ctime = (uint64_t)st->st_ctim.tv_sec,
+        .atimensec = (uint32_t)st->st_atim.tv_nsec,
+        .mtimensec = (uint32_t)st->st_mtim.tv_nsec,
+        .ctimensec = (uint32_t)st->st_ctim.tv_nsec,
+        .mode = st->st_mode,
+        .nlink = (uint32_t)st->st_nlink,
+        .uid = st->st_uid,
+        .gid = st->st_gid,
+        .rdev = (uint32_t)st->st_rdev,
+        .blksize = (uint32_t)st->st_blksize,
+    };
+}
+
+static void fill_entry_out(const struct fsb_session *s, struct fuse_entry_out *eo,
+                           const struct fsb_entry *e)
+{
+    uint64_t t = entry_timeout(s);
+    *eo = (struct fuse_entry_out){
+        .nodeid = e->nodeid,
+        .generation = e->generation,
+        .entry_valid = t,
+        .attr_valid = t,
+    };
+    fill_attr(&eo->attr, &e->attr);
+}
+
+static int reply_entry(struct fsb_request *r, const struct fsb_entry *e)
+{
+    struct fuse_entry_out eo;
+    fill_entry_out(r->s, &eo, e);
+    return reply_put(r, &eo, sizeof(eo));
+}
+
+static int reply_attr(struct fsb_request *r, const struct stat *st)
+{
+    struct fuse_attr_out ao = { .attr_valid = entry_timeout(r->s) };
+    fill_attr(&ao.attr, st);
+    return reply_put(r, &ao, sizeof(ao));
+}
+
+/* FOPEN_* flags for an open file or directory, from the cache mode. */
+static uint32_t open_reply_flags(const struct fsb_session *s, bool dir)
+{
+    switch (s->export->cache) {
+    case FSB_CACHE_NEVER:
+    case FSB_CACHE_METADATA:
+        return dir ? 0 : FOPEN_DIRECT_IO;
+    case FSB_CACHE_AUTO:
+        return 0;
+    case FSB_CACHE_ALWAYS:
+        return dir ? FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE : FOPEN_KEEP_CACHE;
+    }
+    return 0;
+}
+
+/* ---- INIT ------------------------------------------------------------ */
+
+/* What we ask of the kernel, before masking with what it offers. */
+static uint64_t wanted_init_flags(const struct fsb_session *s)
+{
+    uint64_t f = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
+                 FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
+                 FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
+    enum fsb_cache_mode c = s->export->cache;
+    if (c == FSB_CACHE_AUTO)
+        f |= FUSE_AUTO_INVAL_DATA;
+    if (c == FSB_CACHE_AUTO || c == FSB_CACHE_ALWAYS)
+        f |= FUSE_CACHE_SYMLINKS;
+    if (c == FSB_CACHE_NEVER || c == FSB_CACHE_METADATA)
+        f |= FUSE_DIRECT_IO_ALLOW_MMAP; /* shared mmap despite direct-io */
+    if (s->export->writeback && !s->export->readonly)
+        f |= FUSE_WRITEBACK_CACHE;
+    return f;
+}
+
+/* max_write: the largest payload that fits a frame, in whole pages. */
+static uint32_t frame_max_write(size_t max_frame)
+{
+    size_t room = max_frame - sizeof(struct fuse_in_header) - sizeof(struct fuse_write_in);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    room -= room % page;
+    return room > (1u << 20) ? (1u << 20) : (uint32_t)room;
+}
+
+static int op_init(struct fsb_request *r)
+{
+    struct fsb_session *s = r->s;
+    struct fuse_init_in in = { 0 };
+    /* Kernels before 7.36 send 16 bytes (no flags2); read what is there. */
+    size_t len = r->args.left < sizeof(in) ? r->args.left : sizeof(in);
+    if (s->initialized)
+        return -EPROTO;
+    if (len < 16 || !req_arg(r, &in, len))
+        return -EINVAL;
+    struct fuse_init_out out = { .major = FUSE_KERNEL_VERSION,
+                                 .minor = FUSE_KERNEL_MINOR_VERSION };
+    if (in.major > FUSE_KERNEL_VERSION)
+        return reply_put(r, &out, FUSE_COMPAT_INIT_OUT_SIZE); /* kernel retries with 7 */
+    if (in.major < FUSE_KERNEL_VERSION || in.minor < FSB_FUSE_MIN_MINOR) {
+        log_error("guest speaks FUSE %u.%u; the oldest supported is 7.%u", in.major, in.minor,
+                  FSB_FUSE_MIN_MINOR);
+        return -EPROTO;
+    }
+    uint64_t offered = in.flags;
+    if (in.flags & FUSE_INIT_EXT)
+        offered |= (uint64_t)in.flags2 << 32;
+    s->flags = offered & wanted_init_flags(s);
+    s->minor = in.minor < FUSE_KERNEL_MINOR_VERSION ? in.minor : FUSE_KERNEL_MINOR_VERSION;
+    s->max_write = frame_max_write(s->max_frame);
+
+    out.minor = s->minor;
+    out.max_readahead = in.max_readahead;
+    out.flags = (uint32_t)s->flags;
+    out.flags2 = (uint32_t)(s->flags >> 32);
+    out.max_background = 64;
+    out.congestion_threshold = 48;
+    out.max_write = s->max_write;
+    out.time_gran = 1;
+    out.max_pages = (uint16_t)(s->max_write / (uint32_t)sysconf(_SC_PAGESIZE));
+    s->initialized = true;
+    return reply_put(r, &out, s->minor < 23 ? FUSE_COMPAT_22_INIT_OUT_SIZE : sizeof(out));
+}
+
+static int op_destroy(struct fsb_request *r)
+{
+    (void)r;
+    return 0; /* the transport ends the session when the stream closes */
+}
+
+/* ---- names and inodes ------------------------------------------------ */
+
+static int op_lookup(struct fsb_request *r)
+{
+    char name[NAME_MAX + 1];
+    struct fsb_entry e;
+    int err = req_name(r, name, true);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    err = r->be->ops->lookup(r->be, &r->ctx, r->in.nodeid, name, &e);
+    return err ? err : reply_entry(r, &e);
+}
+
+static int op_forget(struct fsb_request *r)
+{
+    struct fuse_forget_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    r->be->ops->forget(r->be, r->in.nodeid, in.nlookup);
+    return 0;
+}
+
+static int op_batch_forget(struct fsb_request *r)
+{
+    struct fuse_batch_forget_in in;
+    struct fuse_forget_one one;
+    if (!req_arg(r, &in, sizeof(in)) || (uint64_t)in.count * sizeof(one) != r->args.left)
+        return -EINVAL;
+    for (uint32_t i = 0; i < in.count && req_arg(r, &one, sizeof(one)); i++)
+        r->be->ops->forget(r->be, one.nodeid, one.nlookup);
+    return 0;
+}
+
+static int op_getattr(struct fsb_request *r)
+{
+    struct fuse_getattr_in in;
+    struct stat st;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    uint64_t fh = in.getattr_flags & FUSE_GETATTR_FH ? in.fh : FSB_NO_FH;
+    int err = r->be->ops->getattr(r->be, r->in.nodeid, fh, &st);
+    return err ? err : reply_attr(r, &st);
+}
+
+/* Translates FATTR_* into the backend's fields.  FATTR_CTIME (sent with a
+ * writeback cache) cannot be set on Linux and is ignored, as in libfuse;
+ * FATTR_LOCKOWNER carries nothing we need; FATTR_KILL_SUIDGID is not
+ * negotiated (the guest kernel clears those bits itself). */
+static void to_setattr(const struct fuse_setattr_in *in, struct fsb_setattr *set)
+{
+    static const struct { uint32_t fattr; unsigned fsb; } map[] = {
+        { FATTR_MODE, FSB_SET_MODE },           { FATTR_UID, FSB_SET_UID },
+        { FATTR_GID, FSB_SET_GID },             { FATTR_SIZE, FSB_SET_SIZE },
+        { FATTR_ATIME, FSB_SET_ATIME },         { FATTR_MTIME, FSB_SET_MTIME },
+        { FATTR_ATIME_NOW, FSB_SET_ATIME_NOW }, { FATTR_MTIME_NOW, FSB_SET_MTIME_NOW },
+    };
+    *set = (struct fsb_setattr){
+        .mode = in->mode & 07777,
+        .uid = in->uid,
+        .gid = in->gid,
+        .size = (off_t)in->size,
+        .atime = { .tv_sec = (time_t)in->atime, .tv_nsec = in->atimensec },
+        .mtime = { .tv_sec = (time_t)in->mtime, .tv_nsec = in->mtimensec },
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (in->valid & map[i].fattr)
+            set->valid |= map[i].fsb;
+}
+
+static int op_setattr(struct fsb_request *r)
+{
+    struct fuse_setattr_in in;
+    struct fsb_setattr set;
+    struct stat st;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    if ((in.valid & FATTR_SIZE) && in.size > INT64_MAX)
+        return -EFBIG;
+    if (in.atimensec >= 1000000000 || in.mtimensec >= 1000000000)
+        return -EINVAL;
+    to_setattr(&in, &set);
+    uint64_t fh = in.valid & FATTR_FH ? in.fh : FSB_NO_FH;
+    int err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
+    return err ? err : reply_attr(r, &st);
+}
+
+static int op_readlink(struct fsb_request *r)
+{
+    char target[PATH_MAX];
+    int n = r->be->ops->readlink(r->be, r->in.nodeid, target, sizeof(target));
+    if (n < 0)
+        return n;
+    return reply_put(r, target, (size_t)n);
+}
+
+static int op_symlink(struct fsb_request *r)
+{
+    char name[NAME_MAX + 1], target[PATH_MAX];
+    struct fsb_entry e;
+    int err = req_name(r, name, false);
+    if (!err)
+        err = req_string(r, target, sizeof(target));
+    if (err || !req_args_done(r) || target[0] == 0)
+        return err ? err : -EINVAL;
+    err = r->be->ops->symlink(r->be, &r->ctx, r->in.nodeid, name, target, &e);
+    return err ? err : reply_entry(r, &e);
+}
+
+static bool mknod_type_ok(mode_t mode)
+{
+    return S_ISREG(mode) || S_ISFIFO(mode) || S_ISSOCK(mode) || S_ISCHR(mode) || S_ISBLK(mode);
+}
+
+static int op_mknod(struct fsb_request *r)
+{
+    struct fuse_mknod_in in;
+    char name[NAME_MAX + 1];
+    struct fsb_entry e;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    int err = req_name(r, name, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    if (!mknod_type_ok(in.mode))
+        return -EINVAL;
+    mode_t mode = (in.mode & S_IFMT) | (in.mode & 07777);
+    err = r->be->ops->mknod(r->be, &r->ctx, r->in.nodeid, name, mode, in.rdev, &e);
+    return err ? err : reply_entry(r, &e);
+}
+
+static int op_mkdir(struct fsb_request *r)
+{
+    struct fuse_mkdir_in in;
+    char name[NAME_MAX + 1];
+    struct fsb_entry e;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    int err = req_name(r, name, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    err = r->be->ops->mkdir(r->be, &r->ctx, r->in.nodeid, name, in.mode & 07777, &e);
+    return err ? err : reply_entry(r, &e);
+}
+
+/* UNLINK and RMDIR: a name and nothing else. */
+static int remove_op(struct fsb_request *r, bool dir)
+{
+    char name[NAME_MAX + 1];
+    int err = req_name(r, name, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    if (dir)
+        return r->be->ops->rmdir(r->be, &r->ctx, r->in.nodeid, name);
+    return r->be->ops->unlink(r->be, &r->ctx, r->in.nodeid, name);
+}
+
+static int op_unlink(struct fsb_request *r)
+{
+    return remove_op(r, false);
+}
+
+static int op_rmdir(struct fsb_request *r)
+{
+    return remove_op(r, true);
+}
+
+static int rename_names(struct fsb_request *r, uint64_t newdir, unsigned flags)
+{
+    char oldname[NAME_MAX + 1], newname[NAME_MAX + 1];
+    int err = req_name(r, oldname, false);
+    if (!err)
+        err = req_name(r, newname, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    return r->be->ops->rename(r->be, &r->ctx, r->in.nodeid, oldname, newdir, newname, flags);
+}
+
+static int op_rename(struct fsb_request *r)
+{
+    struct fuse_rename_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    return rename_names(r, in.newdir, 0);
+}
+
+static int op_rename2(struct fsb_request *r)
+{
+    struct fuse_rename2_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    /* RENAME_WHITEOUT creates a 0:0 character device: an overlayfs detail
+     * a guest has no business making on the host. */
+    if (in.flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE))
+        return -EINVAL;
+    if ((in.flags & RENAME_NOREPLACE) && (in.flags & RENAME_EXCHANGE))
+        return -EINVAL;
+    return rename_names(r, in.newdir, in.flags);
+}
+
+static int op_link(struct fsb_request *r)
+{
+    struct fuse_link_in in;
+    char name[NAME_MAX + 1];
+    struct fsb_entry e;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    int err = req_name(r, name, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    err = r->be->ops->link(r->be, &r->ctx, in.oldnodeid, r->in.nodeid, name, &e);
+    return err ? err : reply_entry(r, &e);
+}
+
+/* ---- files ------------------------------------------------------------ */
+
+static bool open_writes(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+static int reply_open(struct fsb_request *r, uint64_t fh, bool dir)
+{
+    struct fuse_open_out oo = { .fh = fh, .open_flags = open_reply_flags(r->s, dir) };
+    return reply_put(r, &oo, sizeof(oo));
+}
+
+static int op_open(struct fsb_request *r)
+{
+    struct fuse_open_in in;
+    uint64_t fh;
+    if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
+        return -EINVAL;
+    int flags = (int)in.flags;
+    if (r->s->export->readonly && open_writes(flags))
+        return -EROFS;
+    int err = r->be->ops->open(r->be, &r->ctx, r->in.nodeid, flags, &fh);
+    return err ? err : reply_open(r, fh, false);
+}
+
+static int op_create(struct fsb_request *r)
+{
+    struct fuse_create_in in;
+    char name[NAME_MAX + 1];
+    struct fsb_entry e;
+    uint64_t fh;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    int err = req_name(r, name, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    mode_t mode = S_IFREG | (in.mode & 07777);
+    err = r->be->ops->create(r->be, &r->ctx, r->in.nodeid, name, mode, (int)in.flags, &e, &fh);
+    if (err)
+        return err;
+    err = reply_entry(r, &e);
+    return err ? err : reply_open(r, fh, false);
+}
+
+static bool offset_ok(uint64_t off, uint64_t len)
+{
+    return off <= INT64_MAX && len <= INT64_MAX - off;
+}
+
+static int op_read(struct fsb_request *r)
+{
+    struct fuse_read_in in;
+    struct iovec data[MAX_DATA_SLICES];
+    if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
+        return -EINVAL;
+    if (in.size > r->s->max_write || !offset_ok(in.offset, in.size))
+        return -EINVAL;
+    /* Straight into the reply buffer (guest memory on virtio-fs). */
+    int cnt = iov_cursor_slice(&r->out, in.size, data, MAX_DATA_SLICES);
+    if (cnt < 0)
+        return -EINVAL;
+    ssize_t n = r->be->ops->read(r->be, in.fh, (off_t)in.offset, data, cnt);
+    if (n < 0)
+        return (int)n;
+    iov_cursor_skip(&r->out, (size_t)n);
+    r->out_len += (size_t)n;
+    return 0;
+}
+
+static int op_write(struct fsb_request *r)
+{
+    struct fuse_write_in in;
+    struct iovec data[MAX_DATA_SLICES];
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    if (in.size != r->args.left || in.size > r->s->max_write || !offset_ok(in.offset, in.size))
+        return -EINVAL;
+    int cnt = iov_cursor_slice(&r->args, in.size, data, MAX_DATA_SLICES);
+    if (cnt < 0)
+        return -EINVAL;
+    ssize_t n = r->be->ops->write(r->be, in.fh, (off_t)in.offset, data, cnt);
+    if (n < 0)
+        return (int)n;
+    struct fuse_write_out out = { .size = (uint32_t)n };
+    return reply_put(r, &out, sizeof(out));
+}
+
+static int op_flush(struct fsb_request *r)
+{
+    struct fuse_flush_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    return r->be->ops->flush(r->be, in.fh);
+}
+
+static int release_op(struct fsb_request *r, bool dir)
+{
+    struct fuse_release_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    /* FUSE_RELEASE_FLOCK_UNLOCK needs nothing: closing the host fd drops
+     * its flock. */
+    if (dir)
+        return r->be->ops->releasedir(r->be, in.fh);
+    return r->be->ops->release(r->be, in.fh);
+}
+
+static int op_release(struct fsb_request *r)
+{
+    return release_op(r, false);
+}
+
+static int op_releasedir(struct fsb_request *r)
+{
+    return release_op(r, true);
+}
+
+static int fsync_op(struct fsb_request *r, bool dir)
+{
+    struct fuse_fsync_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    bool datasync = in.fsync_flags & 1;
+    if (dir)
+        return r->be->ops->fsyncdir(r->be, in.fh, datasync);
+    return r->be->ops->fsync(r->be, in.fh, datasync);
+}
+
+static int op_fsync(struct fsb_request *r)
+{
+    return fsync_op(r, false);
+}
+
+static int op_fsyncdir(struct fsb_request *r)
+{
+    return fsync_op(r, true);
+}
+
+static int op_fallocate(struct fsb_request *r)
+{
+    struct fuse_fallocate_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    if (!offset_ok(in.offset, in.length))
+        return -EINVAL;
+    return r->be->ops->fallocate(r->be, in.fh, (int)in.mode, (off_t)in.offset,
+                                 (off_t)in.length);
+}
+
+static int op_lseek(struct fsb_request *r)
+{
+    struct fuse_lseek_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    if (in.whence != SEEK_SET && in.whence != SEEK_CUR && in.whence != SEEK_END &&
+        in.whence != SEEK_DATA && in.whence != SEEK_HOLE)
+        return -EINVAL;
+    off_t off = r->be->ops->lseek(r->be, in.fh, (off_t)in.offset, (int)in.whence);
+    if (off < 0)
+        return (int)off;
+    struct fuse_lseek_out out = { .offset = (uint64_t)off };
+    return reply_put(r, &out, sizeof(out));
+}
+
+static int op_copy_file_range(struct fsb_request *r)
+{
+    struct fuse_copy_file_range_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    if (in.flags != 0)
+        return -EINVAL;
+    /* The reply counts bytes in 32 bits: copy at most 1 GiB per request;
+     * the guest kernel loops over short copies. */
+    uint64_t len = in.len > COPY_RANGE_MAX ? COPY_RANGE_MAX : in.len;
+    if (!offset_ok(in.off_in, len) || !offset_ok(in.off_out, len))
+        return -EINVAL;
+    ssize_t n = r->be->ops->copy_file_range(r->be, in.fh_in, (off_t)in.off_in, in.fh_out,
+                                            (off_t)in.off_out, len);
+    if (n < 0)
+        return (int)n;
+    struct fuse_write_out out = { .size = (uint32_t)n };
+    return reply_put(r, &out, sizeof(out));
+}
+
+static int op_statfs(struct fsb_request *r)
+{
+    struct statvfs sv;
+    int err = r->be->ops->statfs(r->be, r->in.nodeid, &sv);
+    if (err)
+        return err;
+    struct fuse_statfs_out out = { .st = {
+        .blocks = sv.f_blocks, .bfree = sv.f_bfree, .bavail = sv.f_bavail,
+        .files = sv.f_files, .ffree = sv.f_ffree, .bsize = (uint32_t)sv.f_bsize,
+        .namelen = (uint32_t)sv.f_namemax, .frsize = (uint32_t)sv.f_frsize } };
+    return reply_put(r, &out, sizeof(out));
+}
+
+static int op_access(struct fsb_request *r)
+{
+    struct fuse_access_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    if (in.mask & ~(uint32_t)(R_OK | W_OK | X_OK))
+        return -EINVAL;
+    if ((in.mask & W_OK) && r->s->export->readonly)
+        return -EROFS;
+    return r->be->ops->access(r->be, &r->ctx, r->in.nodeid, (int)in.mask);
+}
+
+static int op_syncfs(struct fsb_request *r)
+{
+    struct fuse_syncfs_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    return r->be->ops->syncfs(r->be);
+}
+
+/* ---- extended attributes --------------------------------------------- */
+
+static int op_setxattr(struct fsb_request *r)
+{
+    /* Without FUSE_SETXATTR_EXT (not negotiated) the kernel sends the
+     * short, 8-byte form of fuse_setxattr_in. */
+    struct fuse_setxattr_in in = { 0 };
+    char name[XATTR_NAME_MAX_LEN + 1];
+    if (!req_arg(r, &in, FUSE_COMPAT_SETXATTR_IN_SIZE))
+        return -EINVAL;
+    int err = req_string(r, name, sizeof(name));
+    if (err || in.size != r->args.left || in.size > XATTR_VALUE_MAX || name[0] == 0)
+        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
+    void *value = malloc(in.size ? in.size : 1);
+    if (!value)
+        return -ENOMEM;
+    req_arg(r, value, in.size);
+    err = r->be->ops->setxattr(r->be, &r->ctx, r->in.nodeid, name, value, in.size,
+                               (int)in.flags);
+    free(value);
+    return err;
+}
+
+/* GETXATTR and LISTXATTR: size 0 asks for the size, else the data. */
+static int reply_xattr_data(struct fsb_request *r, uint32_t size, ssize_t n, const void *buf)
+{
+    if (n < 0)
+        return (int)n;
+    if (size == 0) {
+        struct fuse_getxattr_out out = { .size = (uint32_t)n };
+        return reply_put(r, &out, sizeof(out));
+    }
+    return reply_put(r, buf, (size_t)n);
+}
+
+static int op_getxattr(struct fsb_request *r)
+{
+    struct fuse_getxattr_in in;
+    char name[XATTR_NAME_MAX_LEN + 1];
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    int err = req_string(r, name, sizeof(name));
+    if (err || !req_args_done(r) || name[0] == 0)
+        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
+    if (in.size > XATTR_VALUE_MAX)
+        in.size = XATTR_VALUE_MAX;
+    char *buf = malloc(in.size ? in.size : 1);
+    if (!buf)
+        return -ENOMEM;
+    ssize_t n = r->be->ops->getxattr(r->be, &r->ctx, r->in.nodeid, name, buf, in.size);
+    err = reply_xattr_data(r, in.size, n, buf);
+    free(buf);
+    return err;
+}
+
+static int op_listxattr(struct fsb_request *r)
+{
+    struct fuse_getxattr_in in;
+    if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
+        return -EINVAL;
+    if (in.size > XATTR_VALUE_MAX)
+        in.size = XATTR_VALUE_MAX;
+    char *buf = malloc(in.size ? in.size : 1);
+    if (!buf)
+        return -ENOMEM;
+    ssize_t n = r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, buf, in.size);
+    int err = reply_xattr_data(r, in.size, n, buf);
+    free(buf);
+    return err;
+}
+
+static int op_removexattr(struct fsb_request *r)
+{
+    char name[XATTR_NAME_MAX_LEN + 1];
+    int err = req_string(r, name, sizeof(name));
+    if (err || !req_args_done(r) || name[0] == 0)
+        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
+    return r->be->ops->removexattr(r->be, &r->ctx, r->in.nodeid, name);
+}
+
+/* ---- directories ------------------------------------------------------ */
+
+static int op_opendir(struct fsb_request *r)
+{
+    struct fuse_open_in in;
+    uint64_t fh;
+    if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
+        return -EINVAL;
+    int err = r->be->ops->opendir(r->be, &r->ctx, r->in.nodeid, &fh);
+    return err ? err : reply_open(r, fh, true);
+}
+
+struct dir_fill {
+    struct fsb_request *r;
+    size_t room; /* bytes the guest asked for, minus what was written */
+    bool plus;
+};
+
+/* Writes one fuse_dirent or fuse_direntplus; false if it does not fit. */
+static bool fill_dirent(void *cookie, const struct fsb_dirent *d)
+{
+    struct dir_fill *f = cookie;
+    size_t namelen = strlen(d->name);
+    size_t head = f->plus ? sizeof(struct fuse_entry_out) : 0;
+    size_t size = head + FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + namelen);
+    if (size > f->room || size > f->r->out.left)
+        return false;
+    if (f->plus) {
+        struct fuse_entry_out eo = { 0 };
+        if (d->entry)
+            fill_entry_out(f->r->s, &eo, d->entry);
+        reply_put(f->r, &eo, sizeof(eo));
+    }
+    struct fuse_dirent de = { .ino = d->ino, .off = d->next_offset,
+                              .namelen = (uint32_t)namelen, .type = d->type };
+    static const char zeros[8];
+    reply_put(f->r, &de, FUSE_NAME_OFFSET);
+    reply_put(f->r, d->name, namelen);
+    reply_put(f->r, zeros, FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + namelen) -
+                               (FUSE_NAME_OFFSET + namelen));
+    f->room -= size;
+    return true;
+}
+
+static int readdir_op(struct fsb_request *r, bool plus)
+{
+    struct fuse_read_in in;
+    if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
+        return -EINVAL;
+    struct dir_fill f = { .r = r, .room = in.size, .plus = plus };
+    return r->be->ops->readdir(r->be, r->in.nodeid, in.fh, in.offset, plus, fill_dirent, &f);
+}
+
+static int op_readdir(struct fsb_request *r)
+{
+    return readdir_op(r, false);
+}
+
+static int op_readdirplus(struct fsb_request *r)
+{
+    return readdir_op(r, true);
+}
+
+/* ---- locks ------------------------------------------------------------ */
+
+static bool lock_cancelled(void *cookie)
+{
+    const struct fsb_waiter *w = cookie;
+    return atomic_load(&w->interrupted);
+}
+
+static int read_lock_args(struct fsb_request *r, struct fuse_lk_in *in, struct fsb_lock *lock)
+{
+    if (!req_arg(r, in, sizeof(*in)))
+        return -EINVAL;
+    const struct fuse_file_lock *lk = &in->lk;
+    if (lk->type != F_RDLCK && lk->type != F_WRLCK && lk->type != F_UNLCK)
+        return -EINVAL;
+    if (lk->start > INT64_MAX || lk->end < lk->start)
+        return -EINVAL;
+    *lock = (struct fsb_lock){ .type = (int)lk->type, .start = (off_t)lk->start,
+                               .end = lk->end > INT64_MAX ? FSB_LOCK_TO_EOF : (off_t)lk->end,
+                               .pid = (pid_t)lk->pid };
+    return 0;
+}
+
+static int op_getlk(struct fsb_request *r)
+{
+    struct fuse_lk_in in;
+    struct fsb_lock lock;
+    int err = read_lock_args(r, &in, &lock);
+    if (!err)
+        err = r->be->ops->getlk(r->be, in.fh, &lock);
+    if (err)
+        return err;
+    struct fuse_lk_out out = { .lk = { .start = (uint64_t)lock.start, .end = (uint64_t)lock.end,
+                                       .type = (uint32_t)lock.type, .pid = (uint32_t)lock.pid } };
+    return reply_put(r, &out, sizeof(out));
+}
+
+/* SETLK and SETLKW; with FUSE_LK_FLOCK, flock(2).  A waiting lock is
+ * registered so that FUSE_INTERRUPT (or the session's end) can stop it. */
+static int setlk_op(struct fsb_request *r, bool wait)
+{
+    struct fuse_lk_in in;
+    struct fsb_lock lock;
+    int err = read_lock_args(r, &in, &lock);
+    if (err)
+        return err;
+    struct fsb_waiter w = { .unique = r->in.unique };
+    if (wait)
+        fsb_session_add_waiter(r->s, &w);
+    if (in.lk_flags & FUSE_LK_FLOCK) {
+        int op = lock.type == F_RDLCK ? LOCK_SH : lock.type == F_WRLCK ? LOCK_EX : LOCK_UN;
+        err = r->be->ops->flock(r->be, in.fh, op, wait, lock_cancelled, &w);
+    } else {
+        err = r->be->ops->setlk(r->be, in.fh, &lock, wait, lock_cancelled, &w);
+    }
+    if (wait)
+        fsb_session_remove_waiter(r->s, &w);
+    return err;
+}
+
+static int op_setlk(struct fsb_request *r)
+{
+    return setlk_op(r, false);
+}
+
+static int op_setlkw(struct fsb_request *r)
+{
+    return setlk_op(r, true);
+}
+
+static int op_interrupt(struct fsb_request *r)
+{
+    struct fuse_interrupt_in in;
+    if (!req_arg(r, &in, sizeof(in)))
+        return -EINVAL;
+    fsb_session_interrupt(r->s, in.unique);
+    return 0;
+}
+
+static int op_notify_reply(struct fsb_request *r)
+{
+    (void)r; /* we send no retrieve requests, so there is nothing to match */
+    return 0;
+}
+
+/* ---- the table -------------------------------------------------------- */
+
+#define OP(code, fn, flags) [code] = { fn, #code, flags }
+
+static const struct fsb_op ops[] = {
+    OP(FUSE_LOOKUP, op_lookup, 0),
+    OP(FUSE_FORGET, op_forget, OP_NO_REPLY),
+    OP(FUSE_GETATTR, op_getattr, 0),
+    OP(FUSE_SETATTR, op_setattr, OP_MODIFIES),
+    OP(FUSE_READLINK, op_readlink, 0),
+    OP(FUSE_SYMLINK, op_symlink, OP_MODIFIES),
+    OP(FUSE_MKNOD, op_mknod, OP_MODIFIES),
+    OP(FUSE_MKDIR, op_mkdir, OP_MODIFIES),
+    OP(FUSE_UNLINK, op_unlink, OP_MODIFIES),
+    OP(FUSE_RMDIR, op_rmdir, OP_MODIFIES),
+    OP(FUSE_RENAME, op_rename, OP_MODIFIES),
+    OP(FUSE_LINK, op_link, OP_MODIFIES),
+    OP(FUSE_OPEN, op_open, 0),
+    OP(FUSE_READ, op_read, 0),
+    OP(FUSE_WRITE, op_write, OP_MODIFIES),
+    OP(FUSE_STATFS, op_statfs, 0),
+    OP(FUSE_RELEASE, op_release, 0),
+    OP(FUSE_FSYNC, op_fsync, 0),
+    OP(FUSE_SETXATTR, op_setxattr, OP_MODIFIES),
+    OP(FUSE_GETXATTR, op_getxattr, 0),
+    OP(FUSE_LISTXATTR, op_listxattr, 0),
+    OP(FUSE_REMOVEXATTR, op_removexattr, OP_MODIFIES),
+    OP(FUSE_FLUSH, op_flush, 0),
+    OP(FUSE_INIT, op_init, 0),
+    OP(FUSE_OPENDIR, op_opendir, 0),
+    OP(FUSE_READDIR, op_readdir, 0),
+    OP(FUSE_RELEASEDIR, op_releasedir, 0),
+    OP(FUSE_FSYNCDIR, op_fsyncdir, 0),
+    OP(FUSE_GETLK, op_getlk, 0),
+    OP(FUSE_SETLK, op_setlk, 0),
+    OP(FUSE_SETLKW, op_setlkw, 0),
+    OP(FUSE_ACCESS, op_access, 0),
+    OP(FUSE_CREATE, op_create, OP_MODIFIES),
+    OP(FUSE_INTERRUPT, op_interrupt, OP_NO_REPLY),
+    OP(FUSE_DESTROY, op_destroy, 0),
+    OP(FUSE_NOTIFY_REPLY, op_notify_reply, OP_NO_REPLY),
+    OP(FUSE_BATCH_FORGET, op_batch_forget, OP_NO_REPLY),
+    OP(FUSE_FALLOCATE, op_fallocate, OP_MODIFIES),
+    OP(FUSE_READDIRPLUS, op_readdirplus, 0),
+    OP(FUSE_RENAME2, op_rename2, OP_MODIFIES),
+    OP(FUSE_LSEEK, op_lseek, 0),
+    OP(FUSE_COPY_FILE_RANGE, op_copy_file_range, OP_MODIFIES),
+    OP(FUSE_SYNCFS, op_syncfs, 0),
+};
+
+const struct fsb_op *fsb_op_lookup(uint32_t opcode)
+{
+    static const struct fsb_op unknown = { NULL, "unknown", 0 };
+    if (opcode >= sizeof(ops) / sizeof(ops[0]) || !ops[opcode].fn)
+        return &unknown;
+    return &ops[opcode];
+}

@@ -1,0 +1,105 @@
+/*
+ * session.c - see session.h.
+ */
+#include "engine/session.h"
+#include "backend/passthrough/passthrough.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+/* Per-session limits.  Inodes cost ~200 bytes each; handles are real fds
+ * and bounded again by the process's RLIMIT_NOFILE. */
+#define SESSION_MAX_INODES 1000000
+#define SESSION_MAX_HANDLES 16384
+
+struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame, int *err)
+{
+    struct fsb_session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    struct passthrough_config cfg = {
+        .root_fd = exp->root_fd,
+        .max_inodes = SESSION_MAX_INODES,
+        .max_handles = SESSION_MAX_HANDLES,
+        .writeback = exp->writeback,
+        .allow_devices = exp->allow_devices,
+    };
+    s->backend = passthrough_new(&cfg, err);
+    if (!s->backend) {
+        free(s);
+        return NULL;
+    }
+    s->export = exp;
+    s->max_frame = max_frame;
+    pthread_mutex_init(&s->waiters_lock, NULL);
+    return s;
+}
+
+void fsb_session_free(struct fsb_session *s)
+{
+    if (!s)
+        return;
+    s->backend->ops->destroy(s->backend);
+    pthread_mutex_destroy(&s->waiters_lock);
+    free(s);
+}
+
+static bool take_early_interrupt(struct fsb_session *s, uint64_t unique)
+{
+    for (unsigned i = 0; i < FSB_EARLY_INTERRUPTS; i++) {
+        if (s->early_interrupts[i] == unique) {
+            s->early_interrupts[i] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+void fsb_session_add_waiter(struct fsb_session *s, struct fsb_waiter *w)
+{
+    pthread_mutex_lock(&s->waiters_lock);
+    atomic_store(&w->interrupted,
+                 take_early_interrupt(s, w->unique) || atomic_load(&s->closing));
+    w->next = s->waiters;
+    s->waiters = w;
+    pthread_mutex_unlock(&s->waiters_lock);
+}
+
+void fsb_session_remove_waiter(struct fsb_session *s, struct fsb_waiter *w)
+{
+    pthread_mutex_lock(&s->waiters_lock);
+    struct fsb_waiter **p = &s->waiters;
+    while (*p && *p != w)
+        p = &(*p)->next;
+    if (*p)
+        *p = w->next;
+    pthread_mutex_unlock(&s->waiters_lock);
+}
+
+void fsb_session_interrupt(struct fsb_session *s, uint64_t unique)
+{
+    pthread_mutex_lock(&s->waiters_lock);
+    struct fsb_waiter *w = s->waiters;
+    while (w && w->unique != unique)
+        w = w->next;
+    if (w) {
+        atomic_store(&w->interrupted, true);
+    } else {
+        /* The request may not have started waiting yet: remember the
+         * interrupt for a while (kernel uniques are never reused). */
+        s->early_interrupts[s->early_next] = unique;
+        s->early_next = (s->early_next + 1) % FSB_EARLY_INTERRUPTS;
+    }
+    pthread_mutex_unlock(&s->waiters_lock);
+}
+
+void fsb_session_interrupt_all(struct fsb_session *s)
+{
+    atomic_store(&s->closing, true);
+    pthread_mutex_lock(&s->waiters_lock);
+    for (struct fsb_waiter *w = s->waiters; w; w = w->next)
+        atomic_store(&w->interrupted, true);
+    pthread_mutex_unlock(&s->waiters_lock);
+}

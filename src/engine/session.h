@@ -1,0 +1,74 @@
+/*
+ * session.h - exports and the engine's per-guest session state.
+ *
+ * A session is one guest's FUSE connection (one stream connection, later one
+ * vhost-user device).  It owns a backend instance, so node ids, file
+ * handles and lookup counts never cross sessions, and it remembers what
+ * FUSE_INIT negotiated.
+ */
+#ifndef FSB_SESSION_H
+#define FSB_SESSION_H
+
+#include "backend/backend.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum fsb_cache_mode { FSB_CACHE_NEVER, FSB_CACHE_METADATA, FSB_CACHE_AUTO, FSB_CACHE_ALWAYS };
+
+/* One exported directory, as configured on the command line. */
+struct fsb_export {
+    char name[256];
+    char path[PATH_MAX];
+    int root_fd; /* O_PATH, opened at start-up */
+    bool readonly;
+    enum fsb_cache_mode cache;
+    bool writeback;
+    bool allow_devices;
+};
+
+/* A request that may wait (a blocking lock): INTERRUPT can find it. */
+struct fsb_waiter {
+    uint64_t unique;
+    atomic_bool interrupted;
+    struct fsb_waiter *next;
+};
+
+#define FSB_EARLY_INTERRUPTS 16
+
+struct fsb_session {
+    const struct fsb_export *export;
+    struct fsb_backend *backend;
+    size_t max_frame;      /* largest request or reply, header included */
+
+    /* Set once by FUSE_INIT (which the transport runs before any other
+     * request of the session is dispatched). */
+    bool initialized;
+    uint32_t minor;
+    uint32_t max_write;    /* also the largest READ we answer */
+    uint64_t flags;        /* negotiated FUSE_* init flags, flags2 << 32 */
+
+    atomic_bool closing;   /* the transport is tearing the session down */
+
+    pthread_mutex_t waiters_lock;
+    struct fsb_waiter *waiters;
+    /* INTERRUPTs that came before their request started waiting. */
+    uint64_t early_interrupts[FSB_EARLY_INTERRUPTS];
+    unsigned early_next;
+};
+
+/* Creates a session with its own backend instance, or NULL with *err. */
+struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame, int *err);
+void fsb_session_free(struct fsb_session *s);
+
+/* Lock waits register here for INTERRUPT; see fuse_ops.c. */
+void fsb_session_add_waiter(struct fsb_session *s, struct fsb_waiter *w);
+void fsb_session_remove_waiter(struct fsb_session *s, struct fsb_waiter *w);
+void fsb_session_interrupt(struct fsb_session *s, uint64_t unique);
+/* Stops every waiting request: the session is ending. */
+void fsb_session_interrupt_all(struct fsb_session *s);
+
+#endif

@@ -1,0 +1,428 @@
+/*
+ * stream_server.c - see stream_server.h.  Only bytes move here: framing,
+ * queueing, threads.  What a frame means is the engine's business.
+ */
+#include "transport/stream_server.h"
+#include "common/fdio.h"
+#include "common/log.h"
+#include "engine/fuse_engine.h"
+#include "transport/stream_hello.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#define HELLO_TIMEOUT_SEC 10
+#define MAX_QUEUED 64 /* requests read but not yet answered, per session */
+
+struct job {
+    struct job *next;
+    size_t len;
+    char data[]; /* one FUSE request */
+};
+
+struct conn {
+    int fd;
+    unsigned id;
+    const struct stream_server_config *cfg;
+    struct fsb_session *session;
+    pthread_mutex_t send_lock;
+
+    pthread_mutex_t lock;      /* guards everything below */
+    pthread_cond_t work;       /* a job was queued, or closing */
+    pthread_cond_t space;      /* a job finished */
+    struct job *head, *tail;
+    unsigned queued;           /* queued + being processed */
+    unsigned workers, idle;
+    bool closing;
+    pthread_t *threads;
+
+    struct conn *next;         /* in the server's list */
+};
+
+/* The server's live connections, so that a stop can end them. */
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conns_gone = PTHREAD_COND_INITIALIZER;
+static struct conn *conns;
+static unsigned nconns;
+
+static void send_reply(struct conn *c, void *buf, size_t len)
+{
+    struct iovec iov = { buf, len };
+    pthread_mutex_lock(&c->send_lock);
+    int err = fsb_writev_full(c->fd, &iov, 1);
+    pthread_mutex_unlock(&c->send_lock);
+    if (err && err != -EPIPE && err != -ECONNRESET)
+        log_warn("session %u: sending a reply: %s", c->id, strerror(-err));
+}
+
+static void process(struct conn *c, struct job *j, void *reply)
+{
+    struct iovec in = { j->data, j->len };
+    struct iovec out = { reply, c->session->max_frame };
+    size_t n = fsb_engine_process(c->session, &in, 1, &out, 1);
+    if (n)
+        send_reply(c, reply, n);
+}
+
+static struct job *next_job(struct conn *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->idle++;
+    while (!c->head && !c->closing)
+        pthread_cond_wait(&c->work, &c->lock);
+    c->idle--;
+    struct job *j = c->head;
+    if (j) {
+        c->head = j->next;
+        if (!c->head)
+            c->tail = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return j;
+}
+
+static void job_done(struct conn *c, struct job *j)
+{
+    free(j);
+    pthread_mutex_lock(&c->lock);
+    c->queued--;
+    pthread_cond_signal(&c->space);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct conn *c = arg;
+    void *reply = malloc(c->session->max_frame);
+    struct job *j;
+    while ((j = next_job(c))) {
+        if (reply)
+            process(c, j, reply);
+        job_done(c, j);
+    }
+    free(reply);
+    return NULL;
+}
+
+/* Called with c->lock held.  A new worker starts when none is idle: the
+ * busy ones may be waiting for locks. */
+static void maybe_add_worker(struct conn *c)
+{
+    if (c->idle > 0 || c->workers >= c->cfg->max_workers)
+        return;
+    if (pthread_create(&c->threads[c->workers], NULL, worker_main, c) == 0)
+        c->workers++;
+}
+
+static void enqueue(struct conn *c, struct job *j)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->queued >= MAX_QUEUED)
+        pthread_cond_wait(&c->space, &c->lock);
+    c->queued++;
+    if (c->tail)
+        c->tail->next = j;
+    else
+        c->head = j;
+    c->tail = j;
+    maybe_add_worker(c);
+    pthread_cond_signal(&c->work);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Reads one frame.  Returns the job, or NULL at the end of the session
+ * (after logging why, if it was not a plain disconnect). */
+static struct job *read_frame(struct conn *c)
+{
+    struct fuse_in_header h;
+    int err = fsb_read_full(c->fd, &h, sizeof(h));
+    if (err) {
+        if (err != -EPIPE && err != -ECONNRESET)
+            log_warn("session %u: read: %s", c->id, strerror(-err));
+        return NULL;
+    }
+    if (h.len < sizeof(h) || h.len > c->session->max_frame) {
+        log_warn("session %u: frame length %u outside [%zu, %zu]: closing", c->id, h.len,
+                 sizeof(h), c->session->max_frame);
+        return NULL;
+    }
+    struct job *j = malloc(sizeof(*j) + h.len);
+    if (!j) {
+        log_error("session %u: out of memory for a %u-byte frame", c->id, h.len);
+        return NULL;
+    }
+    j->next = NULL;
+    j->len = h.len;
+    memcpy(j->data, &h, sizeof(h));
+    err = fsb_read_full(c->fd, j->data + sizeof(h), h.len - sizeof(h));
+    if (err) {
+        log_warn("session %u: truncated frame (%s): closing", c->id, strerror(-err));
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* Urgent requests (FORGET, INTERRUPT) and INIT run on the reader thread:
+ * the former must not wait behind queued work, the latter must finish
+ * before any other request is dispatched. */
+static bool run_inline(const struct conn *c, const struct job *j)
+{
+    const struct fuse_in_header *h = (const void *)j->data;
+    return fsb_engine_is_urgent(h->opcode) || !c->session->initialized;
+}
+
+static void reader_loop(struct conn *c)
+{
+    void *reply = malloc(c->session->max_frame);
+    struct job *j;
+    if (!reply)
+        return;
+    while ((j = read_frame(c))) {
+        if (run_inline(c, j)) {
+            process(c, j, reply);
+            free(j);
+        } else {
+            enqueue(c, j);
+        }
+    }
+    free(reply);
+}
+
+static void stop_workers(struct conn *c)
+{
+    fsb_session_interrupt_all(c->session);
+    pthread_mutex_lock(&c->lock);
+    c->closing = true;
+    pthread_cond_broadcast(&c->work);
+    pthread_mutex_unlock(&c->lock);
+    for (unsigned i = 0; i < c->workers; i++)
+        pthread_join(c->threads[i], NULL);
+    /* Workers drain the queue before they see closing; nothing is left. */
+}
+
+static const struct fsb_export *find_export(const struct stream_server_config *cfg,
+                                            const char *name)
+{
+    if (!*name)
+        return cfg->nexports ? &cfg->exports[0] : NULL;
+    for (unsigned i = 0; i < cfg->nexports; i++)
+        if (strcmp(cfg->exports[i].name, name) == 0)
+            return &cfg->exports[i];
+    return NULL;
+}
+
+static int send_hello_reply(struct conn *c, uint32_t status, uint32_t max_frame)
+{
+    struct fsb_hello_reply r = { .version = FSB_STREAM_VERSION, .status = status,
+                                 .max_frame = max_frame };
+    uint8_t buf[FSB_HELLO_REPLY_SIZE];
+    fsb_hello_reply_encode(&r, buf);
+    return fsb_write_full(c->fd, buf, sizeof(buf));
+}
+
+/* Reads and checks the HELLO.  Returns 0 with *exp set, or the errno to
+ * send back (negative), or 1 when the peer must just be dropped. */
+static int read_hello(struct conn *c, struct fsb_hello *h, const struct fsb_export **exp)
+{
+    uint8_t buf[FSB_HELLO_SIZE];
+    if (fsb_read_full(c->fd, buf, 1) < 0)
+        return 1;
+    if (buf[0] == 0) {
+        log_warn("session %u: matchlock protocol client: not supported yet", c->id);
+        return 1;
+    }
+    int err = fsb_read_full(c->fd, buf + 1, sizeof(buf) - 1);
+    if (err)
+        return 1;
+    err = fsb_hello_decode(buf, h);
+    if (err == -EPROTO) {
+        log_warn("session %u: not a fsbridge HELLO: closing", c->id);
+        return 1;
+    }
+    if (err)
+        return err;
+    if (fsb_read_full(c->fd, h->name, h->name_len) < 0)
+        return 1;
+    if (fsb_hello_check_name(h) < 0)
+        return -EINVAL;
+    if (h->version < 1 || h->byte_order != fsb_native_byte_order() ||
+        h->max_frame < FSB_MIN_FRAME)
+        return -EPROTO;
+    *exp = find_export(c->cfg, h->name);
+    return *exp ? 0 : -ENOENT;
+}
+
+static void set_recv_timeout(int fd, int seconds)
+{
+    struct timeval tv = { .tv_sec = seconds };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+/* The handshake: creates c->session.  Returns false to drop the peer. */
+static bool handshake(struct conn *c)
+{
+    struct fsb_hello h;
+    const struct fsb_export *exp = NULL;
+    set_recv_timeout(c->fd, HELLO_TIMEOUT_SEC); /* a silent peer holds no slot */
+    int r = read_hello(c, &h, &exp);
+    set_recv_timeout(c->fd, 0);
+    if (r == 1)
+        return false;
+    size_t max_frame = FSB_DEFAULT_MAX_FRAME;
+    if (!r && h.max_frame < max_frame)
+        max_frame = h.max_frame;
+    if (!r) {
+        c->session = fsb_session_new(exp, max_frame, &r);
+        if (!c->session)
+            log_error("session %u: %s", c->id, strerror(-r));
+    }
+    if (r) {
+        log_warn("session %u: refused (export '%s'): %s", c->id, h.name, strerror(-r));
+        send_hello_reply(c, (uint32_t)-r, 0);
+        return false;
+    }
+    if (send_hello_reply(c, 0, (uint32_t)max_frame) < 0)
+        return false;
+    log_info("session %u: export '%s' (%s)", c->id, exp->name, exp->path);
+    return true;
+}
+
+static void conn_register(struct conn *c)
+{
+    pthread_mutex_lock(&conns_lock);
+    c->next = conns;
+    conns = c;
+    nconns++;
+    pthread_mutex_unlock(&conns_lock);
+}
+
+static void conn_unregister(struct conn *c)
+{
+    pthread_mutex_lock(&conns_lock);
+    struct conn **p = &conns;
+    while (*p != c)
+        p = &(*p)->next;
+    *p = c->next;
+    nconns--;
+    pthread_cond_broadcast(&conns_gone);
+    pthread_mutex_unlock(&conns_lock);
+}
+
+static void conn_free(struct conn *c)
+{
+    fsb_session_free(c->session);
+    close(c->fd);
+    free(c->threads);
+    pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->send_lock);
+    pthread_cond_destroy(&c->work);
+    pthread_cond_destroy(&c->space);
+    free(c);
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *c = arg;
+    if (handshake(c)) {
+        reader_loop(c);
+        stop_workers(c);
+        log_info("session %u: ended", c->id);
+    }
+    conn_unregister(c);
+    conn_free(c);
+    return NULL;
+}
+
+static struct conn *conn_new(int fd, const struct stream_server_config *cfg, unsigned id)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->threads = calloc(cfg->max_workers, sizeof(*c->threads));
+    if (!c->threads) {
+        free(c);
+        return NULL;
+    }
+    c->fd = fd;
+    c->id = id;
+    c->cfg = cfg;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->send_lock, NULL);
+    pthread_cond_init(&c->work, NULL);
+    pthread_cond_init(&c->space, NULL);
+    return c;
+}
+
+static void accept_one(int lfd, const struct stream_server_config *cfg)
+{
+    static unsigned next_id = 1;
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            log_warn("accept: %s", strerror(errno));
+        return;
+    }
+    pthread_mutex_lock(&conns_lock);
+    bool full = nconns >= cfg->max_sessions;
+    pthread_mutex_unlock(&conns_lock);
+    struct conn *c = full ? NULL : conn_new(fd, cfg, next_id++);
+    if (!c) {
+        log_warn("refusing a connection: %s", full ? "too many sessions" : "out of memory");
+        close(fd);
+        return;
+    }
+    conn_register(c);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, conn_main, c) != 0) {
+        log_warn("refusing a connection: cannot start a thread");
+        conn_unregister(c);
+        conn_free(c);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Ends every session: shutting the sockets down wakes their readers. */
+static void end_all_sessions(void)
+{
+    pthread_mutex_lock(&conns_lock);
+    for (struct conn *c = conns; c; c = c->next)
+        shutdown(c->fd, SHUT_RDWR);
+    while (nconns > 0)
+        pthread_cond_wait(&conns_gone, &conns_lock);
+    pthread_mutex_unlock(&conns_lock);
+}
+
+int stream_server_run(const struct stream_server_config *cfg)
+{
+    struct pollfd *pfds = calloc(cfg->nlisten + 1, sizeof(*pfds));
+    if (!pfds)
+        return -ENOMEM;
+    for (unsigned i = 0; i < cfg->nlisten; i++)
+        pfds[i] = (struct pollfd){ .fd = cfg->listen_fds[i], .events = POLLIN };
+    pfds[cfg->nlisten] = (struct pollfd){ .fd = cfg->stop_fd, .events = POLLIN };
+    for (;;) {
+        if (poll(pfds, cfg->nlisten + 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (pfds[cfg->nlisten].revents)
+            break;
+        for (unsigned i = 0; i < cfg->nlisten; i++)
+            if (pfds[i].revents & POLLIN)
+                accept_one(pfds[i].fd, cfg);
+    }
+    free(pfds);
+    end_all_sessions();
+    return 0;
+}
