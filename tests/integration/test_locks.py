@@ -29,6 +29,7 @@ CHILD_TIMEOUT = 15.0
 #   lockf-wait S L    print "waiting", fcntl.lockf(LOCK_EX, L, S), "locked"
 #   getlk S L         F_GETLK for a write lock: "type <t> pid <p> start <s> len <l>"
 #   unlock            release everything this child holds
+#   pause             print "paused", wait for a line on stdin
 CONTENDER = r"""
 import errno, fcntl, os, struct, sys
 fd = os.open(sys.argv[1], os.O_RDWR)
@@ -65,6 +66,9 @@ while args:
         res = fcntl.fcntl(fd, fcntl.F_GETLK, req)
         t, w, s, l, p = struct.unpack("hhqqi", res)
         say("type", t, "pid", p, "start", s, "len", l)
+    elif step == "pause":
+        say("paused")
+        sys.stdin.readline()
     elif step == "unlock":
         fcntl.flock(fd, fcntl.LOCK_UN)
         fcntl.lockf(fd, fcntl.LOCK_UN, 0, 0)
@@ -78,8 +82,14 @@ class Contender:
     def __init__(self, path, *steps):
         self.proc = subprocess.Popen([helpers.PYTHON, "-c", CONTENDER, str(path),
                                       *map(str, steps)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
         self.buf = b""
+
+    def go(self):
+        """Let a paused contender go on."""
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
 
     def line(self, timeout=CHILD_TIMEOUT):
         """The next line of output, or None if none came within `timeout`."""
@@ -151,15 +161,17 @@ def test_flock_between_processes(fs, contenders):
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        c = contenders(path, "flock-nb", "flock-wait", "unlock")
+        c = contenders(path, "flock-nb", "flock-wait", "pause", "unlock")
         assert_busy(c.line())
         assert c.line() == "waiting"
         assert_still_waiting(c)
         fcntl.flock(fd, fcntl.LOCK_UN)
         assert c.line() == "locked", "blocked flock not granted after release"
+        assert c.line() == "paused"
         # Now the child holds it: we are the ones refused.
         with pytest.raises(BlockingIOError):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        c.go()
         assert c.line() == "unlocked"
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         c.finish()
@@ -209,6 +221,7 @@ def test_fcntl_record_locks(fs, contenders):
                        "lockf-nb", 100, 100,         # next to it: fine
                        "getlk", 0, 4096,             # who holds [0, 100)?
                        "lockf-wait", 90, 20,         # blocks until we release
+                       "pause",
                        "unlock")
         assert_busy(c.line())
         assert c.line() == "locked"
@@ -226,6 +239,13 @@ def test_fcntl_record_locks(fs, contenders):
         assert e.value.errno in (errno.EAGAIN, errno.EACCES)
         fcntl.lockf(fd, fcntl.LOCK_UN, 100, 0)
         assert c.line() == "locked", "blocked F_SETLKW not granted after unlock"
+        assert c.line() == "paused"
+        # The child now holds [90, 110) as well.
+        with pytest.raises(OSError) as e:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 95)
+        assert e.value.errno in (errno.EAGAIN, errno.EACCES)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 80)   # [80, 90) is free
+        c.go()
         assert c.line() == "unlocked"
         c.finish()
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)   # whole file, free now

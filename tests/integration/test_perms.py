@@ -64,7 +64,8 @@ print(json.dumps(results))
 
 
 def as_user(steps, umask=0o022, uid=UID, gid=GID, groups=()):
-    steps = [[op, str(path), *extra] for op, path, *extra in steps]
+    steps = [[op, str(path), *(str(x) if isinstance(x, os.PathLike) else x for x in extra)]
+             for op, path, *extra in steps]
     r = helpers.run_python(STEPS, json.dumps(steps), uid=uid, gid=gid, umask=umask,
                            groups=groups)
     assert r.returncode == 0, r.stderr
