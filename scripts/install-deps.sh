@@ -15,7 +15,7 @@ PACKAGES=(
     build-essential meson ninja-build pkg-config
     libfuse3-dev fuse3 libcbor-dev libseccomp-dev libcap-ng-dev
     # tests (tests/integration: pytest, xattrs, git round trip, process tools)
-    python3 python3-pytest attr git util-linux procps psmisc kmod
+    python3 python3-pytest attr git util-linux mount procps psmisc kmod tar diffutils
 )
 PACKAGES+=("$@")
 
