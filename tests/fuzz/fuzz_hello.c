@@ -1,0 +1,23 @@
+/*
+ * fuzz_hello.c - fuzz target for the stream HELLO decoder.
+ */
+#include "transport/stream_hello.h"
+
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t fixed[FSB_HELLO_SIZE] = { 0 };
+    struct fsb_hello h;
+    memcpy(fixed, data, size < sizeof(fixed) ? size : sizeof(fixed));
+    if (fsb_hello_decode(fixed, &h) != 0)
+        return 0;
+    size_t rest = size > sizeof(fixed) ? size - sizeof(fixed) : 0;
+    if (rest < h.name_len)
+        return 0;
+    memcpy(h.name, data + sizeof(fixed), h.name_len);
+    fsb_hello_check_name(&h);
+    return 0;
+}
