@@ -11,7 +11,6 @@
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "$0")")"
-repo=$PWD
 demo=${FSB_DEMO_DIR:-/tmp/fsbridge-demo}
 export_dir=$demo/export
 mnt=$demo/mnt
@@ -19,7 +18,7 @@ sock=$demo/fsbridged.sock
 log=$demo/fsbridged.log
 daemon_pid=
 
-if [[ -t 1 ]]; then B=$'\e[1m' C=$'\e[36m' N=$'\e[0m'; else B= C= N=; fi
+if [[ -t 1 ]]; then B=$'\e[1m' C=$'\e[36m' N=$'\e[0m'; else B='' C='' N=''; fi
 title() { printf '\n%s== %s ==%s\n' "$B" "$*" "$N"; }
 note() { printf '%s# %s%s\n' "$C" "$*" "$N"; }
 # run CMD...: print the command as a shell prompt line, then run it.

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 repo=$PWD
 builddir=build-test
-setup_opts=(-Db_sanitize=address,undefined -Dwerror=true)
+setup_opts=("-Db_sanitize=address,undefined" -Dwerror=true)
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# bench.sh - fsbridge against a native directory and libfuse's passthrough_ll.
+#
+#   bench/bench.sh                              (as root; not part of CI)
+#   BENCH_SIZE_MB=64 BENCH_RUNS=1 bench/bench.sh   (a quick run, a few minutes)
+#
+# Prints one table (stdout; progress goes to stderr): the median of
+# BENCH_RUNS runs of each workload on each target:
+#
+#   native           a directory on the same disk
+#   passthrough_ll   libfuse's example low-level passthrough filesystem, built
+#                    here from the source Debian ships in libfuse3-dev's
+#                    examples, with -o cache=auto (1 s timeouts, page cache) and
+#                    default_permissions, as fsbridge-mount mounts
+#   fsbridge auto    fsbridged --export ...,cache=auto   + fsbridge-mount over a
+#   fsbridge always  ...,cache=always                       Unix socket (the
+#   fsbridge writeback ...,cache=auto,writeback              stream transport)
+#
+# Each fsbridge cell also shows its ratio to passthrough_ll, oriented so that
+# >= 1.00x means at least as fast (throughput / passthrough_ll's, or
+# passthrough_ll's time / the time).
+#
+# Environment:
+#   BENCH_RUNS        runs per cell, the median is shown (default 3)
+#   BENCH_SIZE_MB     size of the sequential and random I/O file (default 1024)
+#   BENCH_FILES       files of the create/stat/unlink rows (default 10000)
+#   BENCH_TREE_FILES  files of the synthetic source tree (default 15000)
+#   BENCH_TARGETS     subset of: native pll auto always writeback
+#   BENCH_DIR         work directory on a local disk (default /var/tmp/fsbridge-bench)
+#   FSB_BUILD_DIR     fsbridge build to measure (default: build-bench/, a
+#                     release build this script configures and builds)
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")/.."
+repo=$PWD
+runs=${BENCH_RUNS:-3}
+size_mb=${BENCH_SIZE_MB:-1024}
+nfiles=${BENCH_FILES:-10000}
+tree_files=${BENCH_TREE_FILES:-15000}
+read -r -a targets <<<"${BENCH_TARGETS:-native pll auto always writeback}"
+work=${BENCH_DIR:-/var/tmp/fsbridge-bench}
+build=${FSB_BUILD_DIR:-$repo/build-bench}
+pll_src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+((EUID == 0)) || die "run as root (mounts, and drop_caches for the cold rows)"
+[[ $runs =~ ^[1-9][0-9]*$ && $size_mb =~ ^[1-9][0-9]*$ ]] || die "bad BENCH_RUNS or BENCH_SIZE_MB"
+if busy=$(pgrep -af '[n]inja|[c]c1|[p]ytest'); then
+    log "WARNING: other work is running; numbers will be noisy:"
+    printf '  %s\n' "$busy" >&2
+fi
+
+# ---------------------------------------------------------------------------
+# Preparation: packages, builds, the tree tarball
+
+scripts/install-deps.sh fio >&2
+[[ -c /dev/fuse ]] || die "/dev/fuse is missing"
+
+if [[ -z ${FSB_BUILD_DIR:-} ]]; then
+    [[ -f $build/meson-private/coredata.dat ]] ||
+        meson setup "$build" --buildtype=release >&2
+    ninja -C "$build" >&2
+fi
+[[ -x $build/fsbridged && -x $build/fsbridge-mount ]] || die "no fsbridge build in $build"
+
+mkdir -p "$work/bin"
+pll=
+pll_note="passthrough_ll: $pll_src (libfuse $(pkg-config --modversion fuse3))"
+if [[ -f $pll_src ]]; then
+    # shellcheck disable=SC2046
+    cc -O2 -o "$work/bin/passthrough_ll" -I"$(dirname "$pll_src")" "$pll_src" \
+        $(pkg-config --cflags --libs fuse3) >&2 && pll=$work/bin/passthrough_ll
+fi
+if [[ -z $pll ]]; then
+    pll_note="passthrough_ll: NOT AVAILABLE ($pll_src missing or did not build): column skipped"
+    targets=("${targets[@]/pll/}")
+fi
+cc -O2 -Wall -o "$work/bin/fileops" bench/fileops.c >&2
+
+tree_tar=$work/tree-$tree_files.tar
+[[ -s $tree_tar ]] || /usr/bin/python3 bench/make-tree.py "$tree_tar" "$tree_files"
+tree_mb=$(($(stat -c %s "$tree_tar") / 1048576))
+
+# ---------------------------------------------------------------------------
+# Targets: each start_* leaves the directory to measure in $dir
+
+dir='' mnt='' daemon_pid='' fsb_sock=$work/fsbridged.sock
+
+listening() {
+    awk -v p="$1" '$8 == p && $4 == "00010000" { f = 1 } END { exit !f }' /proc/net/unix
+}
+
+wait_for() { # wait_for WHAT CMD...: up to 10 s
+    local what=$1
+    shift
+    for _ in $(seq 200); do "$@" && return 0; sleep 0.05; done
+    die "timed out waiting for $what"
+}
+
+fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
+
+start_target() {
+    local t=$1 src=$work/src-$1
+    mnt=$work/mnt-$1
+    case $t in
+    native)
+        fresh_dir "$src"
+        dir=$src
+        return ;;
+    pll)
+        fresh_dir "$src"; mkdir -p "$mnt"
+        "$pll" -f -o "source=$src,cache=auto,default_permissions" "$mnt" 2>"$work/pll.log" &
+        daemon_pid=$! ;;
+    auto | always | writeback)
+        local opts=cache=$t
+        [[ $t == writeback ]] && opts=cache=auto,writeback
+        fresh_dir "$src"; mkdir -p "$mnt"
+        "$build/fsbridged" --export "b=$src,$opts" --listen "unix:$fsb_sock" \
+            --log-level warn 2>"$work/fsbridged-$t.log" &
+        daemon_pid=$!
+        wait_for "fsbridged" listening "$fsb_sock"
+        "$build/fsbridge-mount" -o export=b "unix:$fsb_sock" "$mnt" 2>>"$work/fsbridged-$t.log" ;;
+    esac
+    wait_for "the $t mount" mountpoint -q "$mnt"
+    dir=$mnt
+}
+
+stop_target() {
+    local t=$1
+    if [[ $t != native ]]; then
+        umount "$mnt" 2>/dev/null || umount -l "$mnt"
+        [[ $t == pll ]] || kill -TERM "$daemon_pid" 2>/dev/null || true
+        wait "$daemon_pid" 2>/dev/null || true
+        daemon_pid=
+    fi
+    rm -rf "$work/src-$t"
+}
+
+cleanup() {
+    [[ -n $mnt ]] && mountpoint -q "$mnt" && { umount "$mnt" 2>/dev/null || umount -l "$mnt"; }
+    [[ -n $daemon_pid ]] && kill -TERM "$daemon_pid" 2>/dev/null
+    return 0
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------
+# Workloads
+
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+# fio_run RW BS [extra...]: prints "MiB/s IOPS" of the one job.
+fio_run() {
+    local rw=$1 bs=$2
+    shift 2
+    fio --name=bench --filename="$dir/seq.dat" --rw="$rw" --bs="$bs" --size="${size_mb}M" \
+        --ioengine=psync --fallocate=none --invalidate=0 --output-format=json "$@" |
+        /usr/bin/python3 -c '
+import json, sys
+job = json.load(sys.stdin)["jobs"][0]
+side = job["write"] if job["write"]["io_bytes"] else job["read"]
+print(f"{side[\"bw_bytes\"] / 1048576:.0f} {side[\"iops\"]:.0f}")'
+}
+
+# seconds CMD...: runs CMD, prints its wall time in seconds.
+seconds() {
+    local t0=$EPOCHREALTIME
+    "$@" >/dev/null
+    local t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }'
+}
+
+declare -A results
+record() { results[$1|$2]+=" $3"; }
+
+run_workloads() {
+    local t=$1 v
+    rm -f "$dir/seq.dat"
+    read -r v _ < <(fio_run write 1M --end_fsync=1);  record seqwrite "$t" "$v"
+    drop_caches
+    read -r v _ < <(fio_run read 1M);                 record seqread_cold "$t" "$v"
+    read -r v _ < <(fio_run read 1M);                 record seqread_warm "$t" "$v"
+    read -r _ v < <(fio_run randread 4k);             record randread "$t" "$v"
+    rm -f "$dir/seq.dat"
+
+    mkdir "$dir/meta"
+    local c s u
+    read -r c s u < <("$work/bin/fileops" "$dir/meta" "$nfiles")
+    record create "$t" "$c"; record stat "$t" "$s"; record unlink "$t" "$u"
+    rmdir "$dir/meta"
+
+    mkdir "$dir/tree"
+    record untar "$t" "$(seconds tar -xf "$tree_tar" -C "$dir/tree")"
+    record find "$t" "$(seconds find "$dir/tree")"
+    record du "$t" "$(seconds du -s "$dir/tree")"
+    local hits
+    hits=$(grep -rl fsbridge_needle "$dir/tree" | wc -l)
+    ((hits > 0)) || die "$t: grep found nothing in the tree"
+    record grep "$t" "$(seconds grep -r fsbridge_needle "$dir/tree")"
+    drop_caches
+    record find_cold "$t" "$(seconds find "$dir/tree")"
+    record rm "$t" "$(seconds rm -rf "$dir/tree")"
+}
+
+for ((run = 1; run <= runs; run++)); do
+    for t in "${targets[@]}"; do
+        [[ -n $t ]] || continue
+        log "run $run/$runs: $t"
+        start_target "$t"
+        run_workloads "$t"
+        stop_target "$t"
+    done
+done
+
+# ---------------------------------------------------------------------------
+# The table
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2];
+    else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# key|label|better (h: higher is better, l: lower is better)
+rows=(
+    "seqwrite|seq write 1 MiB blocks + fsync (MiB/s)|h"
+    "seqread_cold|seq read 1 MiB blocks, cold (MiB/s)|h"
+    "seqread_warm|seq read 1 MiB blocks, warm (MiB/s)|h"
+    "randread|4 KiB random read, warm (IOPS)|h"
+    "create|create $nfiles empty files (files/s)|h"
+    "stat|stat $nfiles files (files/s)|h"
+    "unlink|unlink $nfiles files (files/s)|h"
+    "untar|untar tree (s)|l"
+    "find|find tree, warm (s)|l"
+    "du|du -s tree, warm (s)|l"
+    "grep|grep -r tree, warm (s)|l"
+    "find_cold|find tree, cold (s)|l"
+    "rm|rm -rf tree (s)|l"
+)
+all=(native pll auto always writeback)
+heads=(native passthrough_ll "fsbridge auto" "fsbridge always" "fsbridge writeback")
+
+echo "fsbridge benchmark: median of $runs run(s); $(uname -r), $(nproc) CPUs; $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?')"
+echo "work dir $work on $(df -T "$work" | awk 'NR == 2 { print $2 " " $1 }'); I/O file ${size_mb} MiB; cold = after sync + drop_caches"
+echo "tree: synthetic, bench/make-tree.py: $tree_files files in $((tree_files / 15)) dirs, $tree_mb MiB (C-like text)"
+echo "$pll_note"
+echo "(x.xx) = fsbridge relative to passthrough_ll; >= 1.00x is as fast or faster"
+echo
+printf '%-42s' "workload"
+for i in "${!all[@]}"; do printf ' | %18s' "${heads[$i]}"; done
+echo
+printf '%s\n' "$(printf '%.0s-' {1..145})"
+slow=()
+for row in "${rows[@]}"; do
+    IFS='|' read -r key label better <<<"$row"
+    printf '%-42s' "$label"
+    base=$(median <<<"${results[$key|pll]:-}")
+    for t in "${all[@]}"; do
+        v=$(median <<<"${results[$key|$t]:-}")
+        cell=$v
+        if [[ $v != - && $base != - && $t != native && $t != pll ]]; then
+            ratio=$(awk -v v="$v" -v b="$base" -v h="$better" \
+                'BEGIN { r = (h == "h") ? (b > 0 ? v / b : 0) : (v > 0 ? b / v : 0); printf "%.2f", r }')
+            cell="$v (${ratio}x)"
+            awk -v r="$ratio" 'BEGIN { exit !(r < 0.9) }' && slow+=("$label: $t ${ratio}x")
+        fi
+        printf ' | %18s' "$cell"
+    done
+    echo
+done
+echo
+if ((${#slow[@]})); then
+    echo "below 0.9x passthrough_ll:"
+    printf '  %s\n' "${slow[@]}"
+else
+    echo "every fsbridge cell is at least 0.9x passthrough_ll"
+fi
