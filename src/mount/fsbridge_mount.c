@@ -1,0 +1,309 @@
+/*
+ * fsbridge_mount.c - fsbridge-mount, the guest daemon: mounts a directory
+ * that fsbridged exports on the host, through FUSE.
+ *
+ * Order of work: parse the command line (options.c) and let libfuse check
+ * the mount options; connect to the host and open a session
+ * (handshake.c), so that a wrong address or export fails before anything
+ * is mounted; unless in the foreground, fork into the background; mount
+ * with libfuse (directly as root, through fusermount3 otherwise); relay
+ * /dev/fuse to the host (relay.c) until the filesystem is unmounted, a
+ * signal arrives, or the host goes away.
+ *
+ * libfuse is used only to mount and unmount: the relay does all /dev/fuse
+ * I/O itself, since the requests are answered by the host, not here.
+ *
+ * Exit status: 0 once mounted (background) or after a clean unmount
+ * (foreground); 1 for every failure, usage errors included.
+ */
+#define FUSE_USE_VERSION 35
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fuse3/fuse_lowlevel.h>
+
+#include "common/log.h"
+#include "mount/handshake.h"
+#include "mount/options.h"
+#include "mount/relay.h"
+
+/* Everything one mount needs once the host session is open. */
+struct mount_job {
+    const struct mount_options *opts;
+    const char *mountpoint; /* absolute: the daemon changes to / */
+    struct fuse_session *se;
+    int sock;
+    uint32_t max_frame;
+    struct relay *relay;
+};
+
+/* ----------------------------------------------------------------------
+ * libfuse: mount options and the session
+ */
+
+/* Our fsname= and subtype= come first so that a user's own win.  The
+ * address may contain commas or backslashes (a Unix socket path): escape. */
+static char *session_options(const struct mount_options *o)
+{
+    char fsname[sizeof("fsname=") + 128];
+    char *opts = NULL;
+    snprintf(fsname, sizeof(fsname), "fsname=%s", o->addr.text);
+    if (fuse_opt_add_opt_escaped(&opts, fsname) < 0 ||
+        fuse_opt_add_opt(&opts, "subtype=fsbridge") < 0 ||
+        (o->default_permissions && fuse_opt_add_opt(&opts, "default_permissions") < 0) ||
+        (o->fuse_opts && fuse_opt_add_opt(&opts, o->fuse_opts) < 0)) {
+        free(opts);
+        return NULL;
+    }
+    return opts;
+}
+
+/* Creates the session, which is where libfuse checks the mount options:
+ * an unknown one is reported (by libfuse, on stderr) before we connect. */
+static struct fuse_session *new_session(const struct mount_options *o)
+{
+    /* Never called: requests are relayed, not served, by this program. */
+    static const struct fuse_lowlevel_ops no_ops;
+    char *opts = session_options(o);
+    if (!opts) {
+        log_error("out of memory");
+        return NULL;
+    }
+    char *argv[] = { "fsbridge-mount", "-o", opts, NULL };
+    struct fuse_args args = FUSE_ARGS_INIT(3, argv);
+    struct fuse_session *se = fuse_session_new(&args, &no_ops, sizeof(no_ops), NULL);
+    fuse_opt_free_args(&args);
+    free(opts);
+    return se;
+}
+
+/* ----------------------------------------------------------------------
+ * Running the relay
+ */
+
+/* Blocked in every thread and taken by one waiting thread, so that a
+ * signal never interrupts a relay thread in the middle of a frame.
+ * SIGHUP too: a foreground relay whose terminal goes away should unmount,
+ * not die and leave a dead mount. */
+static void handled_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+static void *signal_waiter_main(void *arg)
+{
+    struct relay *relay = arg;
+    sigset_t set;
+    int sig;
+    handled_signals(&set);
+    if (sigwait(&set, &sig) == 0) {
+        log_debug("%s: unmounting", strsignal(sig));
+        relay_stop(relay);
+    }
+    return NULL;
+}
+
+static int start_relay(struct mount_job *job)
+{
+    struct relay_config cfg = {
+        .sock = job->sock,
+        .session_fd = fuse_session_fd(job->se),
+        .max_frame = job->max_frame,
+        .threads = job->opts->threads,
+        .address = job->opts->addr.text,
+    };
+    pthread_t tid;
+    int err = relay_start(&cfg, &job->relay);
+    if (!err)
+        err = -pthread_create(&tid, NULL, signal_waiter_main, job->relay);
+    if (err) {
+        log_error("cannot start the relay: %s", strerror(-err));
+        return -1;
+    }
+    pthread_detach(tid);
+    return 0;
+}
+
+/* In the background, the mount is live: tell the waiting parent (which
+ * prints the "mounted" line), then let go of the terminal. */
+static void report_mounted(const struct mount_job *job, int ready_fd)
+{
+    if (ready_fd < 0) {
+        log_info("mounted %s on %s", job->opts->addr.text, job->mountpoint);
+        return;
+    }
+    char ok = 0;
+    if (write(ready_fd, &ok, 1) != 1)
+        log_debug("parent gone before the mount was live");
+    close(ready_fd);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        close(null);
+    }
+    fsb_log_init("fsbridge-mount", true);
+}
+
+/*
+ * Exit status for how the relay ended.  A lost host leaves the mount in
+ * place, dead (see connection_lost() in relay.c), but only once it has
+ * been live: a mount that never answered INIT is removed.
+ */
+static int finish(const struct mount_job *job, enum relay_end end, bool was_live)
+{
+    bool unmount = end != RELAY_UNMOUNTED && (end != RELAY_LOST || !was_live);
+    if (unmount)
+        fuse_session_unmount(job->se);
+    return end == RELAY_UNMOUNTED || end == RELAY_STOPPED ? 0 : 1;
+}
+
+/* Mounts and relays until the end.  READY_FD (background only, else -1)
+ * receives one byte once the mount is live.  Returns the exit status. */
+static int serve(struct mount_job *job, int ready_fd)
+{
+    sigset_t set;
+    if (fuse_session_mount(job->se, job->mountpoint) != 0) {
+        log_error("cannot mount on %s", job->mountpoint);
+        return 1;
+    }
+    /* Before any thread exists, so that every thread inherits the mask. */
+    handled_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (start_relay(job) < 0) {
+        fuse_session_unmount(job->se);
+        return 1;
+    }
+    enum relay_end end = relay_wait_mounted(job->relay);
+    bool live = end == RELAY_RUNNING;
+    if (live)
+        report_mounted(job, ready_fd);
+    return finish(job, relay_wait(job->relay), live);
+}
+
+/* ----------------------------------------------------------------------
+ * Background
+ */
+
+/* The parent's side: exits 0 only when the child says the mount is live,
+ * else with the child's status (its error message went to the terminal). */
+static int wait_for_child(const struct mount_job *job, pid_t pid, int ready_fd)
+{
+    char byte;
+    ssize_t n;
+    do
+        n = read(ready_fd, &byte, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1) {
+        log_info("mounted %s on %s", job->opts->addr.text, job->mountpoint);
+        return 0;
+    }
+    int status;
+    if (waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        return WEXITSTATUS(status);
+    return 1;
+}
+
+/* Forks before any thread exists (fork only copies the calling thread). */
+static int run_background(struct mount_job *job)
+{
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        log_error("pipe: %s", strerror(errno));
+        return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        close(ready[0]);
+        setsid();
+        /* Do not keep the caller's directory busy; every path we still
+         * use is absolute. */
+        if (chdir("/") < 0)
+            log_debug("chdir /: %s", strerror(errno));
+        exit(serve(job, ready[1]));
+    }
+    close(ready[1]);
+    return wait_for_child(job, pid, ready[0]);
+}
+
+/* ----------------------------------------------------------------------
+ * main
+ */
+
+/* Returns only on failures before the relay starts (or for a fake mount);
+ * otherwise exits with the relay's status. */
+static int mount_native(const struct mount_options *o, const char *mountpoint)
+{
+    struct mount_job job = { .opts = o, .mountpoint = mountpoint, .sock = -1 };
+    job.se = new_session(o);
+    if (!job.se)
+        return 1;
+    if (!o->fake)
+        job.sock = handshake_connect(&o->addr, o->export_name, &job.max_frame);
+    if (o->fake || job.sock < 0) {
+        fuse_session_destroy(job.se);
+        return o->fake ? 0 : 1;
+    }
+    /* exit() here rather than return: the relay threads still run and use
+     * job and what it points to (and a leak checker sees them in use). */
+    exit(o->foreground ? serve(&job, -1) : run_background(&job));
+}
+
+static int run(const struct mount_options *opts)
+{
+    char mountpoint[PATH_MAX];
+    if (opts->debug)
+        fsb_log_level = FSB_LOG_DEBUG;
+    /* A host that closes the stream must give EPIPE, not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    if (!realpath(opts->mountpoint, mountpoint)) {
+        log_error("mountpoint %s: %s", opts->mountpoint, strerror(errno));
+        return 1;
+    }
+    switch (opts->protocol) {
+    case MOUNT_PROTOCOL_NATIVE:
+        return mount_native(opts, mountpoint);
+    case MOUNT_PROTOCOL_MATCHLOCK:
+        log_error("--protocol=matchlock is not implemented yet");
+        return 1;
+    }
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    struct mount_options opts;
+    int status = 1;
+
+    fsb_log_init("fsbridge-mount", false);
+    switch (mount_options_parse(argc, argv, &opts)) {
+    case MOUNT_PARSE_RUN:
+        status = run(&opts);
+        break;
+    case MOUNT_PARSE_EXIT:
+        status = 0;
+        break;
+    case MOUNT_PARSE_ERROR:
+        status = 1;
+        break;
+    }
+    free(opts.fuse_opts);
+    return status;
+}

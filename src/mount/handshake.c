@@ -1,0 +1,137 @@
+/*
+ * handshake.c - see handshake.h.  Each way the handshake can fail gets its
+ * own message, since this is where a user finds out that the address, the
+ * export name or the host is wrong.
+ */
+#include "mount/handshake.h"
+
+#include <errno.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/fdio.h"
+#include "common/log.h"
+#include "transport/stream_hello.h"
+
+static int send_hello(int fd, const char *export_name)
+{
+    struct fsb_hello h = {
+        .version = FSB_STREAM_VERSION,
+        .byte_order = fsb_native_byte_order(),
+        .max_frame = FSB_DEFAULT_MAX_FRAME,
+        .name_len = (uint16_t)strlen(export_name),
+    };
+    uint8_t fixed[FSB_HELLO_SIZE];
+    fsb_hello_encode(&h, fixed);
+    struct iovec iov[2] = {
+        { .iov_base = fixed, .iov_len = sizeof(fixed) },
+        { .iov_base = (void *)export_name, .iov_len = h.name_len },
+    };
+    return fsb_writev_full(fd, iov, 2);
+}
+
+/* Returns 0, -ETIMEDOUT, -EPIPE if the host hung up, -EPROTO if what came
+ * back is not a HELLO reply, or -errno. */
+static int read_hello_reply(int fd, struct fsb_hello_reply *reply)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    int n = poll(&pfd, 1, HANDSHAKE_TIMEOUT_MS);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        return -ETIMEDOUT;
+    uint8_t buf[FSB_HELLO_REPLY_SIZE];
+    int err = fsb_read_full(fd, buf, sizeof(buf));
+    return err ? err : fsb_hello_reply_decode(buf, reply);
+}
+
+static void log_read_error(const struct fsb_address *addr, int err)
+{
+    if (err == -EPIPE)
+        log_error("%s closed the connection during the handshake", addr->text);
+    else if (err == -ETIMEDOUT)
+        log_error("%s did not answer the handshake within %d s", addr->text,
+                  HANDSHAKE_TIMEOUT_MS / 1000);
+    else if (err == -EPROTO)
+        log_error("%s is not an fsbridge host (bad HELLO reply)", addr->text);
+    else
+        log_error("%s: reading the HELLO reply: %s", addr->text, strerror(-err));
+}
+
+static void log_refusal(const struct fsb_hello_reply *reply, const char *export_name)
+{
+    if (reply->status == ENOENT && *export_name)
+        log_error("export '%s' not found on host", export_name);
+    else if (reply->status == ENOENT)
+        log_error("host has no default export");
+    else if (reply->status == EPROTO)
+        log_error("host refused the session: unsupported protocol version or byte order");
+    else
+        log_error("host refused the session: %s", strerror((int)reply->status));
+}
+
+/* Checks a reply with status 0.  The host speaks only its native byte order
+ * and the smaller of both versions; anything else is a broken host. */
+static int check_reply(const struct fsb_address *addr, const struct fsb_hello_reply *reply)
+{
+    if (reply->version == 0 || reply->version > FSB_STREAM_VERSION) {
+        log_error("%s answered with stream protocol version %u (this program speaks %u)",
+                  addr->text, reply->version, FSB_STREAM_VERSION);
+        return -1;
+    }
+    /* The protocol allows 4096, but the kernel reads requests only into
+     * FUSE_MIN_READ_BUFFER bytes, and a one-page READ reply or WRITE
+     * request plus headers is more than 4096: such a session cannot work. */
+    if (reply->max_frame < FUSE_MIN_READ_BUFFER) {
+        log_error("%s announced frames of %u bytes: too small for FUSE (minimum %u)",
+                  addr->text, reply->max_frame, FUSE_MIN_READ_BUFFER);
+        return -1;
+    }
+    return 0;
+}
+
+/* The HELLO exchange on a connected FD.  Returns 0 or -1 (logged). */
+static int hello(int fd, const struct fsb_address *addr, const char *export_name,
+                 uint32_t *max_frame)
+{
+    struct fsb_hello_reply reply;
+    int err = send_hello(fd, export_name);
+    if (err) {
+        log_error("%s: sending HELLO: %s", addr->text, strerror(-err));
+        return -1;
+    }
+    err = read_hello_reply(fd, &reply);
+    if (err) {
+        log_read_error(addr, err);
+        return -1;
+    }
+    if (reply.status != 0) {
+        log_refusal(&reply, export_name);
+        return -1;
+    }
+    if (check_reply(addr, &reply) < 0)
+        return -1;
+    /* The host should answer the minimum of both; never trust it to. */
+    *max_frame = reply.max_frame < FSB_DEFAULT_MAX_FRAME ? reply.max_frame
+                                                         : FSB_DEFAULT_MAX_FRAME;
+    return 0;
+}
+
+int handshake_connect(const struct fsb_address *addr, const char *export_name,
+                      uint32_t *max_frame)
+{
+    int fd = fsb_address_connect(addr);
+    if (fd < 0) {
+        log_error("cannot connect to %s: %s", addr->text, strerror(-fd));
+        return -1;
+    }
+    if (hello(fd, addr, export_name, max_frame) < 0) {
+        close(fd);
+        return -1;
+    }
+    log_debug("session open on %s: frames up to %u bytes", addr->text, *max_frame);
+    return fd;
+}

@@ -1,0 +1,30 @@
+/*
+ * notify_queue.h - hands the host's notifications (FUSE_NOTIFY_*, unique 0)
+ * to the kernel from a thread of their own.
+ *
+ * Writing an invalidation to /dev/fuse can block: the kernel waits for page
+ * or inode locks, and the task holding them may itself be waiting for a
+ * reply from the host.  If the thread that delivers replies also wrote
+ * notifications, that reply would never be delivered: a deadlock (libfuse
+ * warns about the same thing for fuse_lowlevel_notify_inval_*).  So replies
+ * and notifications travel separately; the order between them was never
+ * guaranteed by FUSE anyway.
+ */
+#ifndef FSB_MOUNT_NOTIFY_QUEUE_H
+#define FSB_MOUNT_NOTIFY_QUEUE_H
+
+#include <stddef.h>
+
+/* Queued notifications before the host's stream stalls behind them. */
+#define NOTIFY_QUEUE_MAX 1024
+
+struct notify_queue;
+
+/* Starts the delivery thread writing to DEV_FD.  Returns 0 or -errno. */
+int notify_queue_start(struct notify_queue **out, int dev_fd);
+
+/* Queues a copy of MSG (LEN bytes).  Blocks while NOTIFY_QUEUE_MAX are
+ * queued; drops the message (logged at debug level) if out of memory. */
+void notify_queue_push(struct notify_queue *q, const void *msg, size_t len);
+
+#endif

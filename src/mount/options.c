@@ -1,0 +1,247 @@
+/*
+ * options.c - see options.h.  Errors are one line on stderr; the caller
+ * turns them into exit status 1 (mount(8) only distinguishes zero from
+ * non-zero for helpers, so usage errors do not get a status of their own).
+ */
+#include "mount/options.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <fuse3/fuse_opt.h>
+
+#include "common/log.h"
+#include "mount/relay.h"
+
+enum { OPT_PROTOCOL = 256, OPT_VERSION };
+
+static const struct option long_options[] = {
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, OPT_VERSION },
+    { "protocol", required_argument, NULL, OPT_PROTOCOL },
+    { NULL, 0, NULL, 0 },
+};
+
+static void print_help(void)
+{
+    printf("usage: fsbridge-mount [-f] [-d] [-o OPTIONS] [--protocol=native] "
+           "[ADDRESS] MOUNTPOINT\n"
+           "       mount.fsbridge ADDRESS MOUNTPOINT [-sfnv] [-o OPTIONS]\n"
+           "\n"
+           "Mounts a directory exported by fsbridged on the host.\n"
+           "\n"
+           "ADDRESS  vsock:CID:PORT, vsock:PORT (CID 2, the host), unix:PATH,\n"
+           "         serial:DEVICE or fd:N (default " MOUNT_DEFAULT_ADDRESS ")\n"
+           "\n"
+           "  -f                 stay in the foreground (mount.fsbridge: fake, mount nothing)\n"
+           "  -d                 debug logging; implies -f\n"
+           "  -o OPTIONS         comma-separated mount options:\n"
+           "       export=NAME              export to mount (default: the host's default)\n"
+           "       threads=N                /dev/fuse reader threads, 1-%d (default %d)\n"
+           "       no_default_permissions   leave permission checks to the host alone\n"
+           "       ro, allow_other, nosuid, nodev, noexec, ...  as for any FUSE mount\n"
+           "  --protocol=native  the host protocol (native: fsbridged)\n"
+           "  -h, --help         this text\n"
+           "      --version      print the version\n",
+           RELAY_MAX_THREADS, RELAY_DEFAULT_THREADS);
+}
+
+static bool parse_threads(const char *text, unsigned *out)
+{
+    char *end;
+    long n = strtol(text, &end, 10);
+    if (end == text || *end || n < 1 || n > RELAY_MAX_THREADS)
+        return false;
+    *out = (unsigned)n;
+    return true;
+}
+
+static bool parse_export(const char *name, struct mount_options *o)
+{
+    struct fsb_hello h = { .name_len = (uint16_t)strlen(name) };
+    if (strlen(name) > FSB_EXPORT_NAME_MAX)
+        return false;
+    memcpy(h.name, name, h.name_len);
+    if (fsb_hello_check_name(&h) < 0)
+        return false;
+    memcpy(o->export_name, h.name, h.name_len + 1);
+    return true;
+}
+
+/* fstab and mount(8) options that mean nothing to the kernel or libfuse
+ * (mount.fuse drops the same ones). */
+static bool is_mount8_only(const char *opt)
+{
+    static const char *const names[] = { "defaults", "auto", "noauto", "user", "nouser",
+                                         "users", "owner", "group", "_netdev", "nofail" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(opt, names[i]) == 0)
+            return true;
+    return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
+static bool parse_one_option(const char *opt, struct mount_options *o)
+{
+    if (strncmp(opt, "export=", 7) == 0) {
+        if (!parse_export(opt + 7, o)) {
+            log_error("bad export name '%s' (printable ASCII without '/' or ',', at most %d "
+                      "bytes)", opt + 7, FSB_EXPORT_NAME_MAX);
+            return false;
+        }
+    } else if (strncmp(opt, "threads=", 8) == 0) {
+        if (!parse_threads(opt + 8, &o->threads)) {
+            log_error("bad option '%s' (threads must be 1-%d)", opt, RELAY_MAX_THREADS);
+            return false;
+        }
+    } else if (strcmp(opt, "default_permissions") == 0) {
+        o->default_permissions = true;
+    } else if (strcmp(opt, "no_default_permissions") == 0) {
+        o->default_permissions = false;
+    } else if (!is_mount8_only(opt) && fuse_opt_add_opt(&o->fuse_opts, opt) < 0) {
+        log_error("out of memory");
+        return false;
+    }
+    return true;
+}
+
+static bool parse_option_list(const char *list, struct mount_options *o)
+{
+    char *copy = strdup(list), *save = NULL;
+    bool ok = copy != NULL;
+    for (char *opt = copy ? strtok_r(copy, ",", &save) : NULL; ok && opt;
+         opt = strtok_r(NULL, ",", &save))
+        ok = parse_one_option(opt, o);
+    free(copy);
+    return ok;
+}
+
+static bool parse_protocol(const char *name, struct mount_options *o)
+{
+    if (strcmp(name, "native") == 0)
+        o->protocol = MOUNT_PROTOCOL_NATIVE;
+    else if (strcmp(name, "matchlock") == 0)
+        o->protocol = MOUNT_PROTOCOL_MATCHLOCK;
+    else {
+        log_error("unknown protocol '%s' (expected native or matchlock)", name);
+        return false;
+    }
+    return true;
+}
+
+static void log_bad_option(int c, int optopt_value, const char *arg)
+{
+    if (c == ':')
+        log_error("option '%s' needs an argument (see --help)", arg);
+    else if (optopt_value)
+        log_error("unknown option '-%c' (see --help)", optopt_value);
+    else
+        log_error("unknown option '%s' (see --help)", arg);
+}
+
+/* One option character C (with optarg) of either calling convention. */
+static enum mount_parse_result apply_option(int c, bool helper, struct mount_options *o,
+                                            char **argv)
+{
+    switch (c) {
+    case 'f':
+        /* mount(8) passes -f for "fake": do everything but mount. */
+        if (helper)
+            o->fake = true;
+        else
+            o->foreground = true;
+        return MOUNT_PARSE_RUN;
+    case 'd':
+        o->debug = o->foreground = true;
+        return MOUNT_PARSE_RUN;
+    case 'o':
+        return parse_option_list(optarg, o) ? MOUNT_PARSE_RUN : MOUNT_PARSE_ERROR;
+    case 's': /* sloppy, no mtab, verbose, type: nothing to do for us */
+    case 'n':
+    case 'v':
+    case 't':
+        return MOUNT_PARSE_RUN;
+    case OPT_PROTOCOL:
+        return parse_protocol(optarg, o) ? MOUNT_PARSE_RUN : MOUNT_PARSE_ERROR;
+    case 'h':
+        print_help();
+        return MOUNT_PARSE_EXIT;
+    case OPT_VERSION:
+        printf("fsbridge-mount %s\n", FSB_VERSION);
+        return MOUNT_PARSE_EXIT;
+    default:
+        log_bad_option(c, optopt, argv[optind - 1]);
+        return MOUNT_PARSE_ERROR;
+    }
+}
+
+/* A lone positional that names a transport is an address without its
+ * mountpoint, not a directory called "unix:..." (write ./unix:x for that). */
+static bool looks_like_address(const char *arg)
+{
+    static const char *const prefixes[] = { "unix:", "vsock:", "serial:", "fd:" };
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(arg, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+/* ADDRESS and MOUNTPOINT: mount(8) always passes both; by hand, ADDRESS
+ * may be left out. */
+static bool parse_positionals(int count, char **args, bool helper, struct mount_options *o)
+{
+    const char *address = MOUNT_DEFAULT_ADDRESS;
+    if (count == 0 || (helper && count == 1)) {
+        log_error("missing %s (see --help)", count == 0 && !helper ? "MOUNTPOINT"
+                                                                   : "ADDRESS or MOUNTPOINT");
+        return false;
+    }
+    if (count == 1 && looks_like_address(args[0])) {
+        log_error("missing MOUNTPOINT after '%s' (see --help)", args[0]);
+        return false;
+    }
+    if (count > 2) {
+        log_error("unexpected argument '%s' (see --help)", args[2]);
+        return false;
+    }
+    if (count == 2)
+        address = args[0];
+    o->mountpoint = args[count - 1];
+
+    char err[256];
+    if (fsb_address_parse(address, true, &o->addr, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        return false;
+    }
+    return true;
+}
+
+static bool invoked_as_helper(const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+    return strcmp(base ? base + 1 : argv0, "mount.fsbridge") == 0;
+}
+
+enum mount_parse_result mount_options_parse(int argc, char **argv, struct mount_options *o)
+{
+    bool helper = argc > 0 && invoked_as_helper(argv[0]);
+    /* Leading ':' to report a missing argument as ':'; GNU getopt permutes,
+     * so options may follow the positionals as mount(8) passes them. */
+    const char *shortopts = helper ? ":sfnvo:t:h" : ":fdo:h";
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    o->threads = RELAY_DEFAULT_THREADS;
+    o->default_permissions = true;
+    o->foreground = false;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, shortopts, long_options, NULL)) != -1) {
+        enum mount_parse_result r = apply_option(c, helper, o, argv);
+        if (r != MOUNT_PARSE_RUN)
+            return r;
+    }
+    if (!parse_positionals(argc - optind, argv + optind, helper, o))
+        return MOUNT_PARSE_ERROR;
+    return MOUNT_PARSE_RUN;
+}

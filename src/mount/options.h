@@ -1,0 +1,50 @@
+/*
+ * options.h - the command line of fsbridge-mount, and of mount.fsbridge
+ * (the same program under the name mount(8) runs for `mount -t fsbridge`).
+ *
+ *   fsbridge-mount [-f] [-d] [-o OPTS] [--protocol=native] [ADDRESS] MOUNTPOINT
+ *   mount.fsbridge ADDRESS MOUNTPOINT [-sfnv] [-o OPTS]
+ *
+ * -o takes comma-separated options.  export=, threads= and
+ * (no_)default_permissions are fsbridge-mount's own; mount(8)/fstab-only
+ * options (defaults, noauto, _netdev, x-*, ...) are dropped; the rest go to
+ * libfuse's mount unchanged, which refuses what it does not know.
+ */
+#ifndef FSB_MOUNT_OPTIONS_H
+#define FSB_MOUNT_OPTIONS_H
+
+#include <stdbool.h>
+
+#include "common/address.h"
+#include "transport/stream_hello.h"
+
+#define MOUNT_DEFAULT_ADDRESS "vsock:2:5001"
+
+enum mount_protocol {
+    MOUNT_PROTOCOL_NATIVE,    /* fsbridged's stream protocol: the FUSE relay */
+    MOUNT_PROTOCOL_MATCHLOCK, /* a matchlock host's CBOR protocol (planned) */
+};
+
+struct mount_options {
+    struct fsb_address addr;     /* addr.text: the address as given */
+    const char *mountpoint;      /* as given */
+    char export_name[FSB_EXPORT_NAME_MAX + 1]; /* "" = the host's default */
+    unsigned threads;            /* /dev/fuse reader threads */
+    bool default_permissions;    /* let the guest kernel check modes too */
+    bool foreground;
+    bool debug;
+    bool fake;                   /* mount.fsbridge -f: check arguments only */
+    enum mount_protocol protocol;
+    char *fuse_opts;             /* options for libfuse's mount, or NULL */
+};
+
+/* What mount_options_parse() tells the caller to do. */
+enum mount_parse_result {
+    MOUNT_PARSE_RUN,   /* options are valid: go on */
+    MOUNT_PARSE_EXIT,  /* --help or --version was printed: exit 0 */
+    MOUNT_PARSE_ERROR, /* a one-line error was logged: exit 1 */
+};
+
+enum mount_parse_result mount_options_parse(int argc, char **argv, struct mount_options *o);
+
+#endif

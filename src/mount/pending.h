@@ -1,0 +1,64 @@
+/*
+ * pending.h - the set of requests the relay has sent to the host and not
+ * yet seen answered.
+ *
+ * Each entry maps a request's unique to the /dev/fuse fd it was read from:
+ * with cloned fds every fd has its own processing queue in the kernel, so a
+ * reply is only accepted on the fd that carried the request.  The set also
+ * bounds how many requests are in flight (a slow host then stalls the
+ * reader threads instead of growing memory), and when the connection is
+ * lost it is the list of requests the relay must fail itself, so that no
+ * guest process waits forever.
+ */
+#ifndef FSB_MOUNT_PENDING_H
+#define FSB_MOUNT_PENDING_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Most requests in flight at once.  The kernel's own default congestion
+ * threshold is far lower for background requests; 256 keeps a fast host
+ * busy without letting a stalled one pin unbounded memory. */
+#define PENDING_MAX 256
+/* Open addressing at load <= 1/4: probes stay short without tombstones. */
+#define PENDING_SLOTS (4 * PENDING_MAX)
+
+struct pending_entry {
+    uint64_t unique; /* 0: free slot (the kernel never uses unique 0) */
+    int fd;
+};
+
+struct pending {
+    pthread_mutex_t lock;
+    pthread_cond_t room; /* signalled when an entry leaves or the set closes */
+    unsigned count;
+    bool closed;
+    struct pending_entry slots[PENDING_SLOTS];
+};
+
+void pending_init(struct pending *p);
+
+/*
+ * Records that request UNIQUE, read from FD, awaits a reply.  Blocks while
+ * PENDING_MAX requests are in flight.  Returns 0, -ENOTCONN once the set is
+ * closed (the connection is gone: answer the request locally), or -EEXIST
+ * for a unique already in flight (a kernel bug; never expected).
+ */
+int pending_add(struct pending *p, uint64_t unique, int fd);
+
+/* Removes UNIQUE and returns its fd, or -1 if it is not in flight. */
+int pending_take(struct pending *p, uint64_t unique);
+
+/* Returns the fd of UNIQUE without removing it, or -1. */
+int pending_find(struct pending *p, uint64_t unique);
+
+/*
+ * Closes the set: later pending_add() calls fail with -ENOTCONN.  Calls
+ * FAIL(unique, fd, arg) for every entry still in flight, under the lock (so
+ * no reply can race with it), then empties the set.
+ */
+void pending_close(struct pending *p, void (*fail)(uint64_t unique, int fd, void *arg),
+                   void *arg);
+
+#endif
