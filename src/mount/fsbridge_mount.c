@@ -23,6 +23,8 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,14 +49,40 @@ struct mount_job {
 };
 
 /* ----------------------------------------------------------------------
- * libfuse: mount options and the session
+ * libfuse: messages, mount options and the session
  */
+
+/* libfuse's last error line, without its "fuse: " prefix: our own message
+ * includes it, so that a failure is one line, not two.  libfuse builds
+ * some lines from several fuse_log() calls, hence the partial line.
+ * Global because libfuse's log hook is; only the main thread calls libfuse
+ * (session creation, mounting, unmounting). */
+static char libfuse_error[256];
+static char libfuse_line[256];
+
+static void libfuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    size_t used = strlen(libfuse_line);
+    vsnprintf(libfuse_line + used, sizeof(libfuse_line) - used, fmt, ap);
+    size_t len = strlen(libfuse_line);
+    bool full = len + 1 >= sizeof(libfuse_line);
+    if (len == 0 || (libfuse_line[len - 1] != '\n' && !full))
+        return; /* the rest of the line is still to come */
+    if (libfuse_line[len - 1] == '\n')
+        libfuse_line[len - 1] = 0;
+    const char *text = strncmp(libfuse_line, "fuse: ", 6) == 0 ? libfuse_line + 6 : libfuse_line;
+    if (level <= FUSE_LOG_ERR)
+        snprintf(libfuse_error, sizeof(libfuse_error), "%s", text);
+    else
+        log_debug("libfuse: %s", text);
+    libfuse_line[0] = 0;
+}
 
 /* Our fsname= and subtype= come first so that a user's own win.  The
  * address may contain commas or backslashes (a Unix socket path): escape. */
 static char *session_options(const struct mount_options *o)
 {
-    char fsname[sizeof("fsname=") + 128];
+    char fsname[sizeof("fsname=") + 128]; /* addresses: a type and <= 107 bytes */
     char *opts = NULL;
     snprintf(fsname, sizeof(fsname), "fsname=%s", o->addr.text);
     if (fuse_opt_add_opt_escaped(&opts, fsname) < 0 ||
@@ -68,7 +96,7 @@ static char *session_options(const struct mount_options *o)
 }
 
 /* Creates the session, which is where libfuse checks the mount options:
- * an unknown one is reported (by libfuse, on stderr) before we connect. */
+ * an unknown one is reported before we connect to the host. */
 static struct fuse_session *new_session(const struct mount_options *o)
 {
     /* Never called: requests are relayed, not served, by this program. */
@@ -81,6 +109,8 @@ static struct fuse_session *new_session(const struct mount_options *o)
     char *argv[] = { "fsbridge-mount", "-o", opts, NULL };
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
     struct fuse_session *se = fuse_session_new(&args, &no_ops, sizeof(no_ops), NULL);
+    if (!se)
+        log_error("%s", *libfuse_error ? libfuse_error : "bad mount options");
     fuse_opt_free_args(&args);
     free(opts);
     return se;
@@ -136,8 +166,8 @@ static int start_relay(struct mount_job *job)
     return 0;
 }
 
-/* In the background, the mount is live: tell the waiting parent (which
- * prints the "mounted" line), then let go of the terminal. */
+/* The mount is live.  In the foreground, say so; in the background, tell
+ * the waiting parent (which says so), then let go of the terminal. */
 static void report_mounted(const struct mount_job *job, int ready_fd)
 {
     if (ready_fd < 0) {
@@ -155,6 +185,8 @@ static void report_mounted(const struct mount_job *job, int ready_fd)
         dup2(null, STDERR_FILENO);
         close(null);
     }
+    /* Relay threads may log meanwhile; they only ever see one of the two
+     * settings, and lines written before the switch still reach stderr. */
     fsb_log_init("fsbridge-mount", true);
 }
 
@@ -177,7 +209,8 @@ static int serve(struct mount_job *job, int ready_fd)
 {
     sigset_t set;
     if (fuse_session_mount(job->se, job->mountpoint) != 0) {
-        log_error("cannot mount on %s", job->mountpoint);
+        log_error("cannot mount on %s: %s", job->mountpoint,
+                  *libfuse_error ? libfuse_error : "see the message above");
         return 1;
     }
     /* Before any thread exists, so that every thread inherits the mask. */
@@ -293,6 +326,7 @@ int main(int argc, char **argv)
     int status = 1;
 
     fsb_log_init("fsbridge-mount", false);
+    fuse_set_log_func(libfuse_log);
     switch (mount_options_parse(argc, argv, &opts)) {
     case MOUNT_PARSE_RUN:
         status = run(&opts);

@@ -193,8 +193,8 @@ static void *fuse_reader_main(void *arg)
             forward_request(rd, (size_t)n);
             continue;
         }
-        /* libfuse restarts on the same three: interrupted system call,
-         * and a request that was interrupted while being read. */
+        /* EINTR, EAGAIN: nothing was read.  ENOENT: the request was
+         * interrupted while being read.  libfuse restarts on the same. */
         if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
             continue;
         device_ended(rd->relay, errno);
