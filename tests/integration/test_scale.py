@@ -20,6 +20,7 @@ import time
 import pytest
 
 import helpers
+from fuse_client import FuseClient, FUSE_ROOT_ID
 
 EXPORT = "scale"
 DIRS = 50          # top-level directories
@@ -208,3 +209,50 @@ def test_open_files_beyond_the_daemon_fd_limit(scale_fs):
         assert daemon.alive()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_inodes_evicted_from_the_fd_cache_stay_usable(fsb_workdir, daemon_factory):
+    """The daemon keeps only a bounded set of inode fds (about half of
+    RLIMIT_NOFILE) and reopens the others from their file handles.  2,000
+    looked-up inodes under a 1,024 limit: the first ones have certainly been
+    evicted, and every operation on them must still work."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    n = 2000
+    for i in range(n):
+        (host / f"f{i}").write_bytes(b"%d\n" % i)
+    os.mkdir(host / "dir")
+    d = daemon_factory([f"{EXPORT}={host}"],
+                       rlimits={resource.RLIMIT_NOFILE: (NOFILE, NOFILE)})
+    with FuseClient(d.socket, export=EXPORT) as c:
+        err, dent = c.lookup(FUSE_ROOT_ID, "dir")
+        assert err == 0
+        ids = []
+        for i in range(n):
+            err, e = c.lookup(FUSE_ROOT_ID, f"f{i}")
+            assert err == 0, f"LOOKUP f{i}: {os.strerror(err)}"
+            ids.append(e["nodeid"])
+        failures = []
+        for i in range(0, n, 97):
+            err, attr = c.getattr(ids[i])
+            if err:
+                failures.append(f"GETATTR f{i}: {os.strerror(err)}")
+                continue
+            err, fh = c.open(ids[i])
+            if err:
+                failures.append(f"OPEN f{i}: {os.strerror(err)}")
+                continue
+            err, data = c.read(fh, 0, 100, nodeid=ids[i])
+            if (err, data) != (0, b"%d\n" % i):
+                failures.append(f"READ f{i}: {err} {data!r}")
+            c.release(ids[i], fh)
+        # A directory evicted long ago still serves as a parent.
+        err, e, fh = c.create(dent["nodeid"], "new")
+        if err:
+            failures.append(f"CREATE in the evicted directory: {os.strerror(err)}")
+        err, _ = c.mkdir(dent["nodeid"], "sub")
+        if err:
+            failures.append(f"MKDIR in the evicted directory: {os.strerror(err)}")
+        assert not failures, (f"{len(failures)} operations on evicted inodes failed:\n"
+                              + "\n".join(failures[:10]))
+    assert d.alive()
