@@ -49,6 +49,9 @@ enum {
     FSB_SET_MTIME = 1 << 5,
     FSB_SET_ATIME_NOW = 1 << 6,
     FSB_SET_MTIME_NOW = 1 << 7,
+    /* The guest kernel's own time update (writeback cache: it records
+     * mtime/ctime locally and flushes them through an open handle). */
+    FSB_SET_KERNEL_TIMES = 1 << 8,
 };
 
 struct fsb_setattr {

@@ -227,10 +227,12 @@ static int op_getattr(struct fsb_request *r)
     return err ? err : reply_attr(r, &st);
 }
 
-/* Translates FATTR_* into the backend's fields.  FATTR_CTIME (sent with a
- * writeback cache) cannot be set on Linux and is ignored, as in libfuse;
- * FATTR_LOCKOWNER carries nothing we need; FATTR_KILL_SUIDGID is not
- * negotiated (the guest kernel clears those bits itself). */
+/* Translates FATTR_* into the backend's fields.  FATTR_CTIME comes only
+ * from a guest with a writeback cache flushing the times it kept: ctime
+ * itself cannot be set on Linux, but it marks the update as the kernel's
+ * (FSB_SET_KERNEL_TIMES).  FATTR_LOCKOWNER carries nothing we need;
+ * FATTR_KILL_SUIDGID is not negotiated (the guest kernel clears those bits
+ * itself). */
 static void to_setattr(const struct fuse_setattr_in *in, struct fsb_setattr *set)
 {
     static const struct { uint32_t fattr; unsigned fsb; } map[] = {
@@ -238,6 +240,7 @@ static void to_setattr(const struct fuse_setattr_in *in, struct fsb_setattr *set
         { FATTR_GID, FSB_SET_GID },             { FATTR_SIZE, FSB_SET_SIZE },
         { FATTR_ATIME, FSB_SET_ATIME },         { FATTR_MTIME, FSB_SET_MTIME },
         { FATTR_ATIME_NOW, FSB_SET_ATIME_NOW }, { FATTR_MTIME_NOW, FSB_SET_MTIME_NOW },
+        { FATTR_CTIME, FSB_SET_KERNEL_TIMES },
     };
     *set = (struct fsb_setattr){
         .mode = in->mode & 07777,

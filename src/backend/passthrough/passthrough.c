@@ -255,6 +255,23 @@ static int set_times(int fd, int hfd, const struct fsb_setattr *set)
     return utimensat(fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
+/*
+ * A guest with a writeback cache writes file data into its page cache and
+ * later sends the mtime it recorded, as explicit times, through the handle
+ * the writer opened.  Explicit times need ownership on the host, while
+ * writing needs only write access: a writer that is not the owner would get
+ * EPERM at close(2).  A handle opened for writing stands for that write
+ * access, so the kernel's own time update is then applied as the daemon.
+ */
+static bool kernel_time_update_allowed(int hfd, const struct fsb_setattr *set)
+{
+    unsigned others = FSB_SET_MODE | FSB_SET_UID | FSB_SET_GID | FSB_SET_SIZE;
+    if (!(set->valid & FSB_SET_KERNEL_TIMES) || (set->valid & others) || hfd < 0)
+        return false;
+    int fl = fcntl(hfd, F_GETFL);
+    return fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+}
+
 static int apply_setattr(struct pt_inode *in, int fd, int hfd, const struct fsb_setattr *set)
 {
     int err = 0;
@@ -284,6 +301,8 @@ static int pt_setattr(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_
         err = apply_setattr(in, fd, hfd, set);
         cred_leave(pt->switch_creds);
     }
+    if (err == -EPERM && kernel_time_update_allowed(hfd, set))
+        err = set_times(fd, hfd, set);
     if (!err)
         err = stat_fd(fd, out);
     if (hfd >= 0)
