@@ -135,6 +135,47 @@ def test_o_excl(fs):
     assert stat.S_IMODE(os.stat(fs.host / "fresh").st_mode) == 0o600 & ~current_umask()
 
 
+def test_open_flags(fs):
+    """Flags that tools pass on open (tar: O_NOFOLLOW|O_NOATIME, databases:
+    O_DIRECT/O_SYNC/O_DSYNC) are honoured, not turned into errors."""
+    data = pattern(8192, seed=11)
+    write_file(fs.mnt / "f", data)
+    os.symlink("f", fs.mnt / "link")
+    for extra in (os.O_NOFOLLOW, os.O_NOATIME, os.O_NOFOLLOW | os.O_NOATIME | os.O_NONBLOCK,
+                  os.O_CLOEXEC, os.O_NOCTTY):
+        fd = os.open(fs.mnt / "f", os.O_RDONLY | extra)
+        try:
+            assert os.read(fd, 100) == data[:100], f"flags {extra:#o}"
+        finally:
+            os.close(fd)
+    # O_NOFOLLOW on the link itself: ELOOP, from the guest kernel.
+    with pytest.raises(OSError) as e:
+        os.open(fs.mnt / "link", os.O_RDONLY | os.O_NOFOLLOW)
+    assert e.value.errno == errno.ELOOP
+
+    for extra in (os.O_SYNC, os.O_DSYNC):
+        fd = os.open(fs.mnt / "f", os.O_WRONLY | extra)
+        try:
+            os.pwrite(fd, b"sync", 0)
+        finally:
+            os.close(fd)
+        assert read_file(fs.host / "f")[:4] == b"sync"
+
+    # O_DIRECT with page-aligned buffers.
+    buf = mmap.mmap(-1, 4096)
+    buf.write(b"D" * 4096)
+    fd = os.open(fs.mnt / "f", os.O_RDWR | os.O_DIRECT)
+    try:
+        assert os.pwritev(fd, [buf], 4096) == 4096
+        rbuf = mmap.mmap(-1, 4096)
+        assert os.preadv(fd, [rbuf], 4096) == 4096
+        assert rbuf[:] == b"D" * 4096
+    finally:
+        os.close(fd)
+    assert read_file(fs.host / "f")[4096:] == b"D" * 4096
+    assert read_file(fs.mnt / "f")[4096:] == b"D" * 4096
+
+
 def current_umask():
     mask = os.umask(0)
     os.umask(mask)

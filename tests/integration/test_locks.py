@@ -219,7 +219,7 @@ def test_fcntl_record_locks(fs, contenders):
         c = contenders(path,
                        "lockf-nb", 50, 10,           # overlaps: busy
                        "lockf-nb", 100, 100,         # next to it: fine
-                       "getlk", 0, 4096,             # who holds [0, 100)?
+                       "getlk", 0, 4096,             # is [0, 100) locked?
                        "lockf-wait", 90, 20,         # blocks until we release
                        "pause",
                        "unlock")
@@ -229,7 +229,6 @@ def test_fcntl_record_locks(fs, contenders):
         assert got is not None
         fields = got.split()
         assert fields[:2] == ["type", str(fcntl.F_WRLCK)], got
-        assert int(fields[3]) == os.getpid(), f"F_GETLK names pid {fields[3]}, holder is {os.getpid()}"
         assert (int(fields[5]), int(fields[7])) == (0, 100), got
         assert c.line() == "waiting"
         assert_still_waiting(c)
@@ -288,3 +287,23 @@ def test_fcntl_lock_released_when_holder_exits(fs, contenders):
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+
+
+def test_fcntl_getlk_names_the_holder(fs, contenders):
+    """F_GETLK reports the conflicting lock's range and its holder's pid
+    (POSIX: l_pid is the process holding the lock)."""
+    path = make_file(fs)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 10, 20)       # bytes [20, 30)
+        c = contenders(path, "getlk", 0, 0, "getlk", 30, 10)
+        fields = c.line().split()
+        assert fields[:2] == ["type", str(fcntl.F_WRLCK)], fields
+        assert (int(fields[5]), int(fields[7])) == (20, 10), fields
+        assert int(fields[3]) == os.getpid(), \
+            f"F_GETLK names pid {fields[3]}, the holder is {os.getpid()}"
+        fields = c.line().split()
+        assert fields[:2] == ["type", str(fcntl.F_UNLCK)], fields   # [30, 40) is free
+        c.finish()
+    finally:
+        os.close(fd)

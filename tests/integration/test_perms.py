@@ -176,26 +176,47 @@ def test_sticky_directory(fs):
     assert sorted(os.listdir(fs.host / "tmp")) == ["roots"]
 
 
-def test_group_permissions_use_supplementary_groups(fs):
-    """A file readable by group 1234 only: readable by a user whose
-    supplementary groups include 1234, refused otherwise."""
+def test_group_permissions_of_primary_group(fs):
     put(fs.mnt / "groupfile", b"for the group", 0o640)
     os.chown(fs.mnt / "groupfile", 0, 1234)
     os.mkdir(fs.mnt / "groupdir")
     os.chown(fs.mnt / "groupdir", 0, 1234)
     os.chmod(fs.mnt / "groupdir", 0o770)
-
-    member = as_user([["read", fs.mnt / "groupfile"],
-                      ["create", fs.mnt / "groupdir" / "by-member", 0o666]],
-                     groups=[1234])
-    assert member == [("ok", "for the group"), "ok"]
-    h = os.stat(fs.host / "groupdir" / "by-member")
-    assert (h.st_uid, h.st_gid) == (UID, GID)
-
+    got = as_user([["read", fs.mnt / "groupfile"],
+                   ["create", fs.mnt / "groupdir" / "f", 0o666],
+                   ["write", fs.mnt / "groupfile", "!"]], gid=1234)
+    assert got == [("ok", "for the group"), "ok", "EACCES"]
+    h = os.stat(fs.host / "groupdir" / "f")
+    assert (h.st_uid, h.st_gid) == (UID, 1234)
     outsider = as_user([["read", fs.mnt / "groupfile"],
-                        ["create", fs.mnt / "groupdir" / "by-outsider", 0o666]])
+                        ["create", fs.mnt / "groupdir" / "g", 0o666]])
     assert outsider == ["EACCES", "EACCES"]
-    # Primary group 1234 works as well.
-    primary = as_user([["read", fs.mnt / "groupfile"]], gid=1234)
-    assert primary == [("ok", "for the group")]
-    assert sorted(os.listdir(fs.host / "groupdir")) == ["by-member"]
+    assert os.listdir(fs.host / "groupdir") == ["f"]
+
+
+def test_supplementary_group_can_create(fs):
+    """Creating in a directory writable through a supplementary group
+    (the kernel sends that group with FUSE_CREATE_SUPP_GROUP)."""
+    os.mkdir(fs.mnt / "groupdir")
+    os.chown(fs.mnt / "groupdir", 0, 1234)
+    os.chmod(fs.mnt / "groupdir", 0o770)
+    got = as_user([["create", fs.mnt / "groupdir" / "file", 0o666],
+                   ["mkdir", fs.mnt / "groupdir" / "dir", 0o777]], groups=[1234])
+    assert got == ["ok", "ok"]
+    for name in ("file", "dir"):
+        h = os.stat(fs.host / "groupdir" / name)
+        assert (h.st_uid, h.st_gid) == (UID, GID), f"{name}: {h.st_uid}:{h.st_gid}"
+
+
+def test_supplementary_group_can_read_and_write(fs):
+    """Opening a file readable/writable only through a supplementary group.
+    FUSE requests carry uid and gid only, so the host side must not refuse
+    what the guest kernel (default_permissions) already allowed."""
+    put(fs.mnt / "groupfile", b"for the group", 0o660)
+    os.chown(fs.mnt / "groupfile", 0, 1234)
+    got = as_user([["read", fs.mnt / "groupfile"],
+                   ["write", fs.mnt / "groupfile", "!"]], groups=[1234])
+    assert got == [("ok", "for the group"), "ok"]
+    assert (fs.host / "groupfile").read_bytes() == b"for the group!"
+    # Without the group: refused.
+    assert as_user([["read", fs.mnt / "groupfile"]]) == ["EACCES"]
