@@ -21,8 +21,17 @@ daemon_pid=
 if [[ -t 1 ]]; then B=$'\e[1m' C=$'\e[36m' N=$'\e[0m'; else B='' C='' N=''; fi
 title() { printf '\n%s== %s ==%s\n' "$B" "$*" "$N"; }
 note() { printf '%s# %s%s\n' "$C" "$*" "$N"; }
+# quote ARGS...: the arguments as one shell-readable line.
+quote() {
+    local a out=()
+    for a in "$@"; do
+        if [[ $a =~ ^[][A-Za-z0-9_./:=,@+%-]+$ ]]; then out+=("$a")
+        else out+=("'${a//\'/\'\\\'\'}'"); fi
+    done
+    printf '%s' "${out[*]}"
+}
 # run CMD...: print the command as a shell prompt line, then run it.
-run() { printf '%s$ %s%s\n' "$B" "$*" "$N"; "$@"; }
+run() { printf '%s$ %s%s\n' "$B" "$(quote "$@")" "$N"; "$@"; }
 # runsh 'CMD': the same for a command line with pipes or redirections.
 runsh() { printf '%s$ %s%s\n' "$B" "$1" "$N"; bash -c "$1"; }
 
@@ -119,7 +128,7 @@ git_id=(-c user.name="fsbridge demo" -c user.email=demo@example.invalid -c init.
 run git "${git_id[@]}" -C "$mnt" init -q
 run git -C "$mnt" add -A
 run git "${git_id[@]}" -C "$mnt" commit -q -m "First commit, made inside the mount"
-run git -C "$mnt" log --stat --format='%h %s'
+run git -C "$mnt" log --shortstat --format='%h %s'
 runsh "echo 'A change.' >> $mnt/hello.txt"
 run git -C "$mnt" status --short
 note "the host sees the same repository:"
