@@ -1034,3 +1034,321 @@ def test_abuse_many_quick_connections(healthy):
     except TimeoutError:
         pytest.fail(f"fsbridged leaks fds: {proc_fd_count(pid)} open, baseline {baseline}: "
                     f"{sorted(os.readlink(f'/proc/{pid}/fd/{f}') for f in os.listdir(f'/proc/{pid}/fd'))}")
+
+
+# --------------------------------------------------------------------------
+# requests a guest kernel never sends, aimed at blocking or exhausting the host
+
+
+FUSE_SETLK = 32
+FUSE_SETLKW = 33
+FUSE_INTERRUPT = 36
+FUSE_FALLOCATE = 43
+FUSE_COPY_FILE_RANGE = 47
+FUSE_READDIR = 28
+LK_IN = struct.Struct("<QQQQIIII")       # fuse_lk_in, 48 bytes
+F_WRLCK = 1
+
+
+def lk_body(fh, owner, start=0, end=2**64 - 1, typ=F_WRLCK):
+    return LK_IN.pack(fh, owner, start, end, typ, 0, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "guest_fifo", "socket"])
+def test_raw_open_of_special_files_does_not_block(layout, daemon, kind):
+    """The guest kernel opens FIFOs, sockets and devices itself and never
+    sends OPEN for them; a hostile guest does.  Opening a FIFO on the host
+    blocks until a peer appears: the daemon must answer at once (an error,
+    as virtiofsd does, or a non-blocking open) and still stop on SIGTERM."""
+    if kind == "fifo":
+        os.mkfifo(layout.export / "special")
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(str(layout.export / "special"))
+        s.close()
+    with FuseClient(daemon.socket, export=EXPORT, timeout=5) as c:
+        if kind == "guest_fifo":
+            err, e = c.mknod(FUSE_ROOT_ID, "special", stat.S_IFIFO | 0o666)
+            assert err == 0, os.strerror(err)
+        else:
+            err, e = c.lookup(FUSE_ROOT_ID, "special")
+            assert err == 0
+        nid = e["nodeid"]
+        for flags in (os.O_RDONLY, os.O_WRONLY, os.O_RDWR):
+            try:
+                err, fh = c.open(nid, flags)
+            except socket.timeout:
+                pytest.fail(f"OPEN of a {kind} (flags {flags}) blocked the daemon for 5 s")
+            if err == 0:
+                try:
+                    rerr, _ = c.read(fh, 0, 10, nodeid=nid)
+                except socket.timeout:
+                    pytest.fail(f"READ of an opened {kind} blocked the daemon for 5 s")
+                c.release(nid, fh)
+        assert c.alive()
+    t0 = time.monotonic()
+    daemon.stop(expect_rc=0, timeout=10)
+    assert time.monotonic() - t0 < 5
+
+
+def test_blocked_session_does_not_keep_the_daemon_from_stopping(layout, daemon):
+    """A hostile guest parks requests in a FIFO open; the daemon must still
+    free that session when it disconnects and exit on SIGTERM."""
+    os.mkfifo(layout.export / "fifo")
+    c = FuseClient(daemon.socket, export=EXPORT, timeout=5)
+    nid = c.lookup(FUSE_ROOT_ID, "fifo")[1]["nodeid"]
+    for _ in range(4):
+        c.send(FUSE_OPEN, nid, struct.pack("<II", os.O_RDONLY, 0))
+    time.sleep(0.5)
+    c.close()
+    with FuseClient(daemon.socket, export=EXPORT, timeout=5) as other:
+        assert other.alive(), "a new session fails while another is blocked"
+    t0 = time.monotonic()
+    try:
+        daemon.stop(expect_rc=0, timeout=10)
+    finally:
+        # Release any worker stuck in open(O_RDONLY) on the FIFO.
+        try:
+            fd = os.open(layout.export / "fifo", os.O_WRONLY | os.O_NONBLOCK)
+            os.close(fd)
+        except OSError:
+            pass
+    assert time.monotonic() - t0 < 5, "fsbridged took over 5 s to stop"
+
+
+def test_raw_blocking_lock_ends_with_its_session(layout, daemon):
+    """SETLKW on a lock another session holds waits; INTERRUPT ends the wait
+    with EINTR, and a session that disconnects while waiting is freed."""
+    with FuseClient(daemon.socket, export=EXPORT) as a:
+        reg = a.lookup(FUSE_ROOT_ID, "regular")[1]["nodeid"]
+        err, fha = a.open(reg, os.O_RDWR)
+        assert err == 0
+        err, _ = a.request(FUSE_SETLK, reg, lk_body(fha, 1))
+        if err == errno.ENOSYS:
+            pytest.skip("the daemon does not do POSIX locks")
+        assert err == 0
+
+        b = FuseClient(daemon.socket, export=EXPORT, timeout=10)
+        reg = b.lookup(FUSE_ROOT_ID, "regular")[1]["nodeid"]      # B's own node id
+        err, fhb = b.open(reg, os.O_RDWR)
+        assert err == 0
+        u = b.send(FUSE_SETLKW, reg, lk_body(fhb, 2))
+        b.settimeout(1)
+        with pytest.raises(socket.timeout):
+            b.recv(u)                                      # waits, as it should
+        b.settimeout(10)
+        b.send(FUSE_INTERRUPT, 0, struct.pack("<Q", u))
+        err, _ = b.recv(u)
+        assert err == errno.EINTR, f"SETLKW after INTERRUPT: {errno.errorcode.get(err, err)}"
+        assert b.alive()
+
+        # Now leave a waiter behind and disconnect.
+        b.send(FUSE_SETLKW, reg, lk_body(fhb, 3))
+        time.sleep(0.3)
+        b.close()
+        assert a.alive()
+        t0 = time.monotonic()
+    daemon.stop(expect_rc=0, timeout=10)
+    assert time.monotonic() - t0 < 5, "fsbridged took over 5 s to stop with a lock waiter"
+
+
+def test_raw_file_handles_do_not_cross_sessions(layout, daemon):
+    with FuseClient(daemon.socket, export=EXPORT) as a, \
+            FuseClient(daemon.socket, export=EXPORT) as b:
+        reg_a = lookup_path(a, "regular")["nodeid"]
+        reg_b = lookup_path(b, "regular")["nodeid"]
+        err, fh = a.open(reg_a, os.O_RDWR)
+        assert err == 0
+        assert b.read(fh, 0, 100, nodeid=reg_b)[0] != 0, "session B read with A's fh"
+        assert b.write(fh, 0, b"B was here", nodeid=reg_b)[0] != 0, \
+            "session B wrote with A's fh"
+        assert b.setattr(reg_b, FATTR_SIZE | FATTR_FH, fh=fh, size=0)[0] in (0, errno.EBADF)
+        b.release(reg_b, fh)
+        b.request(25, reg_b, struct.pack("<QIIQ", fh, 0, 0, 0))       # FLUSH
+        err, data = a.read(fh, 0, 100, nodeid=reg_a)
+        assert err == 0, "session B's RELEASE closed session A's handle"
+    assert (layout.export / "regular").read_bytes() in (b"regular file\n", b"")
+
+
+def test_raw_huge_sizes_and_offsets(layout, daemon):
+    with FuseClient(daemon.socket, export=EXPORT, timeout=15) as c:
+        max_read = MAX_FRAME
+        reg = lookup_path(c, "regular")["nodeid"]
+        err, fh = c.open(reg, os.O_RDWR)
+        assert err == 0
+        for size in (2**32 - 1, 2**31, MAX_FRAME + 1, 64 << 20):
+            err, data = c.read(fh, 0, size, nodeid=reg)
+            assert err != 0 or len(data) <= max_read, f"READ size {size:#x}"
+        for off in (2**63 - 1, 2**64 - 1, 2**63):
+            err, data = c.read(fh, off, 4096, nodeid=reg)
+            assert err != 0 or data == b"", f"READ offset {off:#x}"
+            err, n = c.write(fh, off, b"x", nodeid=reg)
+            assert err != 0, f"WRITE at offset {off:#x} succeeded"
+        for size in (2**63, 2**64 - 1):
+            assert c.setattr(reg, FATTR_SIZE, size=size)[0] != 0, f"SETATTR size {size:#x}"
+        for off, length in ((2**63 - 1, 2**63 - 1), (0, 2**64 - 1), (2**62, 2**62)):
+            err, _ = c.request(FUSE_FALLOCATE, reg, struct.pack("<QQQII", fh, off, length, 0, 0))
+            assert err != 0, f"FALLOCATE {off:#x}+{length:#x} succeeded"
+        err, _ = c.request(FUSE_COPY_FILE_RANGE, reg,
+                           struct.pack("<QQQQQQQ", fh, 0, reg, fh, 2**63 - 2, 2**64 - 1, 0))
+        err, dfh = c.opendir(FUSE_ROOT_ID)
+        assert err == 0
+        err, p = c.request(FUSE_READDIR, FUSE_ROOT_ID,
+                           struct.pack("<QQIIQII", dfh, 0, 2**32 - 1, 0, 0, 0, 0))
+        assert err != 0 or len(p) <= max_read
+        err, p = c.request(FUSE_READDIR, FUSE_ROOT_ID,
+                           struct.pack("<QQIIQII", dfh, 2**63, 4096, 0, 0, 0, 0))
+        for size in (2**32 - 1, 2**31):
+            err, p = c.getxattr(reg, "user.x", size)
+            assert len(p) <= 65536 + 8
+            err, p = c.request(FUSE_LISTXATTR, reg, GETXATTR_IN.pack(size, 0))
+            assert len(p) <= 65536 + 8
+        assert c.setxattr(reg, "user.big", b"v" * (1 << 20)) != 0, "a 1 MiB xattr value"
+        assert c.setxattr(reg, "user." + "n" * 300, b"v") != 0, "a 305-byte xattr name"
+        assert c.alive()
+    st = os.stat(layout.export / "regular")
+    assert st.st_size < 1 << 20 and st.st_blocks < 1 << 12, (
+        f"the host file grew: size {st.st_size}, blocks {st.st_blocks}")
+    assert daemon.alive()
+
+
+def snapshot_tree(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            data = None
+            if stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    data = f.read()
+            try:
+                xattrs = {n: os.getxattr(p, n, follow_symlinks=False)
+                          for n in os.listxattr(p, follow_symlinks=False)}
+            except OSError:
+                xattrs = {}
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, st.st_gid, st.st_size,
+                                             st.st_mtime_ns, st.st_nlink, data, xattrs)
+    return out
+
+
+def test_raw_readonly_export_refuses_every_change(layout, daemon_factory):
+    os.setxattr(layout.export / "regular", "user.keep", b"1")
+    before = snapshot_tree(layout.export)
+    d = daemon_factory([f"{EXPORT}={layout.export},ro"])
+    with FuseClient(d.socket, export=EXPORT) as c:
+        reg = lookup_path(c, "regular")["nodeid"]
+        sub = lookup_path(c, "sub")["nodeid"]
+        changes = {
+            "OPEN O_WRONLY": lambda: c.open(reg, os.O_WRONLY)[0],
+            "OPEN O_RDWR": lambda: c.open(reg, os.O_RDWR)[0],
+            "OPEN O_RDONLY|O_TRUNC": lambda: c.open(reg, os.O_RDONLY | os.O_TRUNC)[0],
+            "CREATE": lambda: c.create(FUSE_ROOT_ID, "new")[0],
+            "CREATE existing O_TRUNC": lambda: c.create(FUSE_ROOT_ID, "regular",
+                                                        os.O_WRONLY | os.O_CREAT | os.O_TRUNC)[0],
+            "MKNOD": lambda: c.mknod(FUSE_ROOT_ID, "node", stat.S_IFREG | 0o644)[0],
+            "MKDIR": lambda: c.mkdir(FUSE_ROOT_ID, "dir")[0],
+            "SYMLINK": lambda: c.symlink(FUSE_ROOT_ID, "sym", "x")[0],
+            "LINK": lambda: c.link(reg, FUSE_ROOT_ID, "hard")[0],
+            "UNLINK": lambda: c.unlink(FUSE_ROOT_ID, "regular"),
+            "RMDIR": lambda: c.request(11, sub, b"")[0] and c.request(11, FUSE_ROOT_ID, b"sub\0")[0],
+            "RENAME": lambda: c.rename(FUSE_ROOT_ID, "regular", FUSE_ROOT_ID, "moved"),
+            "RENAME2 exchange": lambda: c.rename2(FUSE_ROOT_ID, "regular", FUSE_ROOT_ID, "sub",
+                                                  RENAME_EXCHANGE),
+            "SETATTR size": lambda: c.setattr(reg, FATTR_SIZE, size=0)[0],
+            "SETATTR mode": lambda: c.setattr(reg, FATTR_MODE, mode=0o777)[0],
+            "SETATTR owner": lambda: c.setattr(reg, FATTR_UID | FATTR_GID, uid=5, gid=5)[0],
+            "SETATTR times": lambda: c.setattr(reg, FATTR_ATIME | FATTR_MTIME, atime=1, mtime=1)[0],
+            "SETXATTR": lambda: c.setxattr(reg, "user.new", b"v"),
+            "SETXATTR replace": lambda: c.setxattr(reg, "user.keep", b"2"),
+            "REMOVEXATTR": lambda: c.request(24, reg, b"user.keep\0")[0],
+        }
+        accepted = []
+        for what, call in changes.items():
+            err = call()
+            if err == 0:
+                accepted.append(what)
+            elif err not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                accepted.append(f"{what} ({errno.errorcode.get(err, err)}, expected EROFS)")
+        # A read-only handle cannot be written through.
+        err, fh = c.open(reg, os.O_RDONLY)
+        assert err == 0
+        err, _ = c.write(fh, 0, b"overwritten", nodeid=reg)
+        if err == 0:
+            accepted.append("WRITE through a read-only handle")
+        err, _ = c.request(FUSE_FALLOCATE, reg, struct.pack("<QQQII", fh, 0, 1 << 20, 0, 0))
+        if err == 0:
+            accepted.append("FALLOCATE through a read-only handle")
+        err, data = c.read(fh, 0, 100, nodeid=reg)
+        assert (err, data) == (0, b"regular file\n")
+        assert c.alive()
+    assert snapshot_tree(layout.export) == before, "the read-only export changed on the host"
+    assert not accepted, "a read-only export accepted: " + "; ".join(accepted)
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_abuse_fd_exhaustion_by_one_session(layout, daemon_factory):
+    """One guest opens far more files than the daemon may hold (RLIMIT_NOFILE
+    1024).  Its extra opens fail with an errno; the daemon neither crashes
+    nor spins; another guest can still connect and work; and everything
+    comes back when the greedy session ends."""
+    import resource
+    for i in range(50):
+        (layout.export / f"f{i}").write_bytes(b"%d" % i)
+    d = daemon_factory([f"{EXPORT}={layout.export}"],
+                       rlimits={resource.RLIMIT_NOFILE: (1024, 1024)})
+    greedy = FuseClient(d.socket, export=EXPORT, timeout=10)
+    ids = [greedy.lookup(FUSE_ROOT_ID, f"f{i}")[1]["nodeid"] for i in range(50)]
+    opened, errors = 0, {}
+    for n in range(2000):
+        err, fh = greedy.open(ids[n % 50])
+        if err:
+            errors[err] = errors.get(err, 0) + 1
+        else:
+            opened += 1
+    assert d.alive(), d.stderr_text()[-2000:]
+    assert greedy.alive()
+    assert errors, "2,000 opens under RLIMIT_NOFILE 1024 all succeeded?"
+    problems = []
+    if not set(errors) <= {errno.EMFILE, errno.ENFILE}:
+        problems.append("opens past the limit fail with "
+                        + ", ".join(f"{errno.errorcode[e]} x{n}" for e, n in errors.items())
+                        + " (expected EMFILE/ENFILE only)")
+    cpu0, t0 = cpu_seconds(d.pid), time.monotonic()
+    try:
+        with FuseClient(d.socket, export=EXPORT, timeout=5) as other:
+            if not other.alive():
+                problems.append("a second guest's GETATTR fails")
+            err, e = other.lookup(FUSE_ROOT_ID, "regular")
+            if err:
+                problems.append(f"a second guest's LOOKUP fails: {os.strerror(err)}")
+            else:
+                err, fh = other.open(e["nodeid"])
+                if err:
+                    problems.append(f"a second guest's OPEN fails: {os.strerror(err)}")
+    except (OSError, ConnectionClosed, socket.timeout) as ex:
+        problems.append(f"a second guest cannot start a session: {ex!r}")
+    time.sleep(1)
+    spin = (cpu_seconds(d.pid) - cpu0) / (time.monotonic() - t0)
+    if spin > 0.5:
+        problems.append(f"the daemon burns {spin:.0%} CPU while out of fds")
+
+    greedy.close()
+
+    def recovered():
+        try:
+            with FuseClient(d.socket, export=EXPORT, timeout=5) as c:
+                err, e = c.lookup(FUSE_ROOT_ID, "regular")
+                return err == 0 and c.open(e["nodeid"])[0] == 0
+        except (OSError, ConnectionClosed):
+            return False
+    helpers.poll_until(recovered, timeout=15,
+                       what="the daemon to serve opens again after the greedy session ended")
+    assert d.alive()
+    print(f"greedy session: {opened} opened, errors {errors}")
+    assert not problems, "; ".join(problems)
