@@ -104,6 +104,10 @@ size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_
     }
     if (op->flags & OP_NO_REPLY)
         return 0;
+    if (err < 0)
+        log_debug("%s/%u (unique %llu, node %llu): %s", op->name, r.in.opcode,
+                  (unsigned long long)r.in.unique, (unsigned long long)r.in.nodeid,
+                  strerror(-err));
     if (err > 0)
         err = -EIO; /* handlers return 0 or -errno; anything else is a bug */
     return write_reply_header(out, out_cnt, r.in.unique, err, err ? 0 : r.out_len);

@@ -25,7 +25,7 @@ static int grow(struct passthrough *pt)
     return 0;
 }
 
-int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir)
+int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir, const struct stat *st)
 {
     int64_t fh = -EMFILE;
     pthread_mutex_lock(&pt->handles_lock);
@@ -39,7 +39,8 @@ int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir)
             goto out;
         fh = pt->nhandles++;
     }
-    pt->handles[fh] = (struct pt_handle){ .fd = fd, .refs = 1, .is_dir = is_dir };
+    pt->handles[fh] = (struct pt_handle){ .fd = fd, .refs = 1, .is_dir = is_dir,
+                                          .dev = st->st_dev, .ino = st->st_ino };
     pt->open_handles++;
 out:
     pthread_mutex_unlock(&pt->handles_lock);

@@ -100,22 +100,25 @@ static void inode_free(struct pt_inode *in)
     free(in);
 }
 
-/* The fd that open_by_handle_at needs for inodes on device DEV: the first
- * fd seen on that filesystem, kept open.  -1 when the table is full. */
-static int mount_fd_for(struct inode_table *t, dev_t dev, int fd)
+/* The fd that open_by_handle_at needs for inodes on device DEV: a
+ * directory of that filesystem, opened for reading (the kernel refuses
+ * O_PATH fds there), kept open.  The first inode seen on a filesystem is
+ * normally its mount point; -1 when it is not a directory or the table is
+ * full, and the inode then keeps a permanent fd instead of a handle. */
+static int mount_fd_for(struct inode_table *t, dev_t dev, int fd, mode_t type)
 {
     for (unsigned i = 0; i < t->nmounts; i++)
         if (t->mounts[i].dev == dev)
             return t->mounts[i].fd;
-    if (t->nmounts == PT_MAX_MOUNTS)
+    if (t->nmounts == PT_MAX_MOUNTS || !S_ISDIR(type))
         return -1;
-    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0)
+    int dirfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0)
         return -1;
     t->mounts[t->nmounts].dev = dev;
-    t->mounts[t->nmounts].fd = copy;
+    t->mounts[t->nmounts].fd = dirfd;
     t->nmounts++;
-    return copy;
+    return dirfd;
 }
 
 /* A file handle for FD, or NULL when the filesystem has none. */
@@ -144,8 +147,10 @@ static struct pt_inode *inode_new(struct inode_table *t, int fd, const struct st
     in->mount_fd = -1;
     if (t->use_handles) {
         in->handle = handle_of(fd);
+        pthread_mutex_lock(&t->lock); /* the mounts array is shared */
         if (in->handle)
-            in->mount_fd = mount_fd_for(t, st->st_dev, fd);
+            in->mount_fd = mount_fd_for(t, st->st_dev, fd, st->st_mode);
+        pthread_mutex_unlock(&t->lock);
         if (in->mount_fd < 0) {
             free(in->handle);
             in->handle = NULL;
@@ -185,7 +190,7 @@ int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, bool
     table_link(t, root);
     t->count = 1;
     if (use_handles)
-        mount_fd_for(t, st.st_dev, root_fd);
+        mount_fd_for(t, st.st_dev, root_fd, S_IFDIR);
     return 0;
 }
 

@@ -32,6 +32,7 @@ int pt_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodei
     if (fd < 0)
         return fd;
     int dfd = -ENOTDIR;
+    struct stat st = { .st_dev = in->dev, .st_ino = in->ino };
     if (S_ISDIR(in->type)) {
         dfd = cred_enter(ctx, pt->switch_creds);
         if (!dfd) {
@@ -42,7 +43,7 @@ int pt_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodei
     pt_unpin(pt, in);
     if (dfd < 0)
         return dfd;
-    int64_t h = pt_handle_add(pt, dfd, true);
+    int64_t h = pt_handle_add(pt, dfd, true, &st);
     if (h < 0) {
         close(dfd);
         return (int)h;

@@ -13,6 +13,9 @@
 /*
  * Flags for the host open.  Dropped on purpose:
  *  - O_CREAT/O_EXCL/O_NOCTTY: OPEN never creates (CREATE does, below).
+ *  - O_NOFOLLOW: the guest kernel already applied it; on the host the file
+ *    is reopened through its /proc/self/fd magic link, which O_NOFOLLOW
+ *    would refuse (ELOOP), and a symlink is never opened at all.
  *  - O_DIRECT: the guest kernel already bypasses its own cache for O_DIRECT
  *    I/O; passing it on would impose the host filesystem's alignment rules
  *    and turn valid guest requests into EINVAL.
@@ -22,7 +25,7 @@
  */
 static int host_open_flags(const struct passthrough *pt, int flags)
 {
-    flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT);
+    flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW);
     if (pt->writeback) {
         if ((flags & O_ACCMODE) == O_WRONLY)
             flags = (flags & ~O_ACCMODE) | O_RDWR;
@@ -40,9 +43,9 @@ static int reopen_noatime_fallback(int fd, int flags)
     return r;
 }
 
-static int add_handle(struct passthrough *pt, int fd, bool is_dir, uint64_t *fh)
+static int add_handle(struct passthrough *pt, int fd, const struct stat *st, uint64_t *fh)
 {
-    int64_t h = pt_handle_add(pt, fd, is_dir);
+    int64_t h = pt_handle_add(pt, fd, false, st);
     if (h < 0) {
         close(fd);
         return (int)h;
@@ -60,6 +63,7 @@ int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, 
     if (fd < 0)
         return fd;
     int hfd = -ELOOP; /* a symlink is never opened: that would follow it */
+    struct stat st = { .st_dev = in->dev, .st_ino = in->ino };
     if (!S_ISLNK(in->type)) {
         hfd = cred_enter(ctx, pt->switch_creds);
         if (!hfd) {
@@ -70,7 +74,7 @@ int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, 
     pt_unpin(pt, in);
     if (hfd < 0)
         return hfd;
-    return add_handle(pt, hfd, false, fh);
+    return add_handle(pt, hfd, &st, fh);
 }
 
 int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
@@ -98,7 +102,7 @@ int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent
         close(hfd);
         return err;
     }
-    err = add_handle(pt, hfd, false, fh);
+    err = add_handle(pt, hfd, &out->attr, fh);
     if (err)
         be->ops->forget(be, out->nodeid, 1);
     return err;
@@ -265,6 +269,40 @@ static int try_flock(int fd, const void *arg)
     return flock(fd, *(const int *)arg | LOCK_NB) < 0 ? -errno : 0;
 }
 
+/*
+ * OFD locks have no owning process, but F_GETLK must name one.  Each handle
+ * remembers the guest pid that last locked through it; the holder of a
+ * conflicting lock is the handle of the same inode that does not see that
+ * lock as a conflict (its own locks never conflict with it).
+ */
+static pid_t find_lock_holder(struct passthrough *pt, uint64_t self, const struct flock *conflict)
+{
+    pid_t pid = 0;
+    pthread_mutex_lock(&pt->handles_lock);
+    const struct pt_handle *me = &pt->handles[self];
+    for (uint64_t i = 0; i < pt->nhandles && !pid; i++) {
+        const struct pt_handle *h = &pt->handles[i];
+        if (i == self || h->refs == 0 || h->closed || !h->lock_pid || h->dev != me->dev ||
+            h->ino != me->ino)
+            continue;
+        struct flock probe = *conflict;
+        probe.l_type = F_WRLCK;
+        probe.l_pid = 0;
+        if (fcntl(h->fd, F_OFD_GETLK, &probe) == 0 && probe.l_type == F_UNLCK)
+            pid = h->lock_pid;
+    }
+    pthread_mutex_unlock(&pt->handles_lock);
+    return pid;
+}
+
+static void note_lock_pid(struct passthrough *pt, uint64_t fh, const struct fsb_lock *lock)
+{
+    pthread_mutex_lock(&pt->handles_lock);
+    if (lock->type != F_UNLCK)
+        pt->handles[fh].lock_pid = lock->pid;
+    pthread_mutex_unlock(&pt->handles_lock);
+}
+
 int pt_getlk(struct fsb_backend *be, uint64_t fh, struct fsb_lock *lock)
 {
     struct passthrough *pt = pt_of(be);
@@ -281,7 +319,9 @@ int pt_getlk(struct fsb_backend *be, uint64_t fh, struct fsb_lock *lock)
     if (fl.l_type != F_UNLCK) {
         lock->start = fl.l_start;
         lock->end = fl.l_len == 0 ? FSB_LOCK_TO_EOF : fl.l_start + fl.l_len - 1;
-        lock->pid = 0; /* the host holder's pid means nothing to the guest */
+        /* 0 when another guest or a host process holds it: its pid means
+         * nothing here. */
+        lock->pid = find_lock_holder(pt, fh, &fl);
     }
     return 0;
 }
@@ -294,6 +334,8 @@ int pt_setlk(struct fsb_backend *be, uint64_t fh, const struct fsb_lock *lock, b
     if (fd < 0)
         return fd;
     int err = wait_for_lock(fd, try_posix_lock, lock, wait, cancelled, cookie);
+    if (!err)
+        note_lock_pid(pt, fh, lock);
     pt_handle_put(pt, fh);
     return err;
 }

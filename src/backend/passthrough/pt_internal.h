@@ -16,6 +16,9 @@ struct pt_handle {
     unsigned refs;   /* the open itself + operations using fd now */
     bool is_dir;
     bool closed;     /* released by the guest; freed when refs reach 0 */
+    dev_t dev;       /* the inode, for finding lock holders */
+    ino_t ino;
+    pid_t lock_pid;  /* guest pid of the last record lock taken, or 0 */
     uint64_t next_free;
 };
 
@@ -55,7 +58,7 @@ int pt_lookup_at(struct passthrough *pt, int dirfd, const char *name, struct fsb
 int pt_remember_fd(struct passthrough *pt, int fd, struct fsb_entry *out);
 
 /* Open-handle table. */
-int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir);
+int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir, const struct stat *st);
 /* Returns the fd of FH with a use reference, or -EBADF. */
 int pt_handle_get(struct passthrough *pt, uint64_t fh, bool want_dir);
 void pt_handle_put(struct passthrough *pt, uint64_t fh);
