@@ -57,4 +57,4 @@ meson test -C "$builddir" --no-rebuild --print-errorlogs
 
 step "integration tests"
 export FSB_BUILD_DIR=$repo/$builddir
-exec /usr/bin/python3 -m pytest -q -rs tests/integration "$@"
+exec /usr/bin/python3 -m pytest -q -rfEs tests/integration "$@"
