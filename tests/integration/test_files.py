@@ -474,3 +474,28 @@ def test_name_length_limits(fs):
             op(fs.mnt / name256)
         assert e.value.errno == errno.ENAMETOOLONG
     assert sorted(os.listdir(fs.host)) == sorted([name255, "d" * 255, utf])
+
+
+@pytest.mark.modes("never", "auto")
+def test_host_changes_seen_through_mount(fs):
+    """Another writer on the host: in cache=never the next read sees it at
+    once; auto caches names and attributes for about a second and drops
+    cached pages when size/mtime change, so it gets bounded polling.
+    (metadata and always cache names for long: only the guest may change
+    those exports.)"""
+    write_file(fs.mnt / "shared", b"guest version")
+    assert read_file(fs.mnt / "shared") == b"guest version"
+    with open(fs.host / "shared", "wb") as f:
+        f.write(b"host version, longer")
+    if fs.mode == "never":
+        assert read_file(fs.mnt / "shared") == b"host version, longer"
+    else:
+        helpers.poll_until(lambda: read_file(fs.mnt / "shared") == b"host version, longer",
+                           timeout=5, what="the host's write to show through the mount")
+    (fs.host / "newfile").write_bytes(b"made on the host")
+    helpers.poll_until(lambda: "newfile" in os.listdir(fs.mnt), timeout=5,
+                       what="a host-created file to be listed")
+    assert read_file(fs.mnt / "newfile") == b"made on the host"
+    os.unlink(fs.host / "newfile")
+    helpers.poll_until(lambda: not os.path.exists(fs.mnt / "newfile"), timeout=5,
+                       what="a host-removed file to disappear")

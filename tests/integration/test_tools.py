@@ -115,3 +115,56 @@ def test_cp_and_tar_round_trip(fs, fsb_workdir):
     helpers.run(["tar", "-C", str(out), "-xf", str(fsb_workdir / "t.tar")], timeout=30)
     helpers.run(["diff", "-r", "--no-dereference", str(src), str(out / "copy")], timeout=30)
     assert os.stat(out / "copy" / "hard").st_ino == os.stat(out / "copy" / "f2").st_ino
+
+
+SQLITE_WRITER = r"""
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=20, isolation_level=None)
+db.execute("PRAGMA journal_mode=" + sys.argv[2])
+who = sys.argv[3]
+for i in range(100):
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO t(who, n) VALUES (?, ?)", (who, i))
+    db.execute("COMMIT")
+db.close()
+print("done")
+"""
+
+
+@pytest.mark.parametrize("journal", ["delete", "wal"])
+def test_sqlite_two_writers(fs, journal):
+    """SQLite on the mount: two processes write one database concurrently
+    (fcntl locks, fsync, journal or WAL with its shared-memory mmap); the
+    host copy then passes integrity_check with every row present."""
+    import sqlite3
+    import subprocess
+    path = fs.mnt / "test.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    mode = db.execute(f"PRAGMA journal_mode={journal}").fetchone()[0]
+    assert mode == journal
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, who TEXT, n INTEGER)")
+    db.close()
+    procs = [subprocess.Popen([helpers.PYTHON, "-c", SQLITE_WRITER, str(path), journal, w],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in ("a", "b")]
+    try:
+        outs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and out.strip() == "done", err
+    db = sqlite3.connect(path)
+    if journal == "wal":
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert db.execute("SELECT who, count(*) FROM t GROUP BY who").fetchall() == [("a", 100), ("b", 100)]
+    db.close()
+    # The host copy, read directly (no -wal left after the checkpoint and close).
+    host = sqlite3.connect(f"file:{fs.host / 'test.db'}?mode=ro", uri=True)
+    try:
+        assert host.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert host.execute("SELECT count(*) FROM t").fetchone()[0] == 200
+    finally:
+        host.close()
