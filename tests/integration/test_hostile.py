@@ -1352,3 +1352,139 @@ def test_abuse_fd_exhaustion_by_one_session(layout, daemon_factory):
     assert d.alive()
     print(f"greedy session: {opened} opened, errors {errors}")
     assert not problems, "; ".join(problems)
+
+
+# --------------------------------------------------------------------------
+# more requests a guest kernel would not send
+
+
+FUSE_NOTIFY_REPLY = 41
+FUSE_DESTROY = 38
+FUSE_READDIRPLUS = 44
+
+
+def test_raw_pipelined_requests_all_answered_intact(layout, daemon):
+    """Thousands of requests in flight, big READ replies interleaved with
+    small ones: every unique is answered exactly once, and every reply is
+    well framed and carries the right bytes."""
+    pattern = bytes(range(256)) * (4 * 4096)            # 4 MiB
+    (layout.export / "big").write_bytes(pattern)
+    with FuseClient(daemon.socket, export=EXPORT, timeout=30) as c:
+        big = lookup_path(c, "big")["nodeid"]
+        reg = lookup_path(c, "regular")["nodeid"]
+        err, fh = c.open(big)
+        assert err == 0
+        reads, small = {}, set()
+        frames = []
+        rng = random.Random(3)
+        for i in range(3000):
+            u = c.next_unique()
+            if i % 40 == 0:
+                off = rng.randrange(0, len(pattern) - (1 << 20))
+                size = rng.choice([1 << 20, 65536, 4097, 1])
+                frames.append(c.header(FUSE_READ, big, 40, u)
+                              + struct.pack("<QQIIQII", fh, off, size, 0, 0, 0, 0))
+                reads[u] = (off, size)
+            else:
+                body = struct.pack("<IIQ", 0, 0, 0)
+                frames.append(c.header(FUSE_GETATTR, reg if i % 2 else big, len(body), u) + body)
+                small.add(u)
+        import threading
+        sender = threading.Thread(target=c.raw_frame, args=(b"".join(frames),))
+        sender.start()
+        seen = set()
+        try:
+            while len(seen) < len(reads) + len(small):
+                err, u, payload = c.read_message()
+                assert u not in seen, f"unique {u} answered twice"
+                seen.add(u)
+                assert err == 0, f"unique {u}: {os.strerror(-err)}"
+                if u in reads:
+                    off, size = reads[u]
+                    assert payload == pattern[off:off + size], f"READ {off}+{size}: wrong data"
+                else:
+                    assert u in small, f"reply for unique {u}, never sent"
+                    assert len(payload) == 104, f"GETATTR reply of {len(payload)} bytes"
+        finally:
+            sender.join(timeout=30)
+        assert c.alive()
+
+
+def test_raw_readdirplus_reports_links_not_targets(layout, client):
+    err, fh = client.opendir(FUSE_ROOT_ID)
+    assert err == 0
+    err, p = client.request(FUSE_READDIRPLUS, FUSE_ROOT_ID,
+                            struct.pack("<QQIIQII", fh, 0, 65536, 0, 0, 0, 0))
+    if err == errno.ENOSYS:
+        pytest.skip("no READDIRPLUS")
+    assert err == 0
+    i, found = 0, {}
+    while i + 152 <= len(p):
+        entry = parse_entry(p[i:i + 128])
+        ino, off, namelen, typ = struct.unpack_from("<QQII", p, i + 128)
+        name = p[i + 152:i + 152 + namelen].decode()
+        found[name] = entry
+        i += (152 + namelen + 7) & ~7
+    for name in ("abs_link", "rel_link", "absdir_link", "reldir_link"):
+        assert name in found, f"READDIRPLUS does not list {name}: {sorted(found)}"
+        attr = found[name]["attr"]
+        if found[name]["nodeid"] == 0:
+            continue          # a plain dirent without lookup
+        assert stat.S_ISLNK(attr["mode"]), f"READDIRPLUS {name}: mode {attr['mode']:#o}"
+        assert attr["ino"] not in layout.outside_inos
+        # Its node id behaves as the link.
+        assert client.open(found[name]["nodeid"])[0] != 0
+    for name in (".", ".."):
+        if name in found and found[name]["nodeid"]:
+            assert found[name]["attr"]["ino"] not in layout.outside_inos, \
+                f"READDIRPLUS {name!r} of the root describes the outside"
+    layout.assert_intact("READDIRPLUS")
+
+
+def test_raw_device_nodes_are_refused(layout, client):
+    for what, mode, rdev in (("char 1:3", stat.S_IFCHR | 0o666, os.makedev(1, 3)),
+                             ("char 1:1 (/dev/mem)", stat.S_IFCHR | 0o666, os.makedev(1, 1)),
+                             ("block 8:0", stat.S_IFBLK | 0o666, os.makedev(8, 0))):
+        err, _ = client.mknod(FUSE_ROOT_ID, "dev", mode, rdev)
+        assert err == errno.EPERM, f"MKNOD {what}: {errno.errorcode.get(err, err)}"
+        assert not os.path.lexists(layout.export / "dev")
+    # RENAME_WHITEOUT leaves a 0:0 char device: harmless, but only where allowed.
+    client.rename2(FUSE_ROOT_ID, "regular", FUSE_ROOT_ID, "regular2", 4)
+    if os.path.lexists(layout.export / "regular"):
+        st = os.lstat(layout.export / "regular")
+        if stat.S_ISCHR(st.st_mode):
+            assert st.st_rdev == 0, "RENAME_WHITEOUT made a real device"
+
+
+def test_abuse_unsolicited_notify_reply_interrupt_destroy(healthy):
+    with session(healthy.daemon) as c:
+        # A NOTIFY_REPLY the server never asked for; INTERRUPTs of nothing.
+        c.send(FUSE_NOTIFY_REPLY, FUSE_ROOT_ID, struct.pack("<QQIIQQ", 0, 0, 100, 0, 0, 0)
+               + b"z" * 100)
+        c.send(FUSE_NOTIFY_REPLY, FUSE_ROOT_ID, b"")
+        for u in (0, 1, 12345, 2**64 - 1):
+            c.send(FUSE_INTERRUPT, 0, struct.pack("<Q", u))
+        c.send(FUSE_INTERRUPT, 0, b"")
+        assert c.alive(), "the session died after unsolicited NOTIFY_REPLY/INTERRUPT"
+    healthy.check("unsolicited NOTIFY_REPLY and INTERRUPT")
+    with session(healthy.daemon) as c:
+        # Whatever DESTROY does to this session (reply, close), a request
+        # after it gets an answer or a closed stream, never a hang.
+        if reply_or_closed(c, c.send(FUSE_DESTROY, FUSE_ROOT_ID, b"")) is not None:
+            reply_or_closed(c, c.send(FUSE_GETATTR, FUSE_ROOT_ID, bytes(16)))
+    healthy.check("DESTROY then more requests")
+
+
+def test_default_export_is_the_first(layout, daemon_factory, fsb_workdir):
+    other = fsb_workdir / "other"
+    other.mkdir()
+    (other / "only-in-other").write_bytes(b"")
+    d = daemon_factory([f"first={layout.export}", f"second={other}"])
+    with FuseClient(d.socket, export="") as c:
+        assert c.lookup(FUSE_ROOT_ID, "regular")[0] == 0
+        assert c.lookup(FUSE_ROOT_ID, "only-in-other")[0] == errno.ENOENT
+    with FuseClient(d.socket, export="second") as c:
+        assert c.lookup(FUSE_ROOT_ID, "only-in-other")[0] == 0
+        assert c.lookup(FUSE_ROOT_ID, "regular")[0] == errno.ENOENT
+        err, e = c.lookup(FUSE_ROOT_ID, "..")
+        assert err != 0 or e["attr"]["ino"] == os.stat(other).st_ino
