@@ -21,6 +21,10 @@ import helpers
 
 CHILD_TIMEOUT = 15.0
 
+# A lock test that hangs (a request stuck in the daemon) is aborted sooner
+# than the default 60 s.
+pytestmark = pytest.mark.deadline(30)
+
 # The contender: runs the steps given on the command line and prints one line
 # per step.  Steps:
 #   flock-nb          flock(LOCK_EX|LOCK_NB): "locked" or "busy <errno>"
