@@ -2,6 +2,7 @@
 test_links.py - hard links, symbolic links and FIFOs through a real mount.
 """
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -176,7 +177,6 @@ def test_fifo(fs):
                 p.wait()
     assert writer.returncode == 0, werr
     assert reader.returncode == 0, rerr
-    import hashlib
     want = hashlib.sha256(bytes(range(256)) * (payload_size // 256)).hexdigest()
     assert rout.split() == [str(payload_size), want]
     # Nothing of the pipe's traffic landed in the host node.

@@ -11,7 +11,6 @@ import errno
 import fcntl
 import os
 import select
-import struct
 import subprocess
 import time
 
