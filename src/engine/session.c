@@ -7,10 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-/* Per-session limits.  Inodes cost ~200 bytes each; handles are real fds
- * and bounded again by the process's RLIMIT_NOFILE. */
+/* Per-session limit of known inodes: ~200 bytes each.  Open handles are
+ * real fds: their limit comes from RLIMIT_NOFILE (passthrough.c). */
 #define SESSION_MAX_INODES 1000000
-#define SESSION_MAX_HANDLES 16384
 
 struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame, int *err)
 {
@@ -22,7 +21,7 @@ struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_fra
     struct passthrough_config cfg = {
         .root_fd = exp->root_fd,
         .max_inodes = SESSION_MAX_INODES,
-        .max_handles = SESSION_MAX_HANDLES,
+        .max_handles = passthrough_session_handle_limit(),
         .writeback = exp->writeback,
         .allow_devices = exp->allow_devices,
     };

@@ -32,22 +32,26 @@ static int open_exports(struct options *o)
     return 0;
 }
 
-static int open_listeners(const struct options *o, int *fds)
+/* Opens the listeners in order; returns how many were opened (all of them,
+ * or those before the one that failed, after saying why). */
+static unsigned open_listeners(const struct options *o, int *fds)
 {
     for (unsigned i = 0; i < o->nlisten; i++) {
         fds[i] = fsb_address_listen(&o->listen[i]);
         if (fds[i] < 0) {
             log_error("listen %s: %s", o->listen[i].text, strerror(-fds[i]));
-            return -1;
+            return i;
         }
         log_info("listening on %s", o->listen[i].text);
     }
-    return 0;
+    return o->nlisten;
 }
 
-static void remove_unix_sockets(const struct options *o)
+/* Removes the socket files of the first N listeners: only those we
+ * created (a busy path belongs to another daemon). */
+static void remove_unix_sockets(const struct options *o, unsigned n)
 {
-    for (unsigned i = 0; i < o->nlisten; i++)
+    for (unsigned i = 0; i < n; i++)
         if (o->listen[i].kind == FSB_ADDR_UNIX)
             unlink(o->listen[i].path);
 }
@@ -101,8 +105,9 @@ int main(int argc, char **argv)
         log_error("signalfd: %s", strerror(errno));
         return 1;
     }
-    if (open_listeners(&o, listen_fds) < 0) {
-        remove_unix_sockets(&o);
+    unsigned opened = open_listeners(&o, listen_fds);
+    if (opened < o.nlisten) {
+        remove_unix_sockets(&o, opened);
         return 1;
     }
     struct stream_server_config cfg = {
@@ -115,7 +120,7 @@ int main(int argc, char **argv)
         .stop_fd = stop_fd,
     };
     r = stream_server_run(&cfg);
-    remove_unix_sockets(&o);
+    remove_unix_sockets(&o, o.nlisten);
     log_info("stopped");
     return r ? 1 : 0;
 }

@@ -9,6 +9,7 @@
 #include "transport/stream_hello.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ struct conn {
     pthread_cond_t space;      /* a job finished */
     struct job *head, *tail;
     unsigned queued;           /* queued + being processed */
+    unsigned waiting;          /* queued, not yet taken by a worker */
     unsigned workers, idle;
     bool closing;
     pthread_t *threads;
@@ -79,6 +81,7 @@ static struct job *next_job(struct conn *c)
     c->idle--;
     struct job *j = c->head;
     if (j) {
+        c->waiting--;
         c->head = j->next;
         if (!c->head)
             c->tail = NULL;
@@ -110,11 +113,12 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* Called with c->lock held.  A new worker starts when none is idle: the
- * busy ones may be waiting for locks. */
+/* Called with c->lock held.  A new worker starts when the jobs not yet
+ * taken outnumber the idle workers: busy ones may be waiting for locks, and
+ * a woken worker counts as idle until it takes its job. */
 static void maybe_add_worker(struct conn *c)
 {
-    if (c->idle > 0 || c->workers >= c->cfg->max_workers)
+    if (c->waiting <= c->idle || c->workers >= c->cfg->max_workers)
         return;
     if (pthread_create(&c->threads[c->workers], NULL, worker_main, c) == 0)
         c->workers++;
@@ -126,6 +130,7 @@ static void enqueue(struct conn *c, struct job *j)
     while (c->queued >= MAX_QUEUED)
         pthread_cond_wait(&c->space, &c->lock);
     c->queued++;
+    c->waiting++;
     if (c->tail)
         c->tail->next = j;
     else
@@ -360,12 +365,36 @@ static struct conn *conn_new(int fd, const struct stream_server_config *cfg, uns
     return c;
 }
 
+/*
+ * Out of fds, a pending connection cannot be accepted and poll() reports it
+ * again at once.  A spare fd, kept open for this, is given up to accept the
+ * connection and close it right away: the peer learns at once, the loop
+ * does not spin, and the spare is taken back.  Logged once per episode.
+ */
+static int spare_fd = -1;
+
+static void shed_connection(int lfd)
+{
+    static bool said;
+    if (!said)
+        log_warn("out of file descriptors: refusing new connections");
+    said = true;
+    if (spare_fd >= 0)
+        close(spare_fd);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void accept_one(int lfd, const struct stream_server_config *cfg)
 {
     static unsigned next_id = 1;
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0) {
-        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        if (errno == EMFILE || errno == ENFILE)
+            shed_connection(lfd);
+        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
             log_warn("accept: %s", strerror(errno));
         return;
     }
@@ -410,6 +439,7 @@ int stream_server_run(const struct stream_server_config *cfg)
     for (unsigned i = 0; i < cfg->nlisten; i++)
         pfds[i] = (struct pollfd){ .fd = cfg->listen_fds[i], .events = POLLIN };
     pfds[cfg->nlisten] = (struct pollfd){ .fd = cfg->stop_fd, .events = POLLIN };
+    spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (;;) {
         if (poll(pfds, cfg->nlisten + 1, -1) < 0) {
             if (errno == EINTR)

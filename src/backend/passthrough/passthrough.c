@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 int pt_proc_self_fd = -1;
+static unsigned session_handle_limit = 1024;
 
 /* Fds kept aside for sockets, listeners and the like. */
 #define FD_RESERVE 64
@@ -40,14 +41,21 @@ int passthrough_global_init(void)
     pt_proc_self_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (pt_proc_self_fd < 0)
         return -errno;
-    /* Half of what is left for cached inode fds, the other half for the
-     * guests' open files. */
+    /* A quarter of what is left for cached inode fds, the rest for the
+     * guests' open files, of which one session may hold at most half, so
+     * that one guest cannot take every fd from the others. */
     unsigned limit = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         limit = rl.rlim_cur > 1u << 20 ? 1u << 20 : (unsigned)rl.rlim_cur;
     unsigned usable = limit > 2 * FD_RESERVE ? limit - FD_RESERVE : limit / 2;
-    fd_cache_init(usable / 2);
+    fd_cache_init(usable / 4);
+    session_handle_limit = usable * 3 / 8;
     return 0;
+}
+
+unsigned passthrough_session_handle_limit(void)
+{
+    return session_handle_limit;
 }
 
 static void proc_name(int fd, char buf[16])

@@ -23,6 +23,10 @@ struct passthrough_config {
  * fd cache from RLIMIT_NOFILE.  Returns 0 or -errno. */
 int passthrough_global_init(void);
 
+/* The most open files and directories one session may hold, from
+ * RLIMIT_NOFILE (after passthrough_global_init). */
+unsigned passthrough_session_handle_limit(void);
+
 /* A backend instance for one session, or NULL with *err set. */
 struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *err);
 

@@ -54,6 +54,18 @@ static int add_handle(struct passthrough *pt, int fd, const struct stat *st, uin
     return 0;
 }
 
+/* OPEN is only for regular files: the guest kernel runs FIFOs, sockets
+ * and device nodes itself and never sends OPEN for them, so one that comes
+ * is hostile.  Opening a FIFO on the host would block a worker until a
+ * writer appears, and a device node must never be opened for the guest. A
+ * symlink is never opened: that would follow it on the host. */
+static int openable(mode_t type)
+{
+    if (S_ISREG(type))
+        return 0;
+    return S_ISDIR(type) ? -EISDIR : S_ISLNK(type) ? -ELOOP : -ENXIO;
+}
+
 int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, int flags,
             uint64_t *fh)
 {
@@ -62,9 +74,9 @@ int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, 
     int fd = pt_pin(pt, nodeid, &in);
     if (fd < 0)
         return fd;
-    int hfd = -ELOOP; /* a symlink is never opened: that would follow it */
     struct stat st = { .st_dev = in->dev, .st_ino = in->ino };
-    if (!S_ISLNK(in->type)) {
+    int hfd = openable(in->type);
+    if (!hfd) {
         hfd = cred_enter(ctx, pt->switch_creds);
         if (!hfd) {
             hfd = reopen_noatime_fallback(fd, host_open_flags(pt, flags));
