@@ -24,6 +24,9 @@ struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_fra
         .max_handles = passthrough_session_handle_limit(),
         .writeback = exp->writeback,
         .allow_devices = exp->allow_devices,
+        /* Stream guests run fsbridge-mount, which mounts with
+         * default_permissions: their kernel checks group membership. */
+        .trust_guest_groups = true,
     };
     s->backend = passthrough_new(&cfg, err);
     if (!s->backend) {

@@ -10,6 +10,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* Whether this thread holds lent supplementary groups. */
+static __thread bool groups_lent;
+
 bool cred_can_switch(void)
 {
     return geteuid() == 0;
@@ -48,4 +51,18 @@ void cred_leave(bool enabled)
         return;
     syscall(SYS_setfsuid, 0);
     syscall(SYS_setfsgid, 0);
+    if (groups_lent) {
+        syscall(SYS_setgroups, 0, NULL);
+        groups_lent = false;
+    }
+}
+
+/* The raw syscall changes this thread only; glibc's setgroups() would
+ * change every thread of the process. */
+int cred_lend_groups(const gid_t *groups, int n)
+{
+    if (syscall(SYS_setgroups, n, groups) < 0)
+        return -errno;
+    groups_lent = true;
+    return 0;
 }

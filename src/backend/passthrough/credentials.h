@@ -22,6 +22,11 @@ bool cred_can_switch(void);
 /* Switches this thread to CTX's uid/gid when ENABLED.  Returns 0 or -errno;
  * on success cred_leave() must follow. */
 int cred_enter(const struct fsb_ctx *ctx, bool enabled);
+/* Back to the daemon's own ids; drops lent groups. */
 void cred_leave(bool enabled);
+
+/* Gives the switched thread GROUPS as supplementary groups until
+ * cred_leave().  Returns 0 or -errno. */
+int cred_lend_groups(const gid_t *groups, int n);
 
 #endif

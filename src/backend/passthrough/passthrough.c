@@ -58,6 +58,20 @@ unsigned passthrough_session_handle_limit(void)
     return session_handle_limit;
 }
 
+bool pt_lend_groups(struct passthrough *pt, const struct fsb_ctx *ctx, const int *fds, int n)
+{
+    gid_t groups[4];
+    int count = 0;
+    if (!pt->trust_guest_groups || !pt->switch_creds)
+        return false;
+    for (int i = 0; i < n && count < 4; i++) {
+        struct stat st;
+        if (fstat(fds[i], &st) == 0 && st.st_gid != ctx->gid)
+            groups[count++] = st.st_gid;
+    }
+    return count > 0 && cred_lend_groups(groups, count) == 0;
+}
+
 static void proc_name(int fd, char buf[16])
 {
     snprintf(buf, 16, "%d", fd);
@@ -175,14 +189,12 @@ static int pt_lookup(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
     int dirfd = pt_pin(pt, parent, &dir);
     if (dirfd < 0)
         return dirfd;
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        if (strcmp(name, "..") == 0)
-            err = lookup_dotdot(pt, parent, dirfd, out);
-        else
-            err = pt_lookup_at(pt, dirfd, name, out);
-        cred_leave(pt->switch_creds);
-    }
+    int err;
+    bool dotdot = strcmp(name, "..") == 0;
+    PT_AS_CALLER(pt, ctx, err,
+                 err = dotdot ? lookup_dotdot(pt, parent, dirfd, out)
+                              : pt_lookup_at(pt, dirfd, name, out),
+                 dirfd);
     pt_unpin(pt, dir);
     return err;
 }
@@ -304,11 +316,8 @@ static int pt_setattr(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_
     if (fd < 0)
         return fd;
     int hfd = fh != FSB_NO_FH ? pt_handle_get(pt, fh, false) : -1;
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        err = apply_setattr(in, fd, hfd, set);
-        cred_leave(pt->switch_creds);
-    }
+    int err;
+    PT_AS_CALLER(pt, ctx, err, err = apply_setattr(in, fd, hfd, set), fd);
     if (err == -EPERM && kernel_time_update_allowed(hfd, set))
         err = set_times(fd, hfd, set);
     if (!err)
@@ -351,11 +360,8 @@ static int make_node(struct passthrough *pt, const struct fsb_ctx *ctx, uint64_t
     int dirfd = pt_pin(pt, parent, &dir);
     if (dirfd < 0)
         return dirfd;
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        err = make(dirfd, a);
-        cred_leave(pt->switch_creds);
-    }
+    int err;
+    PT_AS_CALLER(pt, ctx, err, err = make(dirfd, a), dirfd);
     if (!err)
         err = pt_lookup_at(pt, dirfd, a->name, out);
     pt_unpin(pt, dir);
@@ -416,14 +422,13 @@ static int pt_link(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t n
     }
     char name[16];
     proc_name(fd, name);
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        /* Through /proc/self/fd: links the inode itself (even a symlink)
-         * without the CAP_DAC_READ_SEARCH that AT_EMPTY_PATH needs. */
-        if (linkat(pt_proc_self_fd, name, dirfd, newname, AT_SYMLINK_FOLLOW) < 0)
-            err = -errno;
-        cred_leave(pt->switch_creds);
-    }
+    /* Through /proc/self/fd: links the inode itself (even a symlink)
+     * without the CAP_DAC_READ_SEARCH that AT_EMPTY_PATH needs. */
+    int err;
+    PT_AS_CALLER(pt, ctx, err,
+                 err = linkat(pt_proc_self_fd, name, dirfd, newname, AT_SYMLINK_FOLLOW) < 0
+                           ? -errno : 0,
+                 dirfd);
     if (!err)
         err = pt_lookup_at(pt, dirfd, newname, out);
     pt_unpin(pt, dir);
@@ -438,12 +443,8 @@ static int remove_name(struct passthrough *pt, const struct fsb_ctx *ctx, uint64
     int dirfd = pt_pin(pt, parent, &dir);
     if (dirfd < 0)
         return dirfd;
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        if (unlinkat(dirfd, name, flags) < 0)
-            err = -errno;
-        cred_leave(pt->switch_creds);
-    }
+    int err;
+    PT_AS_CALLER(pt, ctx, err, err = unlinkat(dirfd, name, flags) < 0 ? -errno : 0, dirfd);
     pt_unpin(pt, dir);
     return err;
 }
@@ -473,12 +474,10 @@ static int pt_rename(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
         pt_unpin(pt, from);
         return tofd;
     }
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        if (syscall(SYS_renameat2, fromfd, name, tofd, newname, flags) < 0)
-            err = -errno;
-        cred_leave(pt->switch_creds);
-    }
+    int err;
+    PT_AS_CALLER(pt, ctx, err,
+                 err = syscall(SYS_renameat2, fromfd, name, tofd, newname, flags) < 0 ? -errno : 0,
+                 fromfd, tofd);
     pt_unpin(pt, to);
     pt_unpin(pt, from);
     return err;
@@ -504,13 +503,10 @@ static int pt_access(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
     int fd = pt_pin(pt, nodeid, &in);
     if (fd < 0)
         return fd;
-    int err = cred_enter(ctx, pt->switch_creds);
-    if (!err) {
-        /* AT_EACCESS: check with the switched fs ids, not the real uid. */
-        if (faccessat(fd, "", mask, AT_EMPTY_PATH | AT_EACCESS) < 0)
-            err = -errno;
-        cred_leave(pt->switch_creds);
-    }
+    /* AT_EACCESS: check with the switched fs ids, not the real uid. */
+    int err;
+    PT_AS_CALLER(pt, ctx, err,
+                 err = faccessat(fd, "", mask, AT_EMPTY_PATH | AT_EACCESS) < 0 ? -errno : 0, fd);
     pt_unpin(pt, in);
     return err;
 }
@@ -595,11 +591,7 @@ static ssize_t xattr_call(struct passthrough *pt, const struct fsb_ctx *ctx, uin
     } else {
         char path[32];
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        r = cred_enter(ctx, pt->switch_creds);
-        if (!r) {
-            r = xattr_syscall(path, c);
-            cred_leave(pt->switch_creds);
-        }
+        PT_AS_CALLER(pt, ctx, r, r = xattr_syscall(path, c), fd);
     }
     pt_unpin(pt, in);
     return r;
@@ -698,6 +690,7 @@ struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *e
     pt->switch_creds = cred_can_switch();
     pt->writeback = cfg->writeback;
     pt->allow_devices = cfg->allow_devices;
+    pt->trust_guest_groups = cfg->trust_guest_groups;
     pt->max_handles = cfg->max_handles;
     pt->free_head = UINT64_MAX;
     pthread_mutex_init(&pt->handles_lock, NULL);

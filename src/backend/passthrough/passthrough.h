@@ -17,6 +17,7 @@ struct passthrough_config {
     unsigned max_handles; /* open files and directories per session */
     bool writeback;       /* the guest runs a writeback cache (see open) */
     bool allow_devices;   /* MKNOD of character and block devices */
+    bool trust_guest_groups; /* the guest kernel checks permissions itself */
 };
 
 /* Opens the process-wide state (the /proc/self/fd directory) and sizes the

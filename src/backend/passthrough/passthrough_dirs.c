@@ -33,13 +33,8 @@ int pt_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodei
         return fd;
     int dfd = -ENOTDIR;
     struct stat st = { .st_dev = in->dev, .st_ino = in->ino };
-    if (S_ISDIR(in->type)) {
-        dfd = cred_enter(ctx, pt->switch_creds);
-        if (!dfd) {
-            dfd = pt_reopen(fd, O_RDONLY | O_DIRECTORY);
-            cred_leave(pt->switch_creds);
-        }
-    }
+    if (S_ISDIR(in->type))
+        PT_AS_CALLER(pt, ctx, dfd, dfd = pt_reopen(fd, O_RDONLY | O_DIRECTORY), fd);
     pt_unpin(pt, in);
     if (dfd < 0)
         return dfd;

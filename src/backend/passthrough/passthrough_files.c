@@ -76,17 +76,20 @@ int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, 
         return fd;
     struct stat st = { .st_dev = in->dev, .st_ino = in->ino };
     int hfd = openable(in->type);
-    if (!hfd) {
-        hfd = cred_enter(ctx, pt->switch_creds);
-        if (!hfd) {
-            hfd = reopen_noatime_fallback(fd, host_open_flags(pt, flags));
-            cred_leave(pt->switch_creds);
-        }
-    }
+    if (!hfd)
+        PT_AS_CALLER(pt, ctx, hfd, hfd = reopen_noatime_fallback(fd, host_open_flags(pt, flags)),
+                     fd);
     pt_unpin(pt, in);
     if (hfd < 0)
         return hfd;
     return add_handle(pt, hfd, &st, fh);
+}
+
+static int create_at(int dirfd, const char *name, int flags, mode_t mode)
+{
+    int fd;
+    FD_RETRY_EMFILE(fd, openat(dirfd, name, flags, mode));
+    return fd < 0 ? -errno : fd;
 }
 
 int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
@@ -97,15 +100,10 @@ int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent
     int dirfd = pt_pin(pt, parent, &dir);
     if (dirfd < 0)
         return dirfd;
-    int hfd = cred_enter(ctx, pt->switch_creds);
-    if (!hfd) {
-        /* O_NOFOLLOW: an existing symlink under NAME is not followed. */
-        int oflags = host_open_flags(pt, flags) | O_CREAT | (flags & O_EXCL) | O_NOFOLLOW;
-        FD_RETRY_EMFILE(hfd, openat(dirfd, name, oflags, mode));
-        if (hfd < 0)
-            hfd = -errno;
-        cred_leave(pt->switch_creds);
-    }
+    /* O_NOFOLLOW: an existing symlink under NAME is not followed. */
+    int oflags = host_open_flags(pt, flags) | O_CREAT | (flags & O_EXCL) | O_NOFOLLOW;
+    int hfd;
+    PT_AS_CALLER(pt, ctx, hfd, hfd = create_at(dirfd, name, oflags, mode), dirfd);
     pt_unpin(pt, dir);
     if (hfd < 0)
         return hfd;

@@ -26,6 +26,7 @@ struct passthrough {
     struct fsb_backend base;
     struct inode_table inodes;
     bool switch_creds;
+    bool trust_guest_groups;
     bool writeback;
     bool allow_devices;
 
@@ -39,6 +40,34 @@ static inline struct passthrough *pt_of(struct fsb_backend *be)
 {
     return (struct passthrough *)be;
 }
+
+/*
+ * PT_AS_CALLER(pt, ctx, err, stmt, fd...) runs STMT, which sets ERR, as the
+ * guest caller (credentials.h).  FUSE carries the caller's uid and gid but
+ * not its supplementary groups, so an access the caller has only through
+ * one of them fails on the host with EACCES.  When the session's guest
+ * checks permissions itself (fsbridge-mount mounts with
+ * default_permissions), STMT then runs once more with the groups of the
+ * inodes behind the FDs lent to the caller: the guest kernel already
+ * decided that the caller may use them, and this is no new power, since a
+ * hostile guest root may take any uid and gid anyway.
+ */
+#define PT_AS_CALLER(pt, ctx, err, stmt, ...)                                  \
+    do {                                                                       \
+        const int group_fds_[] = { __VA_ARGS__ };                              \
+        (err) = cred_enter((ctx), (pt)->switch_creds);                         \
+        if ((err) == 0) {                                                      \
+            stmt;                                                              \
+            if ((err) == -EACCES &&                                            \
+                pt_lend_groups((pt), (ctx), group_fds_,                        \
+                               (int)(sizeof(group_fds_) / sizeof(int))))       \
+                stmt;                                                          \
+            cred_leave((pt)->switch_creds);                                    \
+        }                                                                      \
+    } while (0)
+
+/* Lends the groups owning FDS' inodes (see PT_AS_CALLER); true if any. */
+bool pt_lend_groups(struct passthrough *pt, const struct fsb_ctx *ctx, const int *fds, int n);
 
 /* The /proc/self/fd directory, for reopening O_PATH fds with real flags. */
 extern int pt_proc_self_fd;
