@@ -160,7 +160,7 @@ fio_run() {
 import json, sys
 job = json.load(sys.stdin)["jobs"][0]
 side = job["write"] if job["write"]["io_bytes"] else job["read"]
-print(f"{side[\"bw_bytes\"] / 1048576:.0f} {side[\"iops\"]:.0f}")'
+print("%.0f %.0f" % (side["bw_bytes"] / 1048576, side["iops"]))'
 }
 
 # seconds CMD...: runs CMD, prints its wall time in seconds.

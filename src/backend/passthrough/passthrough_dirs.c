@@ -79,7 +79,7 @@ int pt_readdir(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, uint64_t of
     int dfd = pt_handle_get(pt, fh, true);
     if (dfd < 0)
         return dfd;
-    static __thread char buf[DIRENT_BUF];
+    static __thread _Alignas(struct linux_dirent64) char buf[DIRENT_BUF];
     int err = 0;
     if (lseek(dfd, (off_t)offset, SEEK_SET) < 0) {
         err = -errno;
