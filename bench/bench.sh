@@ -239,7 +239,12 @@ rows=(
 all=(native pll auto always writeback)
 heads=(native passthrough_ll "fsbridge auto" "fsbridge always" "fsbridge writeback")
 
-echo "fsbridge benchmark: median of $runs run(s); $(uname -r), $(nproc) CPUs; $(git -C "$repo" describe --always --dirty 2>/dev/null || echo '?')"
+src_dir=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["directories"]["source"])' \
+    "$build/meson-info/meson-info.json" 2>/dev/null || echo "$repo")
+buildtype=$(meson introspect "$build" --buildoptions 2>/dev/null | /usr/bin/python3 -c \
+    'import json, sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "buildtype"][0])' || echo '?')
+echo "fsbridge benchmark: median of $runs run(s); $(uname -r), $(nproc) CPUs"
+echo "fsbridge: $build ($buildtype) from $src_dir at $(git -C "$src_dir" describe --always --dirty 2>/dev/null || echo '?')"
 echo "work dir $work on $(df -T "$work" | awk 'NR == 2 { print $2 " " $1 }'); I/O file ${size_mb} MiB; cold = after sync + drop_caches"
 echo "tree: synthetic, bench/make-tree.py: $tree_files files in $((tree_files / 15)) dirs, $tree_mb MiB (C-like text)"
 echo "$pll_note"
