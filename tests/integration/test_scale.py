@@ -177,7 +177,9 @@ def test_open_files_beyond_the_daemon_fd_limit(scale_fs):
                 except OSError as e:
                     errors[e.errno] = errors.get(e.errno, 0) + 1
             assert daemon.alive(), daemon.stderr_text()[-2000:]
-            assert len(fds) >= NOFILE // 2, (
+            # One session may hold half of what the daemon has left after
+            # its reserve and inode fd cache (passthrough_global_init).
+            assert len(fds) >= NOFILE // 3, (
                 f"only {len(fds)} files could be opened; errors {errors}")
             # The handles that did open still read correctly.
             for n, fd in fds[::50]:

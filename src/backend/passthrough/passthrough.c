@@ -49,7 +49,7 @@ int passthrough_global_init(void)
         limit = rl.rlim_cur > 1u << 20 ? 1u << 20 : (unsigned)rl.rlim_cur;
     unsigned usable = limit > 2 * FD_RESERVE ? limit - FD_RESERVE : limit / 2;
     fd_cache_init(usable / 4);
-    session_handle_limit = usable * 3 / 8;
+    session_handle_limit = usable / 2;
     return 0;
 }
 
