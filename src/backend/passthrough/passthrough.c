@@ -42,14 +42,14 @@ int passthrough_global_init(void)
     if (pt_proc_self_fd < 0)
         return -errno;
     /* A quarter of what is left for cached inode fds, the rest for the
-     * guests' open files, of which one session may hold at most half, so
-     * that one guest cannot take every fd from the others. */
+     * guests' open files, of which one session may hold at most half (3/8
+     * of all), so that one guest cannot take every fd from the others. */
     unsigned limit = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         limit = rl.rlim_cur > 1u << 20 ? 1u << 20 : (unsigned)rl.rlim_cur;
     unsigned usable = limit > 2 * FD_RESERVE ? limit - FD_RESERVE : limit / 2;
     fd_cache_init(usable / 4);
-    session_handle_limit = usable / 2;
+    session_handle_limit = usable * 3 / 8;
     return 0;
 }
 
