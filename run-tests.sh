@@ -6,7 +6,8 @@
 # 1. installs missing Debian packages (scripts/install-deps.sh),
 # 2. builds build-test/ with AddressSanitizer + UndefinedBehaviorSanitizer and
 #    -Werror,
-# 3. runs the unit tests (meson test),
+# 3. runs the unit tests (meson test) and the fuzz targets for a short while
+#    (tests/fuzz/run-fuzz.sh, clang + libFuzzer),
 # 4. runs the integration tests (pytest, real FUSE mounts: needs root and
 #    /dev/fuse), passing PYTEST_ARGS through (e.g. -k rename, -x, -v).
 #
@@ -54,6 +55,9 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_sta
 
 step "unit tests"
 meson test -C "$builddir" --no-rebuild --print-errorlogs
+
+step "fuzz targets (libFuzzer, a short run from the corpus)"
+tests/fuzz/run-fuzz.sh "${FSB_FUZZ_SECONDS:-20}"
 
 step "integration tests"
 export FSB_BUILD_DIR=$repo/$builddir

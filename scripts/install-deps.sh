@@ -14,6 +14,8 @@ PACKAGES=(
     # build
     build-essential meson ninja-build pkg-config
     libfuse3-dev fuse3 libcbor-dev libseccomp-dev libcap-ng-dev
+    # fuzzing (tests/fuzz/run-fuzz.sh: clang's libFuzzer and sanitizers)
+    clang libclang-rt-dev
     # tests (tests/integration: pytest, xattrs, git round trip, process tools)
     python3 python3-pytest attr git util-linux mount procps psmisc kmod tar diffutils
 )
