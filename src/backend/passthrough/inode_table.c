@@ -1,6 +1,7 @@
 /*
  * inode_table.c - see inode_table.h.  Two chained hash tables (by node id
- * and by host identity) share one lock; nothing slow runs under it.
+ * and by host identity) share one lock; nothing slow runs under it but the
+ * opening of a directory fd for a newly seen filesystem (mount_fd_for).
  */
 #include "backend/passthrough/inode_table.h"
 #include "backend/backend.h"
@@ -240,6 +241,14 @@ void inode_put(struct inode_table *t, struct pt_inode *in)
         inode_free(in);
 }
 
+/* Gives FD to IN's cache entry, or closes it if IN has one.  Called with
+ * the table lock held (the cache lock nests inside it, never around). */
+static void offer_or_close(struct pt_inode *in, int fd)
+{
+    if (!fd_cache_offer(&in->fdc, fd))
+        close(fd);
+}
+
 int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
 {
     pthread_mutex_lock(&t->lock);
@@ -247,15 +256,16 @@ int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
     if (in) {
         in->nlookup++;
         uint64_t id = in->nodeid;
-        /* Pinned by nlookup, so safe to use after unlocking. */
+        /* Offered under the table lock: a FORGET running on another
+         * thread could free IN as soon as the lock is dropped (the
+         * guest may forget counts it has not been given yet). */
+        offer_or_close(in, fd);
         pthread_mutex_unlock(&t->lock);
-        if (!fd_cache_offer(&in->fdc, fd))
-            close(fd);
         return (int64_t)id;
     }
+    bool full = t->count >= t->max_inodes;
     pthread_mutex_unlock(&t->lock);
-
-    if (t->count >= t->max_inodes) {
+    if (full) {
         close(fd);
         return -ENFILE;
     }
@@ -281,9 +291,8 @@ int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
     if (++t->count > t->nbuckets * 2)
         table_grow(t);
     uint64_t id = in->nodeid;
+    offer_or_close(in, fd);
     pthread_mutex_unlock(&t->lock);
-    if (!fd_cache_offer(&in->fdc, fd))
-        close(fd);
     return (int64_t)id;
 }
 
