@@ -1054,6 +1054,28 @@ def lk_body(fh, owner, start=0, end=2**64 - 1, typ=F_WRLCK):
     return LK_IN.pack(fh, owner, start, end, typ, 0, 0, 0)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "socket"])
+def test_raw_create_over_special_files_does_not_open_them(layout, daemon, kind):
+    """CREATE without O_EXCL of a name that exists opens what is there; a
+    FIFO would block the daemon and a device node would be opened on the
+    host.  Only regular files may be opened: anything else is an error."""
+    with FuseClient(daemon.socket, export=EXPORT, timeout=5) as c:
+        mode = stat.S_IFIFO if kind == "fifo" else stat.S_IFSOCK
+        err, _ = c.mknod(FUSE_ROOT_ID, "special", mode | 0o666)
+        assert err == 0, os.strerror(err)
+        for flags in (os.O_RDONLY | os.O_CREAT, os.O_WRONLY | os.O_CREAT):
+            try:
+                err, _, _ = c.create(FUSE_ROOT_ID, "special", flags=flags)
+            except socket.timeout:
+                pytest.fail(f"CREATE over a {kind} blocked the daemon for 5 s")
+            assert err == errno.ENXIO, os.strerror(err)
+        # A regular file of the same kind of name still opens.
+        (layout.export / "plain").write_bytes(b"x")
+        err, _, _ = c.create(FUSE_ROOT_ID, "plain", flags=os.O_RDWR | os.O_CREAT)
+        assert err == 0, os.strerror(err)
+        assert c.alive()
+
+
 @pytest.mark.parametrize("kind", ["fifo", "guest_fifo", "socket"])
 def test_raw_open_of_special_files_does_not_block(layout, daemon, kind):
     """The guest kernel opens FIFOs, sockets and devices itself and never

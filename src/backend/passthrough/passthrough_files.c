@@ -85,11 +85,27 @@ int pt_open(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid, 
     return add_handle(pt, hfd, &st, fh);
 }
 
+/*
+ * CREATE opens a regular file only, like OPEN: with O_CREAT alone, openat
+ * would open whatever already has the name, and a FIFO would block the
+ * worker, a device node would be opened on the host.  So the file is made
+ * with O_EXCL; if the name exists and the guest did not ask for O_EXCL,
+ * what is there is looked up, checked and reopened like OPEN does.
+ */
 static int create_at(int dirfd, const char *name, int flags, mode_t mode)
 {
     int fd;
-    FD_RETRY_EMFILE(fd, openat(dirfd, name, flags, mode));
-    return fd < 0 ? -errno : fd;
+    FD_RETRY_EMFILE(fd, openat(dirfd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW, mode));
+    if (fd >= 0 || errno != EEXIST || (flags & O_EXCL))
+        return fd < 0 ? -errno : fd;
+    int path_fd = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (path_fd < 0)
+        return -errno;
+    struct stat st;
+    int err = fstat(path_fd, &st) < 0 ? -errno : openable(st.st_mode & S_IFMT);
+    fd = err ? err : reopen_noatime_fallback(path_fd, flags & ~O_EXCL);
+    close(path_fd);
+    return fd;
 }
 
 int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
@@ -100,8 +116,7 @@ int pt_create(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent
     int dirfd = pt_pin(pt, parent, &dir);
     if (dirfd < 0)
         return dirfd;
-    /* O_NOFOLLOW: an existing symlink under NAME is not followed. */
-    int oflags = host_open_flags(pt, flags) | O_CREAT | (flags & O_EXCL) | O_NOFOLLOW;
+    int oflags = host_open_flags(pt, flags) | (flags & O_EXCL);
     int hfd;
     PT_AS_CALLER(pt, ctx, hfd, hfd = create_at(dirfd, name, oflags, mode), dirfd);
     pt_unpin(pt, dir);
