@@ -39,8 +39,10 @@
 #define FSB_BYTE_ORDER_LE 1
 #define FSB_BYTE_ORDER_BE 2
 
-/* Smallest frame a peer may announce: an INIT exchange must fit. */
-#define FSB_MIN_FRAME 4096
+/* Smallest frame a peer may announce: the guest kernel reads /dev/fuse
+ * with at least an 8 KiB buffer and writes at least one page per WRITE, so
+ * a frame must hold a 4 KiB WRITE with its headers, with room to spare. */
+#define FSB_MIN_FRAME 16384
 /* Default largest frame: a 1 MiB WRITE or READ plus its headers. */
 #define FSB_DEFAULT_MAX_FRAME (1024 * 1024 + 4096)
 

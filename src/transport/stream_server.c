@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -127,7 +128,7 @@ static void maybe_add_worker(struct conn *c)
 static void enqueue(struct conn *c, struct job *j)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->queued >= MAX_QUEUED)
+    while (c->queued >= MAX_QUEUED && !c->closing)
         pthread_cond_wait(&c->space, &c->lock);
     c->queued++;
     c->waiting++;
@@ -174,13 +175,45 @@ static struct job *read_frame(struct conn *c)
     return j;
 }
 
-/* Urgent requests (FORGET, INTERRUPT) and INIT run on the reader thread:
- * the former must not wait behind queued work, the latter must finish
- * before any other request is dispatched. */
+/* Metadata requests that finish quickly on a local filesystem: the only
+ * ones the reader thread may run itself, since it must stay free to read
+ * INTERRUPT and FORGET.  Data transfers, syncs, locks and directory
+ * listings (which may be long) always go to a worker. */
+static bool quick_request(uint32_t opcode)
+{
+    switch (opcode) {
+    case FUSE_LOOKUP: case FUSE_GETATTR: case FUSE_READLINK: case FUSE_ACCESS:
+    case FUSE_STATFS: case FUSE_GETXATTR: case FUSE_LISTXATTR: case FUSE_OPENDIR:
+    case FUSE_RELEASEDIR: case FUSE_MKDIR: case FUSE_RMDIR: case FUSE_UNLINK:
+    case FUSE_SYMLINK: case FUSE_LINK: case FUSE_RENAME: case FUSE_RENAME2:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool nothing_else_to_read(int fd)
+{
+    int pending = 0;
+    return ioctl(fd, FIONREAD, &pending) == 0 && pending == 0;
+}
+
+/*
+ * Which requests run on the reader thread rather than a worker:
+ *  - urgent ones (FORGET, INTERRUPT), which must not wait behind others;
+ *  - INIT, which must finish before anything else is dispatched;
+ *  - a quick request when no other request is waiting on the socket: a
+ *    guest doing one thing at a time (git status, find) then pays no
+ *    thread hand-off per request, while a burst still spreads over the
+ *    workers.  (Where FIONREAD is not supported, everything goes to the
+ *    workers.)
+ */
 static bool run_inline(const struct conn *c, const struct job *j)
 {
     const struct fuse_in_header *h = (const void *)j->data;
-    return fsb_engine_is_urgent(h->opcode) || !c->session->initialized;
+    if (fsb_engine_is_urgent(h->opcode) || !c->session->initialized)
+        return true;
+    return quick_request(h->opcode) && nothing_else_to_read(c->fd);
 }
 
 static void reader_loop(struct conn *c)
@@ -200,13 +233,22 @@ static void reader_loop(struct conn *c)
     free(reply);
 }
 
-static void stop_workers(struct conn *c)
+/* Marks C as closing: waiting locks give up, and a reader waiting for
+ * queue space stops waiting. */
+static void conn_begin_close(struct conn *c)
 {
-    fsb_session_interrupt_all(c->session);
     pthread_mutex_lock(&c->lock);
+    if (c->session)
+        fsb_session_interrupt_all(c->session);
     c->closing = true;
     pthread_cond_broadcast(&c->work);
+    pthread_cond_broadcast(&c->space);
     pthread_mutex_unlock(&c->lock);
+}
+
+static void stop_workers(struct conn *c)
+{
+    conn_begin_close(c);
     for (unsigned i = 0; i < c->workers; i++)
         pthread_join(c->threads[i], NULL);
     /* Workers drain the queue before they see closing; nothing is left. */
@@ -284,9 +326,12 @@ static bool handshake(struct conn *c)
     if (!r && h.max_frame < max_frame)
         max_frame = h.max_frame;
     if (!r) {
-        c->session = fsb_session_new(exp, max_frame, &r);
-        if (!c->session)
+        struct fsb_session *s = fsb_session_new(exp, max_frame, &r);
+        if (!s)
             log_error("session %u: %s", c->id, strerror(-r));
+        pthread_mutex_lock(&c->lock); /* end_all_sessions may look at it */
+        c->session = s;
+        pthread_mutex_unlock(&c->lock);
     }
     if (r) {
         log_warn("session %u: refused (export '%s'): %s", c->id, h.name, strerror(-r));
@@ -424,8 +469,10 @@ static void accept_one(int lfd, const struct stream_server_config *cfg)
 static void end_all_sessions(void)
 {
     pthread_mutex_lock(&conns_lock);
-    for (struct conn *c = conns; c; c = c->next)
+    for (struct conn *c = conns; c; c = c->next) {
         shutdown(c->fd, SHUT_RDWR);
+        conn_begin_close(c);
+    }
     while (nconns > 0)
         pthread_cond_wait(&conns_gone, &conns_lock);
     pthread_mutex_unlock(&conns_lock);
