@@ -713,6 +713,7 @@ struct dir_fill {
     struct fsb_request *r;
     size_t room; /* bytes the guest asked for, minus what was written */
     bool plus;
+    bool full;   /* an entry did not fit */
 };
 
 /* Writes one fuse_dirent or fuse_direntplus; false if it does not fit. */
@@ -722,8 +723,10 @@ static bool fill_dirent(void *cookie, const struct fsb_dirent *d)
     size_t namelen = strlen(d->name);
     size_t head = f->plus ? sizeof(struct fuse_entry_out) : 0;
     size_t size = head + FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + namelen);
-    if (size > f->room || size > f->r->out.left)
+    if (size > f->room || size > f->r->out.left) {
+        f->full = true;
         return false;
+    }
     if (f->plus) {
         struct fuse_entry_out eo = { 0 };
         if (d->entry)
@@ -747,7 +750,12 @@ static int readdir_op(struct fsb_request *r, bool plus)
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
     struct dir_fill f = { .r = r, .room = in.size, .plus = plus };
-    return r->be->ops->readdir(r->be, r->in.nodeid, in.fh, in.offset, plus, fill_dirent, &f);
+    int err = r->be->ops->readdir(r->be, r->in.nodeid, in.fh, in.offset, plus, fill_dirent, &f);
+    /* An empty reply means the end of the directory: a buffer too small
+     * for the next entry must say so instead, as getdents does. */
+    if (!err && f.full && r->out_len == 0)
+        return -EINVAL;
+    return err;
 }
 
 static int op_readdir(struct fsb_request *r)

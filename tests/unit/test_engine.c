@@ -264,6 +264,24 @@ static void test_readonly_export_refuses_changes(void)
     harness_close(&h);
 }
 
+static void test_readdir_buffer_too_small_for_an_entry(void)
+{
+    struct harness h;
+    setup(&h);
+    struct fuse_open_in o = { .flags = O_RDONLY };
+    harness_run(&h, buf, harness_build(&h, buf, FUSE_OPENDIR, 1, &o, sizeof(o), NULL, NULL));
+    CHECK_ERR(&h, 0);
+    uint64_t fh = ((const struct fuse_open_out *)harness_payload(&h))->fh;
+    struct fuse_read_in in = { .fh = fh, .size = 10 };
+    harness_run(&h, buf, harness_build(&h, buf, FUSE_READDIR, 1, &in, sizeof(in), NULL, NULL));
+    CHECK_ERR(&h, -EINVAL); /* not an empty reply, which would mean "end" */
+    in.size = 4096;
+    harness_run(&h, buf, harness_build(&h, buf, FUSE_READDIR, 1, &in, sizeof(in), NULL, NULL));
+    CHECK_ERR(&h, 0);
+    CHECK(h.reply_len > sizeof(struct fuse_out_header)); /* "." and ".." at least */
+    harness_close(&h);
+}
+
 static void test_hello_decoding(void)
 {
     uint8_t b[FSB_HELLO_SIZE];
@@ -306,6 +324,7 @@ int main(void)
         TEST(test_forged_nodeids_and_handles),
         TEST(test_rename_flags),
         TEST(test_readonly_export_refuses_changes),
+        TEST(test_readdir_buffer_too_small_for_an_entry),
         TEST(test_hello_decoding),
     };
     int passed = 0, failed = 0;
