@@ -153,3 +153,15 @@ def host_tool(name):
             return p
     return None
 
+
+
+def put_bytes(path, data):
+    """Writes DATA to PATH (through the mount or on the host)."""
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def get_bytes(path):
+    """Reads all of PATH."""
+    with open(path, "rb") as f:
+        return f.read()

@@ -12,6 +12,8 @@ import stat
 
 import pytest
 
+import helpers
+
 libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
 RENAME_NOREPLACE = 1
@@ -26,14 +28,8 @@ def renameat2(old, new, flags):
         raise OSError(e, os.strerror(e), str(old), None, str(new))
 
 
-def put(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def get(path):
-    with open(path, "rb") as f:
-        return f.read()
+put = helpers.put_bytes
+get = helpers.get_bytes
 
 
 def test_mkdir_rmdir(fs):

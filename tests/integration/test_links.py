@@ -12,14 +12,8 @@ import pytest
 import helpers
 
 
-def put(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def get(path):
-    with open(path, "rb") as f:
-        return f.read()
+put = helpers.put_bytes
+get = helpers.get_bytes
 
 
 def test_hard_links(fs):
