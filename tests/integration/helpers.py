@@ -165,3 +165,22 @@ def get_bytes(path):
     """Reads all of PATH."""
     with open(path, "rb") as f:
         return f.read()
+
+
+def fd_count(pid):
+    """How many fds process PID has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settled_fd_count(pid, timeout=5.0):
+    """PID's fd count once it stops changing (sessions that were just closed
+    may be torn down asynchronously)."""
+    deadline = time.monotonic() + timeout
+    last = fd_count(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = fd_count(pid)
+        if now == last:
+            return now
+        last = now
+    return last

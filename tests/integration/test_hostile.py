@@ -982,22 +982,8 @@ def test_abuse_forget_flood(healthy):
     healthy.check("10,000 FORGETs")
 
 
-def proc_fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def settled_fd_count(pid, timeout=5.0):
-    """The daemon's fd count once it stops changing (sessions that were just
-    closed may be torn down asynchronously)."""
-    deadline = time.monotonic() + timeout
-    last = proc_fd_count(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now = proc_fd_count(pid)
-        if now == last:
-            return now
-        last = now
-    return last
+proc_fd_count = helpers.fd_count
+settled_fd_count = helpers.settled_fd_count
 
 
 def test_abuse_many_quick_connections(healthy):

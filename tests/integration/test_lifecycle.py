@@ -72,8 +72,7 @@ def readline_within(proc, timeout):
     return None
 
 
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+fd_count = helpers.fd_count
 
 
 def fd_list(pid):
@@ -86,16 +85,7 @@ def fd_list(pid):
     return out
 
 
-def settled_fd_count(pid, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    last = fd_count(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now = fd_count(pid)
-        if now == last:
-            return now
-        last = now
-    return last
+settled_fd_count = helpers.settled_fd_count
 
 
 def stat_in_subprocess(path, timeout=10):
