@@ -71,8 +71,8 @@ static int check_request(const struct fsb_session *s, const struct fuse_in_heade
 
 static int dispatch(struct fsb_request *r, const struct fsb_op *op)
 {
-    if (!op->fn)
-        return -ENOSYS;
+    if (!op->fn || ((op->flags & OP_XATTR) && r->s->export->no_xattr))
+        return -ENOSYS; /* the kernel remembers and stops asking */
     if ((op->flags & OP_MODIFIES) && r->s->export->readonly)
         return -EROFS;
     return op->fn(r);

@@ -50,6 +50,7 @@ typedef int (*fsb_op_fn)(struct fsb_request *r);
 enum {
     OP_NO_REPLY = 1 << 0, /* FORGET & co. */
     OP_MODIFIES = 1 << 1, /* refused with EROFS on read-only exports */
+    OP_XATTR = 1 << 2,    /* ENOSYS when the export has xattrs off */
 };
 
 struct fsb_op {

@@ -97,11 +97,16 @@ void fsb_session_interrupt(struct fsb_session *s, uint64_t unique)
     pthread_mutex_unlock(&s->waiters_lock);
 }
 
-void fsb_session_interrupt_all(struct fsb_session *s)
+void fsb_session_interrupt_waiting(struct fsb_session *s)
 {
-    atomic_store(&s->closing, true);
     pthread_mutex_lock(&s->waiters_lock);
     for (struct fsb_waiter *w = s->waiters; w; w = w->next)
         atomic_store(&w->interrupted, true);
     pthread_mutex_unlock(&s->waiters_lock);
+}
+
+void fsb_session_interrupt_all(struct fsb_session *s)
+{
+    atomic_store(&s->closing, true);
+    fsb_session_interrupt_waiting(s);
 }

@@ -28,6 +28,7 @@ struct fsb_export {
     enum fsb_cache_mode cache;
     bool writeback;
     bool allow_devices;
+    bool no_xattr;          /* xattr requests get ENOSYS */
 };
 
 /* A request that may wait (a blocking lock): INTERRUPT can find it. */
@@ -68,7 +69,10 @@ void fsb_session_free(struct fsb_session *s);
 void fsb_session_add_waiter(struct fsb_session *s, struct fsb_waiter *w);
 void fsb_session_remove_waiter(struct fsb_session *s, struct fsb_waiter *w);
 void fsb_session_interrupt(struct fsb_session *s, uint64_t unique);
-/* Stops every waiting request: the session is ending. */
+/* Interrupts the requests waiting now (a virtqueue is stopping; the
+ * session may go on afterwards). */
+void fsb_session_interrupt_waiting(struct fsb_session *s);
+/* Stops every waiting request, now and later: the session is ending. */
 void fsb_session_interrupt_all(struct fsb_session *s);
 
 #endif

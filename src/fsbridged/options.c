@@ -11,8 +11,10 @@
 
 static const char usage[] =
     "Usage: fsbridged --export NAME=DIR[,OPTION...] --listen ADDRESS [OPTIONS]\n"
+    "       fsbridged --socket-path PATH --shared-dir DIR [OPTIONS]   (virtio-fs)\n"
     "Share host directories with virtual machines.\n"
     "\n"
+    "Stream sessions (fsbridge-mount, matchlock guests):\n"
     "  --export NAME=DIR[,ro][,cache=MODE][,writeback][,devices]\n"
     "                         export DIR under NAME (repeatable; the first is the\n"
     "                         default export).  MODE: never, metadata, auto\n"
@@ -22,6 +24,24 @@ static const char usage[] =
     "  --listen ADDRESS       unix:PATH, vsock:PORT or fd:N (repeatable)\n"
     "  --threads N            worker threads per session, at most (default 16)\n"
     "  --max-sessions N       concurrent sessions (default 64)\n"
+    "\n"
+    "virtio-fs (vhost-user-fs backend, virtiofsd-compatible; one frontend, exit\n"
+    "when it disconnects):\n"
+    "  --socket-path PATH     listen for the frontend (QEMU) on this Unix socket\n"
+    "  --fd N                 or on this inherited listening socket (libvirt)\n"
+    "  --shared-dir DIR       the directory to share\n"
+    "  --cache MODE           never (or none), metadata, auto (default), always\n"
+    "  --readonly             refuse every change\n"
+    "  --writeback            guest writeback cache (cache auto or always)\n"
+    "  --xattr, --no-xattr    extended attributes on (default) or off\n"
+    "  --thread-pool-size N   run requests on N threads (default 0: on the\n"
+    "                         queue threads)\n"
+    "  --sandbox none, --seccomp none   accepted (other modes: not built yet)\n"
+    "  --print-capabilities   print the vhost-user capabilities (JSON) and exit\n"
+    "  -o source=DIR,cache=MODE,xattr|no_xattr,...   legacy virtiofsd options\n"
+    "  -f                     foreground (always)   -d  debug log\n"
+    "\n"
+    "Common:\n"
     "  --log-level LEVEL      error, warn, info (default) or debug\n"
     "  --syslog               log to syslog instead of stderr\n"
     "  --help                 show this help\n"
@@ -140,14 +160,27 @@ int options_parse(int argc, char **argv, struct options *o)
         { "syslog", no_argument, NULL, OPT_SYSLOG },
         { "help", no_argument, NULL, OPT_HELP },
         { "version", no_argument, NULL, OPT_VERSION },
+        { "socket-path", required_argument, NULL, VOPT_SOCKET_PATH },
+        { "fd", required_argument, NULL, VOPT_FD },
+        { "shared-dir", required_argument, NULL, VOPT_SHARED_DIR },
+        { "cache", required_argument, NULL, VOPT_CACHE },
+        { "readonly", no_argument, NULL, VOPT_READONLY },
+        { "xattr", no_argument, NULL, VOPT_XATTR },
+        { "no-xattr", no_argument, NULL, VOPT_NO_XATTR },
+        { "writeback", no_argument, NULL, VOPT_WRITEBACK },
+        { "sandbox", required_argument, NULL, VOPT_SANDBOX },
+        { "seccomp", required_argument, NULL, VOPT_SECCOMP },
+        { "thread-pool-size", required_argument, NULL, VOPT_THREAD_POOL_SIZE },
+        { "print-capabilities", no_argument, NULL, VOPT_PRINT_CAPABILITIES },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof(*o));
     o->max_workers = 16;
     o->max_sessions = 64;
+    vhost_options_init(&o->vhost);
     opterr = 0;
     int c, r = 0;
-    while (r == 0 && (c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while (r == 0 && (c = getopt_long(argc, argv, "o:fd", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_EXPORT: r = parse_export(o, optarg); break;
         case OPT_LISTEN: r = parse_listen(o, optarg); break;
@@ -155,25 +188,24 @@ int options_parse(int argc, char **argv, struct options *o)
         case OPT_MAX_SESSIONS:
             r = parse_count(optarg, "bad --max-sessions '%s'", 65536, &o->max_sessions);
             break;
-        case OPT_LOG_LEVEL: {
-            int level = fsb_log_parse_level(optarg);
-            if (level < 0)
-                return fail("unknown log level '%s'", optarg);
-            fsb_log_level = (enum fsb_log_level)level;
-            break;
-        }
+        case OPT_LOG_LEVEL: r = vhost_option(&o->vhost, VOPT_LOG_LEVEL, optarg); break;
         case OPT_SYSLOG: o->syslog = true; break;
         case OPT_HELP: fputs(usage, stdout); return 1;
         case OPT_VERSION: printf("fsbridged %s\n", FSB_VERSION); return 1;
-        default: return fail("unknown or incomplete option '%s'", argv[optind - 1]);
+        case '?': return fail("unknown or incomplete option '%s'", argv[optind - 1]);
+        default: r = vhost_option(&o->vhost, c, optarg); break;
         }
     }
     if (r)
         return r;
     if (optind < argc)
         return fail("unexpected argument '%s'", argv[optind]);
+    if (vhost_options_finish(&o->vhost) < 0)
+        return -1;
+    if (o->nexports == 0 && o->nlisten == 0 && o->vhost.wanted)
+        return 0; /* virtio-fs only */
     if (o->nexports == 0)
-        return fail("%s", "nothing to serve: give at least one --export");
+        return fail("%s", "nothing to serve: give at least one --export (or --socket-path)");
     if (o->nlisten == 0)
         return fail("%s", "nowhere to serve: give at least one --listen");
     return 0;

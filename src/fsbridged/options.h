@@ -6,6 +6,7 @@
 
 #include "common/address.h"
 #include "engine/session.h"
+#include "fsbridged/vhost_options.h"
 
 #define MAX_EXPORTS 64
 #define MAX_LISTENERS 16
@@ -18,6 +19,7 @@ struct options {
     unsigned max_workers;
     unsigned max_sessions;
     bool syslog;
+    struct vhost_options vhost; /* virtio-fs: --socket-path/--fd */
 };
 
 /* Parses argv.  Returns 0 to run, 1 when --help/--version was answered,

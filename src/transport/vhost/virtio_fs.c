@@ -1,0 +1,249 @@
+/*
+ * virtio_fs.c - see virtio_fs.h.
+ *
+ * One FUSE session spans every queue.  It is replaced when the guest's
+ * driver starts over: a FUSE_INIT on an initialized session (the guest
+ * rebooted, or unmounted and mounted again) retires the old one, and so
+ * does FUSE_DESTROY.  A retired session is freed when its last request
+ * finishes.
+ */
+#include "transport/vhost/virtio_fs.h"
+#include "transport/stream_hello.h"
+#include "transport/vhost/vhost_user.h"
+#include "common/log.h"
+#include "engine/fuse_engine.h"
+#include "engine/iov_cursor.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Side pool for requests that may wait long (lock waits) when the queue
+ * threads run everything else themselves. */
+#define LOCK_WAIT_THREADS 4
+
+struct session_slot {
+    struct fsb_session *s;
+    unsigned refs; /* the device's own (while current) + running requests */
+};
+
+struct job {
+    struct job *next;
+    struct vu_queue *q;
+    struct vq_element *e;
+};
+
+struct virtio_fs {
+    const struct fsb_export *export;
+    bool pool_all;              /* --thread-pool-size > 0 */
+
+    pthread_mutex_t lock;       /* guards CURRENT and every slot's refs */
+    struct session_slot *current;
+
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_wake;
+    struct job *head, *tail;
+    bool pool_stop;
+    pthread_t *threads;
+    unsigned nthreads;
+};
+
+/* ---- sessions ----------------------------------------------------------- */
+
+static void slot_release_locked(struct session_slot *slot)
+{
+    if (--slot->refs == 0) {
+        fsb_session_free(slot->s);
+        free(slot);
+    }
+}
+
+static void retire_locked(struct virtio_fs *fs)
+{
+    struct session_slot *old = fs->current;
+    if (!old)
+        return;
+    fs->current = NULL;
+    fsb_session_interrupt_all(old->s); /* its guest is gone: stop its lock waits */
+    slot_release_locked(old);
+}
+
+/* The current session (created on demand), with a reference.  An INIT on
+ * an initialized session starts a new one. */
+static struct session_slot *session_acquire(struct virtio_fs *fs, bool init)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (init && fs->current && fs->current->s->initialized) {
+        log_info("virtio-fs: the guest driver started over: new FUSE session");
+        retire_locked(fs);
+    }
+    if (!fs->current) {
+        int err = 0;
+        struct session_slot *slot = calloc(1, sizeof(*slot));
+        slot->s = slot ? fsb_session_new(fs->export, FSB_DEFAULT_MAX_FRAME, &err) : NULL;
+        if (!slot || !slot->s) {
+            log_error("virtio-fs: cannot start a FUSE session: %s", strerror(slot ? -err : ENOMEM));
+            free(slot);
+            pthread_mutex_unlock(&fs->lock);
+            return NULL;
+        }
+        slot->refs = 1;
+        fs->current = slot;
+    }
+    struct session_slot *slot = fs->current;
+    slot->refs++;
+    pthread_mutex_unlock(&fs->lock);
+    return slot;
+}
+
+static void session_release(struct virtio_fs *fs, struct session_slot *slot, bool retire)
+{
+    pthread_mutex_lock(&fs->lock);
+    if (retire && fs->current == slot)
+        retire_locked(fs);
+    slot_release_locked(slot);
+    pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* The opcode, read for routing only (the engine validates the request);
+ * 0 when the request is too short to have one. */
+static uint32_t peek_opcode(const struct vq_element *e)
+{
+    struct iov_cursor c;
+    struct fuse_in_header in;
+    iov_cursor_init(&c, e->iov, e->nreadable);
+    return iov_cursor_read(&c, &in, sizeof(in)) ? in.opcode : 0;
+}
+
+static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+{
+    uint32_t opcode = peek_opcode(e);
+    size_t len = 0;
+    struct session_slot *slot = session_acquire(fs, opcode == FUSE_INIT);
+    if (slot) {
+        len = fsb_engine_process(slot->s, e->iov, e->nreadable, e->iov + e->nreadable,
+                                 e->nwritable);
+        /* The guest unmounted: release its inodes and handles now. */
+        session_release(fs, slot, opcode == FUSE_DESTROY);
+    }
+    vu_complete(q, e, (uint32_t)len);
+}
+
+static void *pool_main(void *arg)
+{
+    struct virtio_fs *fs = arg;
+    pthread_mutex_lock(&fs->pool_lock);
+    for (;;) {
+        while (!fs->head && !fs->pool_stop)
+            pthread_cond_wait(&fs->pool_wake, &fs->pool_lock);
+        struct job *j = fs->head;
+        if (!j)
+            break; /* stopping, and nothing left */
+        fs->head = j->next;
+        if (!fs->head)
+            fs->tail = NULL;
+        pthread_mutex_unlock(&fs->pool_lock);
+        run_request(fs, j->q, j->e);
+        free(j);
+        pthread_mutex_lock(&fs->pool_lock);
+    }
+    pthread_mutex_unlock(&fs->pool_lock);
+    return NULL;
+}
+
+static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+{
+    struct job *j = malloc(sizeof(*j));
+    if (!j)
+        return false;
+    *j = (struct job){ .q = q, .e = e };
+    pthread_mutex_lock(&fs->pool_lock);
+    if (fs->tail)
+        fs->tail->next = j;
+    else
+        fs->head = j;
+    fs->tail = j;
+    pthread_cond_signal(&fs->pool_wake);
+    pthread_mutex_unlock(&fs->pool_lock);
+    return true;
+}
+
+/* vu_device_ops.request: hiprio requests (FORGET, INTERRUPT) never wait,
+ * so they run at once; a lock wait must not hold up its queue. */
+static void fs_request(void *dev, struct vu_queue *q, struct vq_element *e)
+{
+    struct virtio_fs *fs = dev;
+    uint32_t opcode = peek_opcode(e);
+    bool pooled = opcode == FUSE_SETLKW || (fs->pool_all && !fsb_engine_is_urgent(opcode));
+    if (pooled && enqueue(fs, q, e))
+        return;
+    run_request(fs, q, e);
+}
+
+static void fs_interrupt_waits(void *dev)
+{
+    struct virtio_fs *fs = dev;
+    pthread_mutex_lock(&fs->lock);
+    if (fs->current)
+        fsb_session_interrupt_waiting(fs->current->s);
+    pthread_mutex_unlock(&fs->lock);
+}
+
+static void fs_reset(void *dev)
+{
+    struct virtio_fs *fs = dev;
+    pthread_mutex_lock(&fs->lock);
+    retire_locked(fs);
+    pthread_mutex_unlock(&fs->lock);
+}
+
+/* ---- the device ----------------------------------------------------------- */
+
+static int pool_start(struct virtio_fs *fs, unsigned n)
+{
+    fs->threads = calloc(n, sizeof(*fs->threads));
+    if (!fs->threads)
+        return -ENOMEM;
+    for (; fs->nthreads < n; fs->nthreads++)
+        if (pthread_create(&fs->threads[fs->nthreads], NULL, pool_main, fs) != 0)
+            return -EAGAIN;
+    return 0;
+}
+
+static void pool_stop(struct virtio_fs *fs)
+{
+    pthread_mutex_lock(&fs->pool_lock);
+    fs->pool_stop = true;
+    pthread_cond_broadcast(&fs->pool_wake);
+    pthread_mutex_unlock(&fs->pool_lock);
+    for (unsigned i = 0; i < fs->nthreads; i++)
+        pthread_join(fs->threads[i], NULL);
+    free(fs->threads);
+}
+
+int virtio_fs_serve(int conn_fd, const struct virtio_fs_config *cfg, int stop_fd)
+{
+    static const struct vu_device_ops ops = {
+        .features = 0, /* no VIRTIO_FS_F_NOTIFICATION: QEMU 7.2 has none */
+        .request = fs_request,
+        .interrupt_waits = fs_interrupt_waits,
+        .reset = fs_reset,
+    };
+    struct virtio_fs fs = { .export = cfg->export, .pool_all = cfg->thread_pool_size > 0 };
+    pthread_mutex_init(&fs.lock, NULL);
+    pthread_mutex_init(&fs.pool_lock, NULL);
+    pthread_cond_init(&fs.pool_wake, NULL);
+    int r = pool_start(&fs, fs.pool_all ? cfg->thread_pool_size : LOCK_WAIT_THREADS);
+    if (r == 0)
+        r = vhost_user_serve(conn_fd, &ops, &fs, stop_fd);
+    else
+        log_error("virtio-fs: cannot start worker threads: %s", strerror(-r));
+    pool_stop(&fs);
+    fs_reset(&fs);
+    pthread_cond_destroy(&fs.pool_wake);
+    pthread_mutex_destroy(&fs.pool_lock);
+    pthread_mutex_destroy(&fs.lock);
+    return r;
+}

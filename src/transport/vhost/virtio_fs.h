@@ -1,0 +1,24 @@
+/*
+ * virtio_fs.h - the virtio-fs device (device id 26) on top of vhost-user:
+ * each virtqueue request is one FUSE request for the engine, the reply goes
+ * into the request's writable descriptors.  Zero copy: READ and WRITE
+ * payloads move between the host file and guest memory directly, because
+ * the engine gets the descriptors' guest memory as its iovecs.
+ */
+#ifndef FSB_VIRTIO_FS_H
+#define FSB_VIRTIO_FS_H
+
+#include "engine/session.h"
+
+struct virtio_fs_config {
+    const struct fsb_export *export;
+    /* 0: requests run on their queue's thread (blocking lock requests on
+     * a small side pool); N: every request runs on a pool of N threads. */
+    unsigned thread_pool_size;
+};
+
+/* Serves the frontend on CONN_FD until it disconnects or STOP_FD is
+ * readable.  Returns 0, or -errno when the frontend broke the protocol. */
+int virtio_fs_serve(int conn_fd, const struct virtio_fs_config *cfg, int stop_fd);
+
+#endif
