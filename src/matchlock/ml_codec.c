@@ -257,6 +257,13 @@ static const struct field request_fields[] = {
     FIELD("mode", F_U32, struct ml_request, mode),
     FIELD("uid", F_U32, struct ml_request, uid),
     FIELD("gid", F_U32, struct ml_request, gid),
+    FIELD("set", F_U32, struct ml_request, set),
+    FIELD("owner_uid", F_U32, struct ml_request, owner_uid),
+    FIELD("owner_gid", F_U32, struct ml_request, owner_gid),
+    FIELD("atime", F_I64, struct ml_request, atime),
+    FIELD("atime_nsec", F_U32, struct ml_request, atime_nsec),
+    FIELD("mtime", F_I64, struct ml_request, mtime),
+    FIELD("mtime_nsec", F_U32, struct ml_request, mtime_nsec),
 };
 
 static const struct field response_fields[] = {
@@ -276,6 +283,14 @@ static const struct field stat_fields[] = {
     FIELD("ino", F_U64, struct ml_stat, ino),
     FIELD("uid", F_U32, struct ml_stat, uid),
     FIELD("gid", F_U32, struct ml_stat, gid),
+    FIELD("nlink", F_U32, struct ml_stat, nlink),
+    FIELD("atime", F_I64, struct ml_stat, atime),
+    FIELD("atime_nsec", F_U32, struct ml_stat, atime_nsec),
+    FIELD("mtime_nsec", F_U32, struct ml_stat, mtime_nsec),
+    FIELD("ctime", F_I64, struct ml_stat, ctime),
+    FIELD("ctime_nsec", F_U32, struct ml_stat, ctime_nsec),
+    FIELD("blocks", F_U64, struct ml_stat, blocks),
+    FIELD("rdev", F_U64, struct ml_stat, rdev),
 };
 
 static const struct field dirent_fields[] = {
@@ -627,6 +642,14 @@ static void put_stat(struct writer *w, const struct ml_stat *st)
         {"ino", V_UINT, false, .u = st->ino},
         {"uid", V_UINT, false, .u = st->uid},
         {"gid", V_UINT, false, .u = st->gid},
+        {"nlink", V_UINT, false, .u = st->nlink},
+        {"atime", V_INT, false, .i = st->atime},
+        {"atime_nsec", V_UINT, false, .u = st->atime_nsec},
+        {"mtime_nsec", V_UINT, false, .u = st->mtime_nsec},
+        {"ctime", V_INT, false, .i = st->ctime},
+        {"ctime_nsec", V_UINT, false, .u = st->ctime_nsec},
+        {"blocks", V_UINT, false, .u = st->blocks},
+        {"rdev", V_UINT, false, .u = st->rdev},
     };
     put_map(w, kvs, COUNT(kvs));
 }
@@ -711,6 +734,13 @@ ssize_t ml_encode_request(const struct ml_request *req, uint8_t *buf, size_t cap
         {"mode", V_UINT, false, .u = req->mode},
         {"uid", V_UINT, false, .u = req->uid},
         {"gid", V_UINT, false, .u = req->gid},
+        {"set", V_UINT, false, .u = req->set},
+        {"owner_uid", V_UINT, false, .u = req->owner_uid},
+        {"owner_gid", V_UINT, false, .u = req->owner_gid},
+        {"atime", V_INT, false, .i = req->atime},
+        {"atime_nsec", V_UINT, false, .u = req->atime_nsec},
+        {"mtime", V_INT, false, .i = req->mtime},
+        {"mtime_nsec", V_UINT, false, .u = req->mtime_nsec},
     };
     return put_frame(kvs, COUNT(kvs), buf, cap);
 }
@@ -731,8 +761,8 @@ ssize_t ml_encode_response(const struct ml_response *resp, uint8_t *buf, size_t 
 
 size_t ml_response_size_bound(const struct ml_response *resp)
 {
-    /* Heads and keys take well under 256 bytes; a stat map under 128. */
-    return ML_FRAME_HEADER_SIZE + 256 + 128 + resp->data_len + resp->entries_len;
+    /* Heads and keys take well under 256 bytes; a stat map under 256. */
+    return ML_FRAME_HEADER_SIZE + 256 + 256 + resp->data_len + resp->entries_len;
 }
 
 int ml_encode_dirent(const struct ml_dirent *d, uint8_t *buf, size_t cap, size_t *len)

@@ -111,7 +111,28 @@ mode_t ml_unix_mode_from_go(uint32_t go_mode);
  *   flags     Open (and Create): the guest's open(2) flags
  *   mode      Create/Mkdir/MkdirAll/Setattr: Unix mode, S_IFMT may be set
  *   uid, gid  the caller
+ *
+ * fsbridge's Setattr extension (keys matchlock does not know; a guest may
+ * send them only to a host that answered the probe of ops 15-18, since
+ * matchlock's server would ignore `set` and chmod to `mode`):
+ *   set                 ML_SET_* bits; 0 means matchlock's Setattr (chmod
+ *                       to mode)
+ *   owner_uid/gid       new owner (ML_SET_UID / ML_SET_GID)
+ *   off                 new size (ML_SET_SIZE)
+ *   atime, mtime (+ _nsec)  new times in Unix seconds and nanoseconds
+ *                       (ML_SET_ATIME / ML_SET_MTIME; *_NOW: the host's now)
  */
+enum {
+    ML_SET_MODE = 1 << 0,
+    ML_SET_UID = 1 << 1,
+    ML_SET_GID = 1 << 2,
+    ML_SET_SIZE = 1 << 3,
+    ML_SET_ATIME = 1 << 4,
+    ML_SET_MTIME = 1 << 5,
+    ML_SET_ATIME_NOW = 1 << 6,
+    ML_SET_MTIME_NOW = 1 << 7,
+};
+
 struct ml_request {
     uint32_t op;
     char path[PATH_MAX];
@@ -125,10 +146,21 @@ struct ml_request {
     uint32_t mode;
     uint32_t uid;
     uint32_t gid;
+    /* fsbridge's Setattr extension */
+    uint32_t set;
+    uint32_t owner_uid;
+    uint32_t owner_gid;
+    int64_t atime;
+    uint32_t atime_nsec;
+    int64_t mtime;
+    uint32_t mtime_nsec;
 };
 
 /* `stat`: size, Go FileMode, mtime in Unix seconds, is_dir, inode (0 means
- * absent), and (newer matchlock, omitted when 0) the owner. */
+ * absent), and (newer matchlock, omitted when 0) the owner.  fsbridge adds
+ * (omitted when 0, so unknown to and ignored by matchlock's guest) the link
+ * count, the other times, nanoseconds, 512-byte blocks and the device
+ * number of device nodes. */
 struct ml_stat {
     int64_t size;
     uint32_t mode;
@@ -137,6 +169,15 @@ struct ml_stat {
     uint64_t ino;
     uint32_t uid;
     uint32_t gid;
+    /* fsbridge's additions */
+    uint32_t nlink;
+    int64_t atime;
+    uint32_t atime_nsec;
+    uint32_t mtime_nsec;
+    int64_t ctime;
+    uint32_t ctime_nsec;
+    uint64_t blocks;
+    uint64_t rdev;
 };
 
 /* One element of `entries`: mode holds Go type bits only (ML_GO_MODE_TYPE),

@@ -46,13 +46,28 @@ OP_LINK = 18
 OP_NAMES = {v: k[3:].lower() for k, v in dict(globals()).items() if k.startswith("OP_")}
 
 # Keys in the order matchlock's Go structs declare them (and so encode them).
+# After matchlock's own keys come fsbridge's additions (docs/matchlock.md):
+# the Setattr extension in requests, more attributes in `stat`.
 REQUEST_KEYS = ("op", "path", "new_path", "fh", "off", "sz", "data", "flags", "mode",
-                "uid", "gid")
+                "uid", "gid",
+                "set", "owner_uid", "owner_gid", "atime", "atime_nsec", "mtime", "mtime_nsec")
 RESPONSE_KEYS = ("err", "stat", "data", "written", "fh", "entries")
-STAT_KEYS = ("size", "mode", "mtime", "is_dir", "ino", "uid", "gid")
+STAT_KEYS = ("size", "mode", "mtime", "is_dir", "ino", "uid", "gid",
+             "nlink", "atime", "atime_nsec", "mtime_nsec", "ctime", "ctime_nsec", "blocks",
+             "rdev")
 STAT_ALWAYS = ("size", "mode", "mtime", "is_dir")
 DIRENT_KEYS = ("name", "is_dir", "mode", "size", "ino")
 DIRENT_ALWAYS = ("name", "is_dir", "mode", "size")
+
+# Setattr extension: which attributes `set` asks for (ML_SET_* in ml_codec.h).
+SET_MODE = 1 << 0
+SET_UID = 1 << 1
+SET_GID = 1 << 2
+SET_SIZE = 1 << 3
+SET_ATIME = 1 << 4
+SET_MTIME = 1 << 5
+SET_ATIME_NOW = 1 << 6
+SET_MTIME_NOW = 1 << 7
 
 HEADER_SIZE = 4
 DATA_MAX = 1024 * 1024          # ML_DATA_MAX in src/matchlock/ml_codec.h

@@ -218,6 +218,34 @@ static void test_integer_extremes_round_trip(void)
     CHECK(ml_decode_response(buf + 4, (size_t)n - 4, &resp, NULL) == 0 && resp.err == INT32_MIN);
 }
 
+static void test_fsbridge_extensions_round_trip(void)
+{
+    memset(&req, 0, sizeof(req));
+    req.op = ML_OP_SETATTR;
+    strcpy(req.path, "/w/f");
+    req.set = ML_SET_UID | ML_SET_MTIME;
+    req.owner_uid = 1000;
+    req.mtime = -5;
+    req.mtime_nsec = 999999999;
+    ssize_t n = ml_encode_request(&req, buf, sizeof(buf));
+    CHECK(n > 0);
+    memset(&req, 0xff, sizeof(req));
+    CHECK(ml_decode_request(buf + 4, (size_t)n - 4, &req, NULL) == 0);
+    CHECK(req.set == (ML_SET_UID | ML_SET_MTIME) && req.owner_uid == 1000);
+    CHECK(req.owner_gid == 0 && req.mtime == -5 && req.mtime_nsec == 999999999);
+    CHECK(req.atime == 0 && req.mode == 0);
+    memset(&resp, 0, sizeof(resp));
+    resp.has_stat = true;
+    resp.stat = (struct ml_stat){.size = 1, .nlink = 2, .ctime = 3, .ctime_nsec = 4,
+                                 .blocks = 8, .rdev = 0x10300, .atime = -1};
+    n = ml_encode_response(&resp, buf, sizeof(buf));
+    CHECK(n > 0);
+    memset(&resp, 0, sizeof(resp));
+    CHECK(ml_decode_response(buf + 4, (size_t)n - 4, &resp, NULL) == 0);
+    CHECK(resp.stat.nlink == 2 && resp.stat.ctime == 3 && resp.stat.ctime_nsec == 4);
+    CHECK(resp.stat.blocks == 8 && resp.stat.rdev == 0x10300 && resp.stat.atime == -1);
+}
+
 static void test_encoding_that_does_not_fit(void)
 {
     memset(&req, 0, sizeof(req));
@@ -435,6 +463,7 @@ int main(void)
         TEST(test_write_request_bytes),
         TEST(test_rename_request_bytes),
         TEST(test_integer_extremes_round_trip),
+        TEST(test_fsbridge_extensions_round_trip),
         TEST(test_encoding_that_does_not_fit),
         TEST(test_unknown_keys_are_skipped),
         TEST(test_missing_keys_are_zero),
