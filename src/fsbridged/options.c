@@ -20,7 +20,9 @@ static const char usage[] =
     "                         default export).  MODE: never, metadata, auto\n"
     "                         (default), always.  writeback: guest writeback cache\n"
     "                         (only for exports no one else changes).  devices:\n"
-    "                         allow the guest to create device nodes.\n"
+    "                         allow the guest to create device nodes.  A NAME\n"
+    "                         starting with '/' is the guest path matchlock\n"
+    "                         clients see it at (NAME alone: /NAME).\n"
     "  --listen ADDRESS       unix:PATH, vsock:PORT or fd:N (repeatable)\n"
     "  --threads N            worker threads per session, at most (default 16)\n"
     "  --max-sessions N       concurrent sessions (default 64)\n"
@@ -85,14 +87,45 @@ static int parse_export_option(struct fsb_export *e, char *opt)
     return 0;
 }
 
+static bool char_ok(char c)
+{
+    return c > ' ' && c < 0x7f && c != ',';
+}
+
+/* A guest path prefix for matchlock clients ("/" or "/a/b", see
+ * docs/matchlock.md): no empty, "." or ".." component. */
+static bool prefix_ok(const char *name)
+{
+    if (strcmp(name, "/") == 0)
+        return true;
+    for (const char *p = name; *p;) {
+        const char *start = ++p; /* past the '/' */
+        while (*p && *p != '/')
+            if (!char_ok(*p++))
+                return false;
+        size_t n = (size_t)(p - start);
+        if (n == 0 || (n == 1 && *start == '.') || (n == 2 && !strncmp(start, "..", 2)))
+            return false;
+    }
+    return true;
+}
+
 static bool name_ok(const char *name)
 {
     if (!*name || strlen(name) > 255)
         return false;
+    if (name[0] == '/')
+        return prefix_ok(name);
     for (const char *p = name; *p; p++)
-        if (*p <= ' ' || *p >= 0x7f || *p == '/' || *p == ',')
+        if (!char_ok(*p) || *p == '/')
             return false;
     return true;
+}
+
+/* NAME and /NAME are the same guest path to a matchlock client. */
+static bool same_export_name(const char *a, const char *b)
+{
+    return strcmp(a + (a[0] == '/'), b + (b[0] == '/')) == 0;
 }
 
 static int parse_export(struct options *o, const char *arg)
@@ -106,7 +139,8 @@ static int parse_export(struct options *o, const char *arg)
         return free(copy), fail("--export '%s': expected NAME=DIR", arg);
     *eq = 0;
     if (!name_ok(copy))
-        return free(copy), fail("--export '%s': bad name (printable, no '/' or ',')", arg);
+        return free(copy), fail("--export '%s': bad name (printable, no ',', no '/' "
+                                "unless a guest path like /workspace)", arg);
     *e = (struct fsb_export){ .cache = FSB_CACHE_AUTO, .root_fd = -1 };
     strcpy(e->name, copy);
     char *dir = strtok_r(eq + 1, ",", &save);
@@ -120,8 +154,8 @@ static int parse_export(struct options *o, const char *arg)
     if (e->writeback && (e->cache == FSB_CACHE_NEVER || e->cache == FSB_CACHE_METADATA))
         return fail("--export '%s': writeback needs cache=auto or cache=always", arg);
     for (unsigned i = 0; i < o->nexports; i++)
-        if (strcmp(o->exports[i].name, e->name) == 0)
-            return fail("export name '%s' given twice", e->name);
+        if (same_export_name(o->exports[i].name, e->name))
+            return fail("export name '%s' given twice (NAME and /NAME count as one)", e->name);
     o->nexports++;
     return 0;
 }

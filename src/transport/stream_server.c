@@ -6,6 +6,7 @@
 #include "common/fdio.h"
 #include "common/log.h"
 #include "engine/fuse_engine.h"
+#include "matchlock/ml_server.h"
 #include "transport/stream_hello.h"
 
 #include <errno.h>
@@ -275,16 +276,15 @@ static int send_hello_reply(struct conn *c, uint32_t status, uint32_t max_frame)
 }
 
 /* Reads and checks the HELLO.  Returns 0 with *exp set, or the errno to
- * send back (negative), or 1 when the peer must just be dropped. */
+ * send back (negative), or 1 when the peer must just be dropped, or 2 for
+ * a matchlock client (its first byte, a zero, is read). */
 static int read_hello(struct conn *c, struct fsb_hello *h, const struct fsb_export **exp)
 {
     uint8_t buf[FSB_HELLO_SIZE];
     if (fsb_read_full(c->fd, buf, 1) < 0)
         return 1;
-    if (buf[0] == 0) {
-        log_warn("session %u: matchlock protocol client: not supported yet", c->id);
-        return 1;
-    }
+    if (buf[0] == 0)
+        return 2; /* a matchlock frame length: served by handshake() */
     int err = fsb_read_full(c->fd, buf + 1, sizeof(buf) - 1);
     if (err)
         return 1;
@@ -320,6 +320,11 @@ static bool handshake(struct conn *c)
     set_recv_timeout(c->fd, HELLO_TIMEOUT_SEC); /* a silent peer holds no slot */
     int r = read_hello(c, &h, &exp);
     set_recv_timeout(c->fd, 0);
+    if (r == 2) {
+        static const uint8_t first_byte = 0;
+        ml_serve_connection(c->fd, c->id, c->cfg->exports, c->cfg->nexports, &first_byte, 1);
+        return false;
+    }
     if (r == 1)
         return false;
     size_t max_frame = FSB_DEFAULT_MAX_FRAME;
