@@ -35,6 +35,7 @@
 
 #include "common/log.h"
 #include "mount/handshake.h"
+#include "mount/matchlock_mount.h"
 #include "mount/options.h"
 #include "mount/relay.h"
 
@@ -97,10 +98,10 @@ static char *session_options(const struct mount_options *o)
 
 /* Creates the session, which is where libfuse checks the mount options:
  * an unknown one is reported before we connect to the host. */
-static struct fuse_session *new_session(const struct mount_options *o)
+static struct fuse_session *new_session(const struct mount_options *o,
+                                        const struct fuse_lowlevel_ops *ops, size_t ops_size,
+                                        void *userdata)
 {
-    /* Never called: requests are relayed, not served, by this program. */
-    static const struct fuse_lowlevel_ops no_ops;
     char *opts = session_options(o);
     if (!opts) {
         log_error("out of memory");
@@ -108,7 +109,7 @@ static struct fuse_session *new_session(const struct mount_options *o)
     }
     char *argv[] = { "fsbridge-mount", "-o", opts, NULL };
     struct fuse_args args = FUSE_ARGS_INIT(3, argv);
-    struct fuse_session *se = fuse_session_new(&args, &no_ops, sizeof(no_ops), NULL);
+    struct fuse_session *se = fuse_session_new(&args, ops, ops_size, userdata);
     if (!se)
         log_error("%s", *libfuse_error ? libfuse_error : "bad mount options");
     fuse_opt_free_args(&args);
@@ -284,8 +285,10 @@ static int run_background(struct mount_job *job)
  * otherwise exits with the relay's status. */
 static int mount_native(const struct mount_options *o, const char *mountpoint)
 {
+    /* Never called: requests are relayed, not served, by this program. */
+    static const struct fuse_lowlevel_ops no_ops;
     struct mount_job job = { .opts = o, .mountpoint = mountpoint, .sock = -1 };
-    job.se = new_session(o);
+    job.se = new_session(o, &no_ops, sizeof(no_ops), NULL);
     if (!job.se)
         return 1;
     if (!o->fake)
@@ -297,6 +300,28 @@ static int mount_native(const struct mount_options *o, const char *mountpoint)
     /* exit() here rather than return: the relay threads still run and use
      * job and what it points to (and a leak checker sees them in use). */
     exit(o->foreground ? serve(&job, -1) : run_background(&job));
+}
+
+/* --protocol=matchlock: this program answers the kernel itself
+ * (matchlock_mount.h).  Returns like mount_native(). */
+static int mount_matchlock(const struct mount_options *o, const char *mountpoint)
+{
+    struct ml_mount *ml = ml_mount_new(o, mountpoint);
+    struct fuse_session *se =
+        ml ? new_session(o, &ml_fs_ops, sizeof(ml_fs_ops), ml_mount_userdata(ml)) : NULL;
+    if (!se || o->fake || ml_mount_connect(ml) < 0) {
+        if (se)
+            fuse_session_destroy(se);
+        return se && o->fake ? 0 : 1;
+    }
+    if (fuse_session_mount(se, mountpoint) != 0) {
+        log_error("cannot mount on %s: %s", mountpoint,
+                  *libfuse_error ? libfuse_error : "see the message above");
+        return 1;
+    }
+    sigset_t set;
+    handled_signals(&set);
+    exit(ml_mount_serve(ml, se, &set));
 }
 
 static int run(const struct mount_options *opts)
@@ -314,8 +339,7 @@ static int run(const struct mount_options *opts)
     case MOUNT_PROTOCOL_NATIVE:
         return mount_native(opts, mountpoint);
     case MOUNT_PROTOCOL_MATCHLOCK:
-        log_error("--protocol=matchlock is not implemented yet");
-        return 1;
+        return mount_matchlock(opts, mountpoint);
     }
     return 1;
 }

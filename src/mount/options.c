@@ -26,7 +26,7 @@ static const struct option long_options[] = {
 
 static void print_help(void)
 {
-    printf("usage: fsbridge-mount [-f] [-d] [-o OPTIONS] [--protocol=native] "
+    printf("usage: fsbridge-mount [-f] [-d] [-o OPTIONS] [--protocol=native|matchlock] "
            "[ADDRESS] MOUNTPOINT\n"
            "       mount.fsbridge ADDRESS MOUNTPOINT [-sfnv] [-o OPTIONS]\n"
            "\n"
@@ -40,19 +40,23 @@ static void print_help(void)
            "  -o OPTIONS         comma-separated mount options:\n"
            "       export=NAME              export to mount (default: the host's default)\n"
            "       threads=N                /dev/fuse reader threads, 1-%d (default %d)\n"
+           "       connections=N            matchlock: most host connections, 1-%d (default %d)\n"
+           "       prefix=PATH              matchlock: guest path of the mount (default MOUNTPOINT)\n"
            "       no_default_permissions   leave permission checks to the host alone\n"
            "       ro, allow_other, nosuid, nodev, noexec, ...  as for any FUSE mount\n"
-           "  --protocol=native  the host protocol (native: fsbridged)\n"
+           "  --protocol=native  the host protocol: native (fsbridged) or matchlock\n"
+           "                     (matchlock's CBOR path protocol, fsbridged or a matchlock host)\n"
            "  -h, --help         this text\n"
            "      --version      print the version\n",
-           RELAY_MAX_THREADS, RELAY_DEFAULT_THREADS);
+           RELAY_MAX_THREADS, RELAY_DEFAULT_THREADS, MOUNT_MAX_CONNECTIONS,
+           MOUNT_DEFAULT_CONNECTIONS);
 }
 
-static bool parse_threads(const char *text, unsigned *out)
+static bool parse_count(const char *text, long max, unsigned *out)
 {
     char *end;
     long n = strtol(text, &end, 10);
-    if (end == text || *end || n < 1 || n > RELAY_MAX_THREADS)
+    if (end == text || *end || n < 1 || n > max)
         return false;
     *out = (unsigned)n;
     return true;
@@ -67,6 +71,38 @@ static bool parse_export(const char *name, struct mount_options *o)
     if (fsb_hello_check_name(&h) < 0)
         return false;
     memcpy(o->export_name, h.name, h.name_len + 1);
+    return true;
+}
+
+/* matchlock's guest paths are clean absolute paths: "/" or "/a/b". */
+static bool parse_prefix(const char *path, struct mount_options *o)
+{
+    size_t len = strlen(path);
+    if (path[0] != '/' || len >= sizeof(o->prefix))
+        return false;
+    if (len > 1 && (path[len - 1] == '/' || strstr(path, "//") || strstr(path, "/./") ||
+                    strstr(path, "/../") || strcmp(path + len - 2, "/.") == 0 ||
+                    (len >= 3 && strcmp(path + len - 3, "/..") == 0)))
+        return false;
+    memcpy(o->prefix, path, len + 1);
+    return true;
+}
+
+/* Options of one protocol given with the other.  Returns false (logged). */
+static bool check_protocol_options(struct mount_options *o)
+{
+    if (o->protocol == MOUNT_PROTOCOL_MATCHLOCK) {
+        if (*o->export_name) {
+            log_error("export= does not apply to --protocol=matchlock (the host picks the "
+                      "export by path: see prefix=)");
+            return false;
+        }
+        if (!o->connections)
+            o->connections = MOUNT_DEFAULT_CONNECTIONS;
+    } else if (o->connections || *o->prefix) {
+        log_error("connections= and prefix= need --protocol=matchlock");
+        return false;
+    }
     return true;
 }
 
@@ -91,8 +127,19 @@ static bool parse_one_option(const char *opt, struct mount_options *o)
             return false;
         }
     } else if (strncmp(opt, "threads=", 8) == 0) {
-        if (!parse_threads(opt + 8, &o->threads)) {
+        if (!parse_count(opt + 8, RELAY_MAX_THREADS, &o->threads)) {
             log_error("bad option '%s' (threads must be 1-%d)", opt, RELAY_MAX_THREADS);
+            return false;
+        }
+    } else if (strncmp(opt, "connections=", 12) == 0) {
+        if (!parse_count(opt + 12, MOUNT_MAX_CONNECTIONS, &o->connections)) {
+            log_error("bad option '%s' (connections must be 1-%d)", opt, MOUNT_MAX_CONNECTIONS);
+            return false;
+        }
+    } else if (strncmp(opt, "prefix=", 7) == 0) {
+        if (!parse_prefix(opt + 7, o)) {
+            log_error("bad option '%s' (an absolute path without '.', '..' or empty "
+                      "components)", opt);
             return false;
         }
     } else if (strcmp(opt, "default_permissions") == 0) {
@@ -241,7 +288,8 @@ enum mount_parse_result mount_options_parse(int argc, char **argv, struct mount_
         if (r != MOUNT_PARSE_RUN)
             return r;
     }
-    if (!parse_positionals(argc - optind, argv + optind, helper, o))
+    if (!parse_positionals(argc - optind, argv + optind, helper, o) ||
+        !check_protocol_options(o))
         return MOUNT_PARSE_ERROR;
     return MOUNT_PARSE_RUN;
 }

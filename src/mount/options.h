@@ -5,24 +5,29 @@
  *   fsbridge-mount [-f] [-d] [-o OPTS] [--protocol=native] [ADDRESS] MOUNTPOINT
  *   mount.fsbridge ADDRESS MOUNTPOINT [-sfnv] [-o OPTS]
  *
- * -o takes comma-separated options.  export=, threads= and
- * (no_)default_permissions are fsbridge-mount's own; mount(8)/fstab-only
+ * -o takes comma-separated options.  export=, threads=,
+ * (no_)default_permissions, and with --protocol=matchlock connections= and
+ * prefix=, are fsbridge-mount's own; mount(8)/fstab-only
  * options (defaults, noauto, _netdev, x-*, ...) are dropped; the rest go to
  * libfuse's mount unchanged, which refuses what it does not know.
  */
 #ifndef FSB_MOUNT_OPTIONS_H
 #define FSB_MOUNT_OPTIONS_H
 
+#include <limits.h>
 #include <stdbool.h>
 
 #include "common/address.h"
 #include "transport/stream_hello.h"
 
 #define MOUNT_DEFAULT_ADDRESS "vsock:2:5001"
+/* matchlock mode: most connections to the host (requests in flight). */
+#define MOUNT_DEFAULT_CONNECTIONS 4
+#define MOUNT_MAX_CONNECTIONS 64
 
 enum mount_protocol {
     MOUNT_PROTOCOL_NATIVE,    /* fsbridged's stream protocol: the FUSE relay */
-    MOUNT_PROTOCOL_MATCHLOCK, /* a matchlock host's CBOR protocol (planned) */
+    MOUNT_PROTOCOL_MATCHLOCK, /* a matchlock host's CBOR path protocol */
 };
 
 struct mount_options {
@@ -30,6 +35,8 @@ struct mount_options {
     const char *mountpoint;      /* as given */
     char export_name[FSB_EXPORT_NAME_MAX + 1]; /* "" = the host's default */
     unsigned threads;            /* /dev/fuse reader threads */
+    unsigned connections;        /* matchlock: most host connections */
+    char prefix[PATH_MAX];       /* matchlock: guest path prefix, "" = the mountpoint */
     bool default_permissions;    /* let the guest kernel check modes too */
     bool foreground;
     bool debug;
