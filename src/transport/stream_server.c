@@ -22,9 +22,14 @@
 
 #define HELLO_TIMEOUT_SEC 10
 #define MAX_QUEUED 64 /* requests read but not yet answered, per session */
+/* Lock waits (SETLKW) may last until the guest sends the unlock, so they
+ * count neither against MAX_QUEUED nor against --threads: up to this many
+ * get workers of their own, and the unlock can always be read and run. */
+#define MAX_LOCK_WAITERS 64
 
 struct job {
     struct job *next;
+    bool lock_wait;   /* a SETLKW that took a lock-waiter slot */
     size_t len;
     char data[]; /* one FUSE request */
 };
@@ -43,6 +48,7 @@ struct conn {
     unsigned queued;           /* queued + being processed */
     unsigned waiting;          /* queued, not yet taken by a worker */
     unsigned workers, idle;
+    unsigned lock_waiters;     /* workers in a SETLKW (see MAX_LOCK_WAITERS) */
     bool closing;
     pthread_t *threads;
 
@@ -74,6 +80,28 @@ static void process(struct conn *c, struct job *j, void *reply)
         send_reply(c, reply, n);
 }
 
+static uint32_t job_opcode(const struct job *j)
+{
+    struct fuse_in_header h;
+    memcpy(&h, j->data, sizeof(h)); /* read_frame checked the length */
+    return h.opcode;
+}
+
+static void maybe_add_worker(struct conn *c);
+
+/* Called with c->lock held: a SETLKW leaves the counts of queued requests
+ * and workers, and another worker may start for what waits behind it. */
+static void begin_lock_wait(struct conn *c, struct job *j)
+{
+    if (job_opcode(j) != FUSE_SETLKW || c->lock_waiters >= MAX_LOCK_WAITERS)
+        return;
+    j->lock_wait = true;
+    c->lock_waiters++;
+    c->queued--;
+    pthread_cond_signal(&c->space);
+    maybe_add_worker(c);
+}
+
 static struct job *next_job(struct conn *c)
 {
     pthread_mutex_lock(&c->lock);
@@ -87,6 +115,7 @@ static struct job *next_job(struct conn *c)
         c->head = j->next;
         if (!c->head)
             c->tail = NULL;
+        begin_lock_wait(c, j);
     }
     pthread_mutex_unlock(&c->lock);
     return j;
@@ -94,11 +123,15 @@ static struct job *next_job(struct conn *c)
 
 static void job_done(struct conn *c, struct job *j)
 {
-    free(j);
     pthread_mutex_lock(&c->lock);
-    c->queued--;
-    pthread_cond_signal(&c->space);
+    if (j->lock_wait) {
+        c->lock_waiters--;
+    } else {
+        c->queued--;
+        pthread_cond_signal(&c->space);
+    }
     pthread_mutex_unlock(&c->lock);
+    free(j);
 }
 
 static void *worker_main(void *arg)
@@ -120,7 +153,7 @@ static void *worker_main(void *arg)
  * a woken worker counts as idle until it takes its job. */
 static void maybe_add_worker(struct conn *c)
 {
-    if (c->waiting <= c->idle || c->workers >= c->cfg->max_workers)
+    if (c->waiting <= c->idle || c->workers - c->lock_waiters >= c->cfg->max_workers)
         return;
     if (pthread_create(&c->threads[c->workers], NULL, worker_main, c) == 0)
         c->workers++;
@@ -165,6 +198,7 @@ static struct job *read_frame(struct conn *c)
         return NULL;
     }
     j->next = NULL;
+    j->lock_wait = false;
     j->len = h.len;
     memcpy(j->data, &h, sizeof(h));
     err = fsb_read_full(c->fd, j->data + sizeof(h), h.len - sizeof(h));
@@ -400,7 +434,7 @@ static struct conn *conn_new(int fd, const struct stream_server_config *cfg, uns
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->threads = calloc(cfg->max_workers, sizeof(*c->threads));
+    c->threads = calloc(cfg->max_workers + MAX_LOCK_WAITERS, sizeof(*c->threads));
     if (!c->threads) {
         free(c);
         return NULL;

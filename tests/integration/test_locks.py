@@ -310,3 +310,31 @@ def test_fcntl_getlk_names_the_holder(fs, contenders):
         c.finish()
     finally:
         os.close(fd)
+
+
+def test_lock_waiters_do_not_take_every_worker(fsb_workdir, daemon_factory, mount_factory,
+                                               contenders):
+    """More processes wait for a lock than the session has workers
+    (--threads 2): requests behind them, and finally the unlock, still run."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    daemon = daemon_factory([f"test={host}"], ["--threads", "2"])
+    m = mount_factory(daemon, options=["export=test"])
+    path = m.path / "lockme"
+    path.write_bytes(b"0" * 4096)
+    holder = os.open(path, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    waiters = [contenders(path, "flock-wait") for _ in range(6)]
+    for w in waiters:
+        assert w.line() == "waiting"
+    for w in waiters:
+        assert_still_waiting(w, how_long=0.2)
+    # Every worker slot of --threads 2 would now be taken by a lock wait.
+    (m.path / "other").write_bytes(b"still served")
+    assert (m.path / "other").read_bytes() == b"still served"
+    assert os.stat(m.path / "other").st_size == 12
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    os.close(holder)
+    for w in waiters:   # each gets the lock in turn: exiting releases it
+        assert w.line() == "locked"
+        w.finish()
