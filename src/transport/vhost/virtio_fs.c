@@ -15,12 +15,16 @@
 #include "engine/iov_cursor.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-/* Side pool for requests that may wait long (lock waits) when the queue
- * threads run everything else themselves. */
-#define LOCK_WAIT_THREADS 4
+/* A lock wait (SETLKW) may last until the guest sends the unlock, so it
+ * gets a thread of its own: neither a queue thread nor a pool thread may
+ * sit in it, or the unlock could queue behind it.  Bounded: beyond this
+ * many, further lock waits run where other requests run. */
+#define MAX_LOCK_WAITERS 64
 
 struct session_slot {
     struct fsb_session *s;
@@ -46,6 +50,14 @@ struct virtio_fs {
     bool pool_stop;
     pthread_t *threads;
     unsigned nthreads;
+
+    atomic_uint lock_waiters;   /* threads in a SETLKW */
+};
+
+struct lock_wait {
+    struct virtio_fs *fs;
+    struct vu_queue *q;
+    struct vq_element *e;
 };
 
 /* ---- sessions ----------------------------------------------------------- */
@@ -117,7 +129,8 @@ static uint32_t peek_opcode(const struct vq_element *e)
     return iov_cursor_read(&c, &in, sizeof(in)) ? in.opcode : 0;
 }
 
-static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+/* Runs E through the engine; returns the reply's length. */
+static uint32_t execute(struct virtio_fs *fs, struct vq_element *e)
 {
     uint32_t opcode = peek_opcode(e);
     size_t len = 0;
@@ -128,7 +141,46 @@ static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_elem
         /* The guest unmounted: release its inodes and handles now. */
         session_release(fs, slot, opcode == FUSE_DESTROY);
     }
-    vu_complete(q, e, (uint32_t)len);
+    return (uint32_t)len;
+}
+
+static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+{
+    vu_complete(q, e, execute(fs, e));
+}
+
+/* A detached thread: vu_complete is its last touch of anything shared
+ * (the device waits for every request before it goes away). */
+static void *lock_wait_main(void *arg)
+{
+    struct lock_wait w = *(struct lock_wait *)arg;
+    free(arg);
+    uint32_t len = execute(w.fs, w.e);
+    atomic_fetch_sub(&w.fs->lock_waiters, 1);
+    vu_complete(w.q, w.e, len);
+    return NULL;
+}
+
+static bool start_lock_wait(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+{
+    if (atomic_fetch_add(&fs->lock_waiters, 1) >= MAX_LOCK_WAITERS)
+        goto refused;
+    struct lock_wait *w = malloc(sizeof(*w));
+    pthread_attr_t attr;
+    pthread_t t;
+    if (!w)
+        goto refused;
+    *w = (struct lock_wait){ fs, q, e };
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int err = pthread_create(&t, &attr, lock_wait_main, w);
+    pthread_attr_destroy(&attr);
+    if (err == 0)
+        return true;
+    free(w);
+refused:
+    atomic_fetch_sub(&fs->lock_waiters, 1);
+    return false;
 }
 
 static void *pool_main(void *arg)
@@ -176,8 +228,9 @@ static void fs_request(void *dev, struct vu_queue *q, struct vq_element *e)
 {
     struct virtio_fs *fs = dev;
     uint32_t opcode = peek_opcode(e);
-    bool pooled = opcode == FUSE_SETLKW || (fs->pool_all && !fsb_engine_is_urgent(opcode));
-    if (pooled && enqueue(fs, q, e))
+    if (opcode == FUSE_SETLKW && start_lock_wait(fs, q, e))
+        return;
+    if (fs->pool_all && !fsb_engine_is_urgent(opcode) && enqueue(fs, q, e))
         return;
     run_request(fs, q, e);
 }
@@ -203,6 +256,8 @@ static void fs_reset(void *dev)
 
 static int pool_start(struct virtio_fs *fs, unsigned n)
 {
+    if (n == 0)
+        return 0;
     fs->threads = calloc(n, sizeof(*fs->threads));
     if (!fs->threads)
         return -ENOMEM;
@@ -235,11 +290,13 @@ int virtio_fs_serve(int conn_fd, const struct virtio_fs_config *cfg, int stop_fd
     pthread_mutex_init(&fs.lock, NULL);
     pthread_mutex_init(&fs.pool_lock, NULL);
     pthread_cond_init(&fs.pool_wake, NULL);
-    int r = pool_start(&fs, fs.pool_all ? cfg->thread_pool_size : LOCK_WAIT_THREADS);
-    if (r == 0)
+    int r = pool_start(&fs, cfg->thread_pool_size);
+    if (r == 0) {
         r = vhost_user_serve(conn_fd, &ops, &fs, stop_fd);
-    else
+    } else {
         log_error("virtio-fs: cannot start worker threads: %s", strerror(-r));
+        close(conn_fd);
+    }
     pool_stop(&fs);
     fs_reset(&fs);
     pthread_cond_destroy(&fs.pool_wake);

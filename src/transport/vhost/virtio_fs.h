@@ -12,8 +12,8 @@
 
 struct virtio_fs_config {
     const struct fsb_export *export;
-    /* 0: requests run on their queue's thread (blocking lock requests on
-     * a small side pool); N: every request runs on a pool of N threads. */
+    /* 0: requests run on their queue's thread; N: on a pool of N threads.
+     * Lock waits (SETLKW) get threads of their own either way. */
     unsigned thread_pool_size;
 };
 
