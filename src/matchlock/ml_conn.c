@@ -144,7 +144,8 @@ int ml_resolve_parent(struct ml_call *call, const struct ml_location *loc,
 
 /* ---------------------------------------------------------------------- */
 /* Handles: fh = generation << 32 | (slot + 1), so never 0 and never a
- * closed handle's number again while the slot is reused.               */
+ * closed handle's number again while the slot is reused.  The first
+ * handle is 1, as on matchlock's server.                                 */
 
 static int grow_handles(struct ml_conn *c)
 {
@@ -181,7 +182,6 @@ int64_t ml_handle_add(struct ml_conn *c, enum ml_handle_kind kind, unsigned expo
         return slot;
     struct ml_handle *h = &c->handles[slot];
     h->kind = kind;
-    h->generation++;
     h->export = export;
     h->backend_fh = backend_fh;
     h->nodeid = nodeid;
@@ -210,6 +210,7 @@ void ml_handle_close(struct ml_conn *c, struct ml_handle *h)
     if (h->kind != ML_HANDLE_SYNTHETIC && h->nodeid != FSB_ROOT_NODEID)
         be->ops->forget(be, h->nodeid, 1);
     h->kind = ML_HANDLE_FREE;
+    h->generation++;
     c->open_handles--;
 }
 

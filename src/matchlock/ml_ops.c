@@ -53,7 +53,17 @@ static int find(struct ml_call *c, const char *path, struct ml_location *loc,
         return err;
     if (loc->place == ML_PLACE_OUTSIDE)
         return -ENOENT;
-    return loc->place == ML_PLACE_SYNTHETIC ? 0 : ml_resolve(c, loc, node);
+    if (loc->place == ML_PLACE_SYNTHETIC)
+        return 0;
+    err = ml_resolve(c, loc, node);
+    /* A nested export point whose parents the outer export lacks: they
+     * are synthesized as they would be outside every export. */
+    if (err == -ENOENT && ml_leads_to_export(c->conn->map, loc->path)) {
+        memset(node, 0, sizeof(*node)); /* nothing held after a failed walk */
+        loc->place = ML_PLACE_SYNTHETIC;
+        err = 0;
+    }
+    return err;
 }
 
 /* Like find(), for an object about to change. */
@@ -68,11 +78,21 @@ static int find_writable(struct ml_call *c, const char *path, struct ml_location
     return err;
 }
 
+/* Whether LOC's parent is a synthesized directory (read-only). */
+static bool parent_is_synthetic(struct ml_call *c, const struct ml_location *loc)
+{
+    struct ml_location *up = malloc(sizeof(*up));
+    bool synthetic = up && ml_locate_parent(c->conn->map, loc, up) == 0 &&
+                     ml_leads_to_export(c->conn->map, up->path);
+    free(up);
+    return synthetic;
+}
+
 /*
  * The directory an entry is made in, removed from or renamed in: *parent
  * (to put) and the entry's *name.  -EBUSY when PATH is itself an export
  * root or a synthesized directory (callers that create turn that into
- * EEXIST).
+ * EEXIST); -EROFS in a synthesized directory.
  */
 static int find_parent(struct ml_call *c, const char *path, struct ml_location *loc,
                        struct ml_node *parent, const char **name)
@@ -84,18 +104,15 @@ static int find_parent(struct ml_call *c, const char *path, struct ml_location *
     if (loc->place == ML_PLACE_SYNTHETIC ||
         (loc->place == ML_PLACE_EXPORT && loc->rel[0] == '\0'))
         return -EBUSY;
-    if (loc->place == ML_PLACE_OUTSIDE) {
-        struct ml_location *up = malloc(sizeof(*up));
-        if (!up)
-            return -ENOMEM;
-        err = ml_locate_parent(c->conn->map, loc, up);
-        err = err ? err : up->place == ML_PLACE_SYNTHETIC ? -EROFS : -ENOENT;
-        free(up);
-        return err;
-    }
-    if (readonly(c, loc->export))
+    if (loc->place == ML_PLACE_OUTSIDE)
+        err = -ENOENT;
+    else if (readonly(c, loc->export))
         return -EROFS;
-    return ml_resolve_parent(c, loc, parent, name);
+    else
+        err = ml_resolve_parent(c, loc, parent, name);
+    if (err == -ENOENT && parent_is_synthetic(c, loc))
+        err = -EROFS;
+    return err;
 }
 
 static int create_error(int err)
@@ -623,8 +640,8 @@ static int op_readlink(struct ml_call *c)
         return err;
     if (!c->conn->read_buf && !(c->conn->read_buf = malloc(ML_DATA_MAX)))
         err = -ENOMEM;
-    else if (!node.be)
-        err = -EINVAL;
+    else if (!node.be || !S_ISLNK(node.attr.st_mode))
+        err = -EINVAL; /* as readlink(2) on anything but a symlink */
     else
         err = node.be->ops->readlink(node.be, node.nodeid, (char *)c->conn->read_buf, PATH_MAX);
     ml_node_put(&node);

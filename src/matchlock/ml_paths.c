@@ -130,11 +130,18 @@ int ml_locate(const struct ml_exports *ex, const char *guest_path, struct ml_loc
         loc->rel = *rel == '/' ? rel + 1 : rel;
         return 0;
     }
-    size_t plen = strlen(loc->path);
-    for (unsigned i = 0; i < ex->n; i++)
-        if (above(loc->path, plen, &ex->prefix[i]))
-            loc->place = ML_PLACE_SYNTHETIC;
+    if (ml_leads_to_export(ex, loc->path))
+        loc->place = ML_PLACE_SYNTHETIC;
     return 0;
+}
+
+bool ml_leads_to_export(const struct ml_exports *ex, const char *clean_path)
+{
+    size_t plen = strlen(clean_path);
+    for (unsigned i = 0; i < ex->n; i++)
+        if (above(clean_path, plen, &ex->prefix[i]))
+            return true;
+    return false;
 }
 
 int ml_locate_parent(const struct ml_exports *ex, const struct ml_location *loc,

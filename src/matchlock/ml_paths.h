@@ -7,7 +7,8 @@
  * itself, one named "src" is "/src".  A path belongs to the export with the
  * longest prefix that is a whole-component prefix of it; directories above
  * export points are synthesized (they exist, read-only, and list the export
- * points below them); every other path is outside all exports.
+ * points below them), also inside an outer export whose directory lacks
+ * them; every other path is outside all exports.
  *
  * Paths are cleaned lexically first, as matchlock's Go server does with
  * filepath.Clean: empty and "." components vanish, ".." removes the
@@ -52,6 +53,9 @@ void ml_export_prefix(const char *name, char out[PATH_MAX]);
  * path over PATH_MAX.
  */
 int ml_locate(const struct ml_exports *ex, const char *guest_path, struct ml_location *loc);
+
+/* Whether the cleaned path is a proper ancestor of an export point. */
+bool ml_leads_to_export(const struct ml_exports *ex, const char *clean_path);
 
 /* The parent directory of a located path ("/" for "/"), located. */
 int ml_locate_parent(const struct ml_exports *ex, const struct ml_location *loc,
