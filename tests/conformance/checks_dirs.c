@@ -343,7 +343,7 @@ static int check_mkdir_rmdir(struct ctx *c)
 	return CHECK_OK;
 }
 
-#define MANY 2000
+#define MANY 1000
 
 static void many_name(char *buf, size_t size, int i)
 {
