@@ -134,6 +134,11 @@ int vu_fuse_harvest(struct vu_fuse *fs, unsigned ring)
                            "ring %u: the backend returned descriptor %u, which was not in flight",
                            ring, u.id);
         struct vu_fuse_req *r = u.token;
+        uintptr_t first = (uintptr_t)fs->reqs, end = (uintptr_t)(fs->reqs + fs->nreqs);
+        if ((uintptr_t)r < first || (uintptr_t)r >= end) {
+            fs->foreign_used++;
+            continue;
+        }
         r->done = true;
         r->used_len = u.len;
         count++;
@@ -187,6 +192,12 @@ int vu_fuse_reply(struct vu_fuse *fs, const struct vu_fuse_req *req, const uint8
 void vu_fuse_put(struct vu_fuse_req *req)
 {
     req->busy = false;
+}
+
+void vu_fuse_reset(struct vu_fuse *fs)
+{
+    for (unsigned i = 0; i < fs->nreqs; i++)
+        fs->reqs[i].busy = false;
 }
 
 int vu_fuse_call(struct vu_fuse *fs, unsigned ring, uint32_t opcode, uint64_t nodeid,

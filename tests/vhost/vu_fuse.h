@@ -45,6 +45,7 @@ struct vu_fuse {
     bool split_pages;           /* payloads as 4 KiB descriptors, like page lists */
     struct fuse_init_out init;  /* as the backend answered */
     uint32_t init_len;
+    unsigned foreign_used;      /* used entries of chains not ours (raw ones) */
 };
 
 /* NREQS slots of IN_CAP request and OUT_CAP reply bytes each. */
@@ -59,7 +60,9 @@ struct vu_fuse_req *vu_fuse_submit(struct vu_fuse *fs, unsigned ring, uint32_t o
                                    uint64_t nodeid, const void *arg, uint32_t arglen,
                                    const void *data, uint32_t datalen, uint32_t reply_cap);
 /* Reads the used entries of RING, marking their requests done; returns
- * how many, or VU_FUSE_BROKEN for an entry we never queued. */
+ * how many, or VU_FUSE_BROKEN for an entry we never queued.  Chains
+ * published raw (their token is not a request slot) count in
+ * foreign_used. */
 int vu_fuse_harvest(struct vu_fuse *fs, unsigned ring);
 /* Waits until REQ is done (TIMEOUT_MS); 0 or VU_FUSE_BROKEN. */
 int vu_fuse_wait(struct vu_fuse *fs, struct vu_fuse_req *req, int timeout_ms);
@@ -68,6 +71,8 @@ int vu_fuse_wait(struct vu_fuse *fs, struct vu_fuse_req *req, int timeout_ms);
 int vu_fuse_reply(struct vu_fuse *fs, const struct vu_fuse_req *req, const uint8_t **body,
                   uint32_t *body_len);
 void vu_fuse_put(struct vu_fuse_req *req);
+/* Frees every slot: after the rings were reset, nothing is in flight. */
+void vu_fuse_reset(struct vu_fuse *fs);
 
 /* submit + wait + reply; copies at most REPLY_SIZE body bytes to REPLY. */
 int vu_fuse_call(struct vu_fuse *fs, unsigned ring, uint32_t opcode, uint64_t nodeid,

@@ -139,8 +139,11 @@ bool vu_mem_read(const struct vu_mem *m, uint64_t gpa, void *dst, size_t len)
 uint64_t vu_mem_alloc(struct vu_mem *m, unsigned ri, uint64_t len, uint64_t align, void **ptr)
 {
     struct vu_region *r = &m->r[ri];
+    /* The end of region 0 and the start of region 1 are kept for buffers
+     * that span the two (vu_mem_straddling). */
     uint64_t limit = r->size - (ri == 0 ? VU_MEM_STRADDLE_RESERVE : 0);
-    uint64_t start = (r->used + align - 1) & ~(align - 1);
+    uint64_t used = ri == 1 && r->used < VU_MEM_STRADDLE_RESERVE ? VU_MEM_STRADDLE_RESERVE : r->used;
+    uint64_t start = (used + align - 1) & ~(align - 1);
     if (start > limit || len > limit - start)
         return 0;
     r->used = start + len;

@@ -67,7 +67,8 @@ uint64_t vu_mem_alloc(struct vu_mem *m, unsigned r, uint64_t len, uint64_t align
 /* A buffer of LEN bytes whose first half is the end of region 0 and whose
  * second half is the start of region 1 (reserved for this use). */
 uint64_t vu_mem_straddling(const struct vu_mem *m, uint64_t len);
-/* Bytes at the end of region 0 kept for vu_mem_straddling. */
+/* Bytes at the end of region 0 and at the start of region 1 kept for
+ * vu_mem_straddling. */
 #define VU_MEM_STRADDLE_RESERVE (256u * 1024)
 
 /* The first address of the hole above region 1 and the end of region 2. */

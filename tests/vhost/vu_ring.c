@@ -177,6 +177,14 @@ void vu_ring_publish(struct vu_ring *r, uint16_t head)
     store_u16(&r->vr.avail->idx, r->avail_idx);
 }
 
+void vu_ring_publish_raw(struct vu_ring *r, const uint16_t *idx, unsigned n, void *token)
+{
+    for (unsigned i = 1; i < n; i++)
+        r->free_next[idx[i - 1]] = idx[i];
+    r->chains[idx[0]] = (struct vu_chain){ .token = token, .ndesc = (uint16_t)n, .in_flight = true };
+    vu_ring_publish(r, idx[0]);
+}
+
 void vu_ring_set_avail_idx(struct vu_ring *r, uint16_t idx)
 {
     r->avail_idx = idx;

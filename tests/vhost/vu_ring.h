@@ -84,6 +84,10 @@ void vu_ring_notify(struct vu_ring *r, bool force);
 int vu_ring_reserve(struct vu_ring *r, unsigned n, uint16_t *idx);
 /* Puts HEAD (any value) in the next avail slot and publishes it. */
 void vu_ring_publish(struct vu_ring *r, uint16_t head);
+/* Publishes a chain the caller wrote into the reserved descriptors IDX[0..N)
+ * (IDX[0] the head): when it comes back, they return to the free list and
+ * vu_ring_get_used hands back TOKEN. */
+void vu_ring_publish_raw(struct vu_ring *r, const uint16_t *idx, unsigned n, void *token);
 /* Sets avail->idx to IDX without adding entries (hostile). */
 void vu_ring_set_avail_idx(struct vu_ring *r, uint16_t idx);
 
