@@ -729,3 +729,30 @@ def test_native_clients_still_served_beside_matchlock(fsb_workdir, daemon_factor
         (m.path / "from-native").write_bytes(b"n")
         assert c.check(OP_LOOKUP, path="/share/from-native")["stat"]["size"] == 1
         m.umount()
+
+
+def test_requests_hold_nothing_between_them(ws):
+    """Each request's lookups are forgotten: thousands of them leave no fds."""
+    h, d, c = ws
+    for i in range(300):
+        (d / f"f{i}").write_bytes(b"x")
+    c.check(OP_GETATTR, path="/workspace")
+    baseline = helpers.settled_fd_count(h.daemon.pid)
+    for _ in range(3):
+        for i in range(300):
+            c.check(OP_LOOKUP, path=f"/workspace/f{i}")
+        c.check(OP_READDIR, path="/workspace")
+    assert helpers.fd_count(h.daemon.pid) <= baseline
+
+
+def test_sigterm_ends_open_matchlock_connections(host_factory):
+    h = host_factory({"/workspace": ""})
+    busy, idle = h.client(), h.client()
+    fh = busy.check(OP_CREATE, path="/workspace/f", mode=0o644)["fh"]
+    busy.check(OP_WRITE, fh=fh, data=b"x")
+    idle.send_raw(b"\x00\x00\x00")  # inside a frame header
+    h.daemon.stop(expect_rc=0)  # within its time limit, exit 0
+    with pytest.raises((ml.Closed, ConnectionError)):
+        busy.call(OP_GETATTR, path="/workspace")
+    busy.close()
+    idle.close()
