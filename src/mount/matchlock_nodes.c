@@ -3,9 +3,10 @@
  *
  * One mutex guards the whole table: every operation is a hash lookup and
  * a few pointer changes, far cheaper than the round trip to the host that
- * comes with it.  Attached nodes sit in a hash table keyed by (parent,
- * name); a node counts its lookups and the nodes below it, and is freed
- * when both are zero (which may free its parent in turn).
+ * comes with it.  Two hash tables: names by (parent, name), and attached
+ * non-directory nodes by host inode number (to find the node of another
+ * link).  A node counts its lookups and the names below it, and is freed
+ * with its names when both are zero, which may free a parent in turn.
  */
 #include "mount/matchlock_nodes.h"
 
@@ -16,26 +17,153 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct ml_node {
-    struct ml_node *parent;    /* NULL for the root and detached nodes */
+struct ml_node;
+
+/* One name of a node. */
+struct ml_name {
+    struct ml_node *parent;
     char *name;
-    struct ml_node *hash_next;
+    struct ml_node *node;
+    struct ml_name *hash_next;  /* in the names table */
+    struct ml_name *alias_next; /* the node's other names */
+};
+
+struct ml_node {
+    struct ml_name *names;      /* the first one makes the path; NULL: detached */
+    struct ml_node *ino_next;   /* in the inode table */
+    bool in_ino_table;
     uint64_t nlookup;
-    unsigned children;         /* attached or detached nodes with parent == this */
-    bool detached;
+    unsigned children;          /* names whose parent is this node */
     struct stat attr;
+};
+
+/* A chained hash table of items that carry their own chain pointer. */
+struct chain_table {
+    void **buckets;
+    size_t nbuckets;            /* a power of two */
+    size_t count;
+    size_t next_offset;         /* of the item's chain pointer */
+    size_t (*hash)(const void *item);
 };
 
 struct ml_nodes {
     pthread_mutex_t lock;
     struct ml_node root;
-    struct ml_node **buckets;
-    size_t nbuckets;           /* a power of two */
-    size_t count;
-    char prefix[];             /* "" for "/": paths are "/name..." */
+    struct chain_table names;
+    struct chain_table inos;
+    char prefix[];              /* "" for "/": paths are "/name..." */
 };
 
 #define INITIAL_BUCKETS 1024u
+
+/* ----------------------------------------------------------------------
+ * Hash tables
+ */
+
+static void **chain_next(const struct chain_table *t, void *item)
+{
+    return (void **)((char *)item + t->next_offset);
+}
+
+static int table_init(struct chain_table *t, size_t next_offset, size_t (*hash)(const void *))
+{
+    t->buckets = calloc(INITIAL_BUCKETS, sizeof(*t->buckets));
+    t->nbuckets = INITIAL_BUCKETS;
+    t->next_offset = next_offset;
+    t->hash = hash;
+    return t->buckets ? 0 : -ENOMEM;
+}
+
+static void **table_bucket(const struct chain_table *t, size_t hash)
+{
+    return &t->buckets[hash & (t->nbuckets - 1)];
+}
+
+/* Doubles the table; on allocation failure it just stays as it is. */
+static void table_grow(struct chain_table *t)
+{
+    struct chain_table bigger = *t;
+    bigger.nbuckets = t->nbuckets * 2;
+    bigger.buckets = calloc(bigger.nbuckets, sizeof(*bigger.buckets));
+    if (!bigger.buckets)
+        return;
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (void *item = t->buckets[i], *next; item; item = next) {
+            next = *chain_next(t, item);
+            void **b = table_bucket(&bigger, t->hash(item));
+            *chain_next(t, item) = *b;
+            *b = item;
+        }
+    }
+    free(t->buckets);
+    *t = bigger;
+}
+
+static void table_insert(struct chain_table *t, void *item)
+{
+    if (t->count >= t->nbuckets)
+        table_grow(t);
+    void **b = table_bucket(t, t->hash(item));
+    *chain_next(t, item) = *b;
+    *b = item;
+    t->count++;
+}
+
+static void table_remove(struct chain_table *t, void *item)
+{
+    for (void **p = table_bucket(t, t->hash(item)); *p; p = chain_next(t, *p)) {
+        if (*p == item) {
+            *p = *chain_next(t, item);
+            t->count--;
+            return;
+        }
+    }
+}
+
+static size_t name_hash(const struct ml_node *parent, const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325u ^ (uint64_t)(uintptr_t)parent;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 0x100000001b3u;
+    return (size_t)(h ^ (h >> 32));
+}
+
+static size_t name_item_hash(const void *item)
+{
+    const struct ml_name *d = item;
+    return name_hash(d->parent, d->name);
+}
+
+static size_t ino_hash(uint64_t ino)
+{
+    return (size_t)(ino ^ (ino >> 32));
+}
+
+static size_t ino_item_hash(const void *item)
+{
+    return ino_hash(((const struct ml_node *)item)->attr.st_ino);
+}
+
+static struct ml_name *find_name(struct ml_nodes *t, const struct ml_node *parent,
+                                 const char *name)
+{
+    struct ml_name *d = *table_bucket(&t->names, name_hash(parent, name));
+    while (d && (d->parent != parent || strcmp(d->name, name) != 0))
+        d = d->hash_next;
+    return d;
+}
+
+static struct ml_node *find_ino(struct ml_nodes *t, uint64_t ino)
+{
+    struct ml_node *n = *table_bucket(&t->inos, ino_hash(ino));
+    while (n && (uint64_t)n->attr.st_ino != ino)
+        n = n->ino_next;
+    return n;
+}
+
+/* ----------------------------------------------------------------------
+ * Nodes and names
+ */
 
 static struct ml_node *node_of(struct ml_nodes *t, ml_ino_t ino)
 {
@@ -53,9 +181,9 @@ struct ml_nodes *ml_nodes_new(const char *prefix)
     struct ml_nodes *t = calloc(1, sizeof(*t) + strlen(base) + 1);
     if (!t)
         return NULL;
-    t->nbuckets = INITIAL_BUCKETS;
-    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
-    if (!t->buckets) {
+    if (table_init(&t->names, offsetof(struct ml_name, hash_next), name_item_hash) < 0 ||
+        table_init(&t->inos, offsetof(struct ml_node, ino_next), ino_item_hash) < 0) {
+        free(t->names.buckets);
         free(t);
         return NULL;
     }
@@ -65,96 +193,76 @@ struct ml_nodes *ml_nodes_new(const char *prefix)
     return t;
 }
 
-/* ----------------------------------------------------------------------
- * The hash table of attached nodes
- */
-
-static size_t hash_of(const struct ml_node *parent, const char *name)
+/* Directories are never found by inode number: one name each. */
+static void index_node(struct ml_nodes *t, struct ml_node *n)
 {
-    uint64_t h = 0xcbf29ce484222325u ^ (uint64_t)(uintptr_t)parent;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-        h = (h ^ *p) * 0x100000001b3u;
-    return (size_t)(h ^ (h >> 32));
+    if (!n->in_ino_table && n->names && !S_ISDIR(n->attr.st_mode)) {
+        table_insert(&t->inos, n);
+        n->in_ino_table = true;
+    }
 }
 
-static struct ml_node **slot_of(struct ml_nodes *t, const struct ml_node *parent,
+static void unindex_node(struct ml_nodes *t, struct ml_node *n)
+{
+    if (n->in_ino_table) {
+        table_remove(&t->inos, n);
+        n->in_ino_table = false;
+    }
+}
+
+static struct ml_name *add_name(struct ml_nodes *t, struct ml_node *n, struct ml_node *parent,
                                 const char *name)
 {
-    struct ml_node **p = &t->buckets[hash_of(parent, name) & (t->nbuckets - 1)];
-    while (*p && ((*p)->parent != parent || strcmp((*p)->name, name) != 0))
-        p = &(*p)->hash_next;
-    return p;
-}
-
-static struct ml_node *find(struct ml_nodes *t, struct ml_node *parent, const char *name)
-{
-    return *slot_of(t, parent, name);
-}
-
-/* Doubles the table; on allocation failure it just stays as it is. */
-static void rehash(struct ml_nodes *t)
-{
-    size_t n = t->nbuckets * 2;
-    struct ml_node **b = calloc(n, sizeof(*b));
-    if (!b)
-        return;
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        for (struct ml_node *node = t->buckets[i], *next; node; node = next) {
-            next = node->hash_next;
-            size_t h = hash_of(node->parent, node->name) & (n - 1);
-            node->hash_next = b[h];
-            b[h] = node;
-        }
+    struct ml_name *d = calloc(1, sizeof(*d));
+    if (!d || !(d->name = strdup(name))) {
+        free(d);
+        return NULL;
     }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = n;
+    d->parent = parent;
+    d->node = n;
+    struct ml_name **tail = &n->names;
+    while (*tail)
+        tail = &(*tail)->alias_next;
+    *tail = d; /* after the others: the first name, and so the path, stays */
+    parent->children++;
+    table_insert(&t->names, d);
+    return d;
 }
 
-static void hash_insert(struct ml_nodes *t, struct ml_node *n)
-{
-    if (t->count >= t->nbuckets)
-        rehash(t);
-    struct ml_node **slot = &t->buckets[hash_of(n->parent, n->name) & (t->nbuckets - 1)];
-    n->hash_next = *slot;
-    *slot = n;
-    t->count++;
-}
-
-static void hash_remove(struct ml_nodes *t, struct ml_node *n)
-{
-    struct ml_node **p = slot_of(t, n->parent, n->name);
-    if (*p == n) {
-        *p = n->hash_next;
-        t->count--;
-    }
-}
-
-/* ----------------------------------------------------------------------
- * Lifetime
- */
-
-/* Frees N if nothing holds it any more, then its parent likewise. */
+/* Frees N and its names if nothing holds it any more, then their parents
+ * likewise. */
 static void release_unused(struct ml_nodes *t, struct ml_node *n)
 {
-    while (n && n != &t->root && n->nlookup == 0 && n->children == 0) {
-        struct ml_node *parent = n->parent;
-        if (!n->detached)
-            hash_remove(t, n);
-        free(n->name);
-        free(n);
-        if (parent)
-            parent->children--;
-        n = parent;
+    if (n == &t->root || n->nlookup > 0 || n->children > 0)
+        return;
+    unindex_node(t, n);
+    struct ml_name *d = n->names;
+    while (d) {
+        struct ml_name *next = d->alias_next;
+        struct ml_node *parent = d->parent;
+        table_remove(&t->names, d);
+        free(d->name);
+        free(d);
+        parent->children--;
+        release_unused(t, parent);
+        d = next;
     }
+    free(n);
 }
 
-static void detach(struct ml_nodes *t, struct ml_node *n)
+/* The host no longer has name D: drop it; its node may be detached. */
+static void drop_name(struct ml_nodes *t, struct ml_name *d)
 {
-    struct ml_node *parent = n->parent;
-    hash_remove(t, n);
-    n->parent = NULL;
-    n->detached = true;
+    struct ml_node *n = d->node, *parent = d->parent;
+    struct ml_name **p = &n->names;
+    while (*p != d)
+        p = &(*p)->alias_next;
+    *p = d->alias_next;
+    table_remove(&t->names, d);
+    free(d->name);
+    free(d);
+    if (!n->names)
+        unindex_node(t, n);
     parent->children--;
     release_unused(t, parent);
     release_unused(t, n);
@@ -165,19 +273,29 @@ ml_ino_t ml_nodes_remember(struct ml_nodes *t, ml_ino_t parent_id, const char *n
 {
     pthread_mutex_lock(&t->lock);
     struct ml_node *parent = node_of(t, parent_id);
-    struct ml_node *n = find(t, parent, name);
-    if (!n && (n = calloc(1, sizeof(*n))) && !(n->name = strdup(name))) {
-        free(n);
+    struct ml_name *d = find_name(t, parent, name);
+    if (d && d->node->attr.st_ino != attr->st_ino) {
+        drop_name(t, d); /* replaced on the host: a new file now */
+        d = NULL;
+    }
+    struct ml_node *n = d ? d->node : NULL;
+    if (!n && !S_ISDIR(attr->st_mode) && attr->st_nlink > 1)
+        n = find_ino(t, attr->st_ino);
+    bool fresh = !n;
+    if (fresh)
+        n = calloc(1, sizeof(*n));
+    if (n && !d && !add_name(t, n, parent, name)) {
+        if (fresh)
+            free(n);
         n = NULL;
-    } else if (n && !n->parent) {
-        n->parent = parent;
-        parent->children++;
-        hash_insert(t, n);
     }
     ml_ino_t id = 0;
     if (n) {
         n->nlookup++;
+        if (n->in_ino_table && n->attr.st_ino != attr->st_ino)
+            unindex_node(t, n); /* keyed by the inode number about to change */
         n->attr = *attr;
+        index_node(t, n);
         id = id_of(t, n);
     }
     pthread_mutex_unlock(&t->lock);
@@ -202,9 +320,9 @@ void ml_nodes_forget(struct ml_nodes *t, ml_ino_t ino, uint64_t nlookup)
 void ml_nodes_removed(struct ml_nodes *t, ml_ino_t dir, const char *name)
 {
     pthread_mutex_lock(&t->lock);
-    struct ml_node *n = find(t, node_of(t, dir), name);
-    if (n)
-        detach(t, n);
+    struct ml_name *d = find_name(t, node_of(t, dir), name);
+    if (d)
+        drop_name(t, d);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -212,23 +330,24 @@ void ml_nodes_moved(struct ml_nodes *t, ml_ino_t olddir, const char *oldname, ml
                     const char *newname)
 {
     pthread_mutex_lock(&t->lock);
-    struct ml_node *from = node_of(t, olddir), *to = node_of(t, newdir);
-    struct ml_node *n = find(t, from, oldname);
-    struct ml_node *replaced = find(t, to, newname);
-    if (replaced && replaced != n)
-        detach(t, replaced);
-    char *copy = n && replaced != n ? strdup(newname) : NULL;
+    struct ml_node *to = node_of(t, newdir);
+    struct ml_name *d = find_name(t, node_of(t, olddir), oldname);
+    struct ml_name *replaced = find_name(t, to, newname);
+    if (replaced && replaced != d)
+        drop_name(t, replaced);
+    char *copy = d && replaced != d ? strdup(newname) : NULL;
     if (copy) {
-        hash_remove(t, n);
-        to->children++;  /* before the old parent may go */
+        struct ml_node *from = d->parent;
+        table_remove(&t->names, d);
+        free(d->name);
+        d->name = copy;
+        d->parent = to;
+        to->children++;
+        table_insert(&t->names, d);
         from->children--;
         release_unused(t, from);
-        free(n->name);
-        n->name = copy;
-        n->parent = to;
-        hash_insert(t, n);
-    } else if (n && replaced != n) {
-        detach(t, n); /* out of memory: forget where it went */
+    } else if (d && replaced != d) {
+        drop_name(t, d); /* out of memory: forget where it went */
     }
     pthread_mutex_unlock(&t->lock);
 }
@@ -240,7 +359,7 @@ void ml_nodes_moved(struct ml_nodes *t, ml_ino_t olddir, const char *oldname, ml
 /* Deepest path: every component takes at least two bytes ("/x"). */
 #define MAX_DEPTH (PATH_MAX / 2)
 
-/* Writes "/" NAME... of N's ancestors, then of N, after the prefix. */
+/* Writes the prefix, then "/" NAME for N's ancestors and N, then NAME. */
 static int build_path(struct ml_nodes *t, struct ml_node *n, const char *name, char *buf,
                       size_t size)
 {
@@ -248,10 +367,12 @@ static int build_path(struct ml_nodes *t, struct ml_node *n, const char *name, c
     size_t depth = 0, len = strlen(t->prefix);
     if (name)
         parts[depth++] = name;
-    for (; n != &t->root; n = n->parent) {
-        if (n->detached || depth == MAX_DEPTH)
-            return n->detached ? -ENOENT : -ENAMETOOLONG;
-        parts[depth++] = n->name;
+    for (; n != &t->root; n = n->names->parent) {
+        if (!n->names)
+            return -ENOENT; /* detached */
+        if (depth == MAX_DEPTH)
+            return -ENAMETOOLONG;
+        parts[depth++] = n->names->name;
     }
     for (size_t i = 0; i < depth; i++)
         len += 1 + strlen(parts[i]);
@@ -278,7 +399,11 @@ int ml_nodes_path(struct ml_nodes *t, ml_ino_t ino, const char *name, char *buf,
 void ml_nodes_set_attr(struct ml_nodes *t, ml_ino_t ino, const struct stat *attr)
 {
     pthread_mutex_lock(&t->lock);
-    node_of(t, ino)->attr = *attr;
+    struct ml_node *n = node_of(t, ino);
+    if (n->in_ino_table && n->attr.st_ino != attr->st_ino)
+        unindex_node(t, n);
+    n->attr = *attr;
+    index_node(t, n);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -297,7 +422,7 @@ bool ml_nodes_detached_attr(struct ml_nodes *t, ml_ino_t ino, struct stat *attr)
 {
     pthread_mutex_lock(&t->lock);
     struct ml_node *n = node_of(t, ino);
-    bool detached = n->detached;
+    bool detached = n != &t->root && !n->names;
     if (detached) {
         *attr = n->attr;
         attr->st_nlink = 0;

@@ -3,15 +3,23 @@
  * which guest path each FUSE node id stands for.
  *
  * matchlock's requests name files by absolute guest path, the kernel by
- * node id.  Each node the kernel knows is (parent node, name); its path is
- * the prefix (the mount point as the guest sees it) followed by the names
- * up to the root.  A rename therefore moves one node and every node below
- * it at once, and the path is built when a request needs it.
+ * node id.  A node has one or more names, each (parent node, name); its
+ * path is the prefix (the mount point as the guest sees it) followed by
+ * the names up to the root, through its first name.  A rename therefore
+ * moves a name and everything below it at once, and paths are built when
+ * a request needs one.
+ *
+ * One node per host inode: a name that the host reports with the inode
+ * number of a known node (a file with several links, nlink > 1) becomes
+ * another name of that node, so that the guest kernel sees a hard link as
+ * one inode (one page cache, one set of attributes).  Directories always
+ * have a single name.  A name whose inode number changed (the host
+ * replaced the file) is taken from its old node.
  *
  * A node lives while the kernel holds lookups on it (FORGET drops them) or
- * other nodes hang below it.  Unlink, rmdir and a rename over it detach a
- * node: it keeps serving open handles (Read/Write go by handle), and its
- * last attributes answer GETATTR, since it has no path any more.
+ * names hang below it.  Unlinking, removing or renaming over its last name
+ * detaches it: it keeps serving open handles (Read/Write go by handle), and
+ * its last attributes answer GETATTR, since it has no path any more.
  *
  * Node ids are the node's address (the root is FUSE_ROOT_ID): the kernel
  * only sends ids it was given and has not forgotten.  Thread safe.
@@ -38,15 +46,15 @@ struct ml_nodes *ml_nodes_new(const char *prefix);
  */
 int ml_nodes_path(struct ml_nodes *t, ml_ino_t ino, const char *name, char *buf, size_t size);
 
-/* After a successful lookup (or create, mkdir, ...) of NAME in PARENT:
- * finds or makes its node, counts one lookup, keeps ATTR.  Returns the id,
- * or 0 when out of memory. */
+/* After a successful lookup (or create, mkdir, link...) of NAME in PARENT
+ * with attributes ATTR: finds or makes its node, counts one lookup, keeps
+ * ATTR.  Returns the id, or 0 when out of memory. */
 ml_ino_t ml_nodes_remember(struct ml_nodes *t, ml_ino_t parent, const char *name,
                            const struct stat *attr);
 
 void ml_nodes_forget(struct ml_nodes *t, ml_ino_t ino, uint64_t nlookup);
 
-/* The host renamed or removed a name: move or detach the nodes. */
+/* The host renamed or removed a name: move or drop it. */
 void ml_nodes_moved(struct ml_nodes *t, ml_ino_t olddir, const char *oldname, ml_ino_t newdir,
                     const char *newname);
 void ml_nodes_removed(struct ml_nodes *t, ml_ino_t dir, const char *name);

@@ -20,9 +20,14 @@ Fixtures (names are stable; other test files rely on them):
                    (10 s, else fails with its stderr); teardown unmounts
                    (umount, then umount -l) and kills leftovers.
   fs               parametrized over the cache modes (never, metadata, auto,
-                   always, writeback): an export directory, a daemon and a
-                   mount.  .host is the export directory, .mnt the
-                   mountpoint, .mode the cache mode.
+                   always, writeback) and "matchlock" (the export mounted
+                   with fsbridge-mount --protocol=matchlock through
+                   fsbridged's matchlock frontend; the tests whose checks
+                   that protocol cannot express are skipped, with the
+                   reason, from matchlock_limits.py): an export directory,
+                   a daemon and a mount.  .host is the export directory,
+                   .mnt the mountpoint, .mode the cache mode (or
+                   "matchlock").
 
 Markers:
   @pytest.mark.modes("auto", "never")  run an `fs` test only in these modes
@@ -54,9 +59,11 @@ from pathlib import Path
 import pytest
 
 import helpers
+import matchlock_limits
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_MODES = ["never", "metadata", "auto", "always", "writeback"]
+FS_MODES = CACHE_MODES + ["matchlock"]
 DEFAULT_DEADLINE = 60.0
 READY_TIMEOUT = 10.0
 
@@ -77,7 +84,7 @@ def pytest_configure(config):
 
 
 def _wanted_modes(item):
-    wanted = set(CACHE_MODES)
+    wanted = set(FS_MODES)
     env = os.environ.get("FSB_CACHE_MODES")
     if env:
         wanted &= {m.strip() for m in env.split(",") if m.strip()}
@@ -96,6 +103,8 @@ def pytest_collection_modifyitems(config, items):
             drop.append(item)
         else:
             keep.append(item)
+        if mode == "matchlock":
+            matchlock_limits.mark(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -587,14 +596,19 @@ def export_options(mode):
     return f"cache={mode}"
 
 
-@pytest.fixture(params=CACHE_MODES, ids=CACHE_MODES)
+@pytest.fixture(params=FS_MODES, ids=FS_MODES)
 def fs(request, fsb_workdir, daemon_factory, mount_factory):
     mode = request.param
     host = fsb_workdir / "export"
     host.mkdir()
     os.chmod(host, 0o755)
-    daemon = daemon_factory([f"test={host},{export_options(mode)}"])
-    m = mount_factory(daemon, fsb_workdir / "mnt", options=["export=test", "allow_other"])
+    if mode == "matchlock":
+        daemon = daemon_factory([f"test={host}"])
+        m = mount_factory(daemon, fsb_workdir / "mnt", options=["prefix=/test", "allow_other"],
+                          extra_args=["--protocol=matchlock"])
+    else:
+        daemon = daemon_factory([f"test={host},{export_options(mode)}"])
+        m = mount_factory(daemon, fsb_workdir / "mnt", options=["export=test", "allow_other"])
     f = FS(mode, host, m.path, daemon, m)
     yield f
     # A clean unmount and a clean daemon exit are part of every test.

@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
 import conformance_check  # noqa: E402
+import matchlock_limits  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +29,9 @@ def conformance_binary(build_dir):
 
 @pytest.mark.deadline(300)
 def test_conformance(fs, conformance_binary):
+    args = matchlock_limits.conformance_args() if fs.mode == "matchlock" else ()
     report = conformance_check.run(
-        conformance_binary, fs.mnt / "conformance", timeout=280)
+        conformance_binary, fs.mnt / "conformance", args=args, timeout=280)
     conformance_check.assert_passed(report, fs.host / "conformance",
                                     context=f"cache={fs.mode}: ")
     assert report.returncode == 0, report.text[-2000:]
