@@ -3,6 +3,7 @@
  */
 #include "vu_backend.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -154,7 +155,13 @@ bool vu_backend_crashed(const struct vu_backend *b, char *msg, size_t len)
     return false;
 }
 
-int vu_process_cpu(pid_t pid, double *seconds)
+struct proc_times {
+    pid_t pid, ppid;
+    unsigned long long ticks;
+};
+
+/* pid, ppid and utime + stime from /proc/PID/stat. */
+static int read_stat(pid_t pid, struct proc_times *t)
 {
     char path[64], buf[2048];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -164,14 +171,79 @@ int vu_process_cpu(pid_t pid, double *seconds)
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    /* Fields after the command name, which may hold spaces: "(...)" ends
-     * at the last ')'.  utime and stime are fields 14 and 15. */
+    /* The command name may hold spaces: "(...)" ends at the last ')'.
+     * Then state, ppid, ...; utime and stime are fields 14 and 15. */
     char *p = strrchr(buf, ')');
-    if (!p)
-        return -EINVAL;
+    int ppid;
     unsigned long long utime, stime;
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ppid, &utime,
+                     &stime) != 3)
         return -EINVAL;
-    *seconds = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    *t = (struct proc_times){ .pid = pid, .ppid = ppid, .ticks = utime + stime };
+    return 0;
+}
+
+static double ticks_to_seconds(unsigned long long ticks)
+{
+    return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+int vu_process_cpu(pid_t pid, double *seconds)
+{
+    struct proc_times t;
+    int r = read_stat(pid, &t);
+    if (r == 0)
+        *seconds = ticks_to_seconds(t.ticks);
+    return r;
+}
+
+/* Every process's times (at most MAX). */
+static size_t all_processes(struct proc_times *out, size_t max)
+{
+    DIR *d = opendir("/proc");
+    size_t n = 0;
+    for (struct dirent *de; d && n < max && (de = readdir(d));) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (*end == '\0' && pid > 0 && read_stat((pid_t)pid, &out[n]) == 0)
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+int vu_process_tree_cpu(pid_t root, double *seconds)
+{
+    enum { MAX_PROCS = 65536 };
+    struct proc_times *procs = malloc(MAX_PROCS * sizeof(*procs));
+    bool *in_tree = calloc(MAX_PROCS, sizeof(*in_tree));
+    if (!procs || !in_tree) {
+        free(procs);
+        free(in_tree);
+        return -ENOMEM;
+    }
+    size_t n = all_processes(procs, MAX_PROCS);
+    unsigned long long ticks = 0;
+    bool found = false;
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < n; i++) {
+            if (in_tree[i])
+                continue;
+            bool member = procs[i].pid == root;
+            for (size_t j = 0; !member && j < n; j++)
+                member = in_tree[j] && procs[j].pid == procs[i].ppid;
+            if (member) {
+                in_tree[i] = grew = found = true;
+                ticks += procs[i].ticks;
+            }
+        }
+    }
+    free(procs);
+    free(in_tree);
+    if (!found)
+        return -ESRCH;
+    *seconds = ticks_to_seconds(ticks);
     return 0;
 }

@@ -38,5 +38,8 @@ bool vu_backend_crashed(const struct vu_backend *b, char *msg, size_t len);
 
 /* User + system CPU time of process PID (all its threads), in seconds. */
 int vu_process_cpu(pid_t pid, double *seconds);
+/* The same summed over ROOT and all its descendants (a backend that forks
+ * into a sandbox, as the legacy virtiofsd does, works in a child). */
+int vu_process_tree_cpu(pid_t root, double *seconds);
 
 #endif
