@@ -309,19 +309,20 @@ static int mount_matchlock(const struct mount_options *o, const char *mountpoint
     struct ml_mount *ml = ml_mount_new(o, mountpoint);
     struct fuse_session *se =
         ml ? new_session(o, &ml_fs_ops, sizeof(ml_fs_ops), ml_mount_userdata(ml)) : NULL;
-    if (!se || o->fake || ml_mount_connect(ml) < 0) {
-        if (se)
-            fuse_session_destroy(se);
-        return se && o->fake ? 0 : 1;
-    }
-    if (fuse_session_mount(se, mountpoint) != 0) {
+    int status = se && o->fake ? 0 : 1;
+    if (se && !o->fake && ml_mount_connect(ml) == 0) {
+        if (fuse_session_mount(se, mountpoint) == 0) {
+            sigset_t set;
+            handled_signals(&set);
+            exit(ml_mount_serve(ml, se, &set));
+        }
         log_error("cannot mount on %s: %s", mountpoint,
                   *libfuse_error ? libfuse_error : "see the message above");
-        return 1;
     }
-    sigset_t set;
-    handled_signals(&set);
-    exit(ml_mount_serve(ml, se, &set));
+    if (se)
+        fuse_session_destroy(se);
+    ml_mount_free(ml);
+    return status;
 }
 
 static int run(const struct mount_options *opts)

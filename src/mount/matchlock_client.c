@@ -457,6 +457,21 @@ int ml_client_start_watcher(struct ml_client *c)
  * Opening
  */
 
+void ml_client_close(struct ml_client *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < c->slots; i++) {
+        close(c->conns[i].fd);
+        free(c->conns[i].out);
+        free(c->conns[i].in);
+    }
+    close(c->wake_fd);
+    pthread_cond_destroy(&c->changed);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
 void ml_client_set_timeout(struct ml_client *c, int timeout_ms)
 {
     c->timeout_ms = timeout_ms;

@@ -56,6 +56,10 @@ struct ml_exchange {
  * logging one line ("cannot connect to ADDRESS: reason"). */
 struct ml_client *ml_client_open(const struct ml_client_config *cfg);
 
+/* Closes every connection and frees C: only before the watcher and any
+ * caller run (a start that failed). */
+void ml_client_close(struct ml_client *c);
+
 /* A time limit on every response (0: none); used until the mount is live,
  * so that a host that accepts and never answers does not hang a boot. */
 void ml_client_set_timeout(struct ml_client *c, int timeout_ms);

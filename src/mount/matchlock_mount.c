@@ -56,6 +56,17 @@ struct ml_mount *ml_mount_new(const struct mount_options *o, const char *mountpo
     return m;
 }
 
+void ml_mount_free(struct ml_mount *m)
+{
+    if (!m)
+        return;
+    ml_client_close(m->fs.client);
+    ml_nodes_free(m->fs.nodes);
+    pthread_cond_destroy(&m->ended);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
 void *ml_mount_userdata(struct ml_mount *m)
 {
     return &m->fs;

@@ -28,6 +28,9 @@ struct ml_mount;
 /* No I/O yet.  NULL after logging one line. */
 struct ml_mount *ml_mount_new(const struct mount_options *o, const char *mountpoint);
 
+/* Frees M after a start that failed (before ml_mount_serve()). */
+void ml_mount_free(struct ml_mount *m);
+
 /* What libfuse passes to the operations of ml_fs_ops. */
 void *ml_mount_userdata(struct ml_mount *m);
 

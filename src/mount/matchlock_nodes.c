@@ -193,6 +193,16 @@ struct ml_nodes *ml_nodes_new(const char *prefix)
     return t;
 }
 
+void ml_nodes_free(struct ml_nodes *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_destroy(&t->lock);
+    free(t->names.buckets);
+    free(t->inos.buckets);
+    free(t);
+}
+
 /* Directories are never found by inode number: one name each. */
 static void index_node(struct ml_nodes *t, struct ml_node *n)
 {

@@ -40,6 +40,9 @@ struct ml_nodes;
  * when out of memory. */
 struct ml_nodes *ml_nodes_new(const char *prefix);
 
+/* Frees a table that holds no node but the root (a start that failed). */
+void ml_nodes_free(struct ml_nodes *t);
+
 /*
  * The guest path of INO, or of its child NAME when name is not NULL, into
  * buf.  Returns 0, -ENOENT for a detached node, -ENAMETOOLONG.

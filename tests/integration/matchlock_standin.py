@@ -21,6 +21,7 @@ It behaves as matchlock's server does, shortcomings included:
 
 Run:  python3 matchlock_standin.py --listen SOCKET --export /workspace=DIR
       [--max-connections N]   close connections beyond N at once
+      [--read-delay SECONDS]  answer each Read that much later (requests overlap)
       [--log FILE]            one line per connection and per request op
 Prints "ready" on stdout once listening.
 """
@@ -31,6 +32,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mlproto  # noqa: E402
@@ -55,11 +57,12 @@ class Handle:
 
 
 class Server:
-    def __init__(self, prefix, root, max_connections=None, log=None):
+    def __init__(self, prefix, root, max_connections=None, log=None, read_delay=0.0):
         self.prefix = prefix.rstrip("/") or "/"
         self.root = os.path.abspath(root)
         self.max_connections = max_connections
         self.log = log
+        self.read_delay = read_delay
         self.lock = threading.Lock()
         self.handles = {}
         self.next_fh = 0
@@ -112,6 +115,7 @@ class Server:
         h = self.handle(req.get("fh", 0))
         if h is None:
             return {"err": -errno.EBADF}
+        time.sleep(self.read_delay)
         return {"data": os.pread(h.fd, req.get("sz", 0), req.get("off", 0))}
 
     def op_write(self, req):
@@ -227,10 +231,11 @@ def main():
     ap.add_argument("--export", required=True, help="PREFIX=DIR")
     ap.add_argument("--max-connections", type=int)
     ap.add_argument("--log")
+    ap.add_argument("--read-delay", type=float, default=0.0)
     args = ap.parse_args()
     prefix, _, root = args.export.partition("=")
     log = open(args.log, "a") if args.log else None
-    server = Server(prefix, root, args.max_connections, log)
+    server = Server(prefix, root, args.max_connections, log, args.read_delay)
 
     if os.path.exists(args.listen):
         os.unlink(args.listen)
