@@ -368,6 +368,50 @@ def test_background_mount_returns_once_mounted(fsb_workdir, export_dir, daemon_f
     assert helpers.mount_entry(m.path)["fstype"] == "fuse.fsbridge"
 
 
+def relay(a_read, a_write, b_read, b_write):
+    """Copies bytes both ways between two endpoints until either ends."""
+    def pump(read, write):
+        try:
+            while True:
+                data = read()
+                if not data:
+                    break
+                write(data)
+        except OSError:
+            pass
+    for args in ((a_read, b_write), (b_read, a_write)):
+        threading.Thread(target=pump, args=args, daemon=True).start()
+
+
+@pytest.mark.deadline(60)
+def test_serial_port(fsb_workdir, export_dir, daemon_factory, mount_factory):
+    """serial:DEVICE: one stream (no second connection), here a pty whose
+    other end is relayed to fsbridged."""
+    import socket as socketmod
+    import tty
+    d = daemon_factory([f"work={export_dir}"])
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    sock = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+    sock.connect(str(d.socket))
+    relay(lambda: os.read(master, 65536), lambda b: os.write(master, b),
+          lambda: sock.recv(65536), sock.sendall)
+    try:
+        m = mount_factory(f"serial:{os.ttyname(slave)}", fsb_workdir / "mnt",
+                          options=["prefix=/work", "connections=4"], extra_args=[PROTOCOL])
+        big = os.urandom(3 << 20)
+        helpers.put_bytes(m.path / "big", big)
+        assert (export_dir / "big").read_bytes() == big
+        assert read(m.path / "big") == big
+        os.symlink("big", m.path / "link")
+        assert sorted(os.listdir(m.path)) == ["big", "link"]
+        m.umount()
+    finally:
+        sock.close()
+        os.close(master)
+        os.close(slave)
+
+
 # --------------------------------------------------------------------------
 # Start-up errors: one line, nothing mounted
 
