@@ -1,0 +1,140 @@
+/*
+ * test_ml_paths.c - guest paths to exports for matchlock clients: lexical
+ * cleaning, longest whole-component prefix, synthesized directories and
+ * the export points a listing shows.
+ */
+#include "matchlock/ml_paths.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
+            failures++;                                                              \
+        }                                                                            \
+    } while (0)
+
+static struct ml_location loc;
+
+static struct ml_exports *make(const char *const *names, unsigned n)
+{
+    static struct fsb_export exports[8];
+    for (unsigned i = 0; i < n; i++)
+        snprintf(exports[i].name, sizeof(exports[i].name), "%s", names[i]);
+    return ml_exports_new(exports, n);
+}
+
+/* PATH cleans to CLEAN and lies in export EXPORT at REL. */
+static bool in_export(struct ml_exports *ex, const char *path, const char *clean,
+                      unsigned export, const char *rel)
+{
+    return ml_locate(ex, path, &loc) == 0 && loc.place == ML_PLACE_EXPORT &&
+           strcmp(loc.path, clean) == 0 && loc.export == export && strcmp(loc.rel, rel) == 0;
+}
+
+static enum ml_place place_of(struct ml_exports *ex, const char *path)
+{
+    return ml_locate(ex, path, &loc) == 0 ? loc.place : (enum ml_place)-1;
+}
+
+static void test_cleaning(void)
+{
+    const char *names[] = {"/"};
+    struct ml_exports *ex = make(names, 1);
+    CHECK(in_export(ex, "/", "/", 0, ""));
+    CHECK(in_export(ex, "//a///b/", "/a/b", 0, "a/b"));
+    CHECK(in_export(ex, "/a/./b/.", "/a/b", 0, "a/b"));
+    CHECK(in_export(ex, "/a/../b", "/b", 0, "b"));
+    CHECK(in_export(ex, "/../../..", "/", 0, ""));
+    CHECK(in_export(ex, "/a/b/../../../c", "/c", 0, "c"));
+    CHECK(in_export(ex, "/...", "/...", 0, "..."));
+    CHECK(ml_locate(ex, "", &loc) == -EINVAL);
+    CHECK(ml_locate(ex, "a/b", &loc) == -EINVAL);
+    char long_name[300];
+    memset(long_name, 'x', sizeof(long_name));
+    long_name[0] = '/';
+    long_name[257] = '\0'; /* a 256-byte component */
+    CHECK(ml_locate(ex, long_name, &loc) == -ENAMETOOLONG);
+    long_name[256] = '\0';
+    CHECK(ml_locate(ex, long_name, &loc) == 0);
+    ml_exports_free(ex);
+}
+
+static void test_longest_whole_component_prefix(void)
+{
+    const char *names[] = {"/w", "/w/sub", "plain", "/deep/er/est"};
+    struct ml_exports *ex = make(names, 4);
+    CHECK(in_export(ex, "/w", "/w", 0, ""));
+    CHECK(in_export(ex, "/w/x/y", "/w/x/y", 0, "x/y"));
+    CHECK(in_export(ex, "/w/sub", "/w/sub", 1, ""));
+    CHECK(in_export(ex, "/w/sub/z", "/w/sub/z", 1, "z"));
+    CHECK(in_export(ex, "/w/subway", "/w/subway", 0, "subway"));
+    CHECK(in_export(ex, "/plain/p", "/plain/p", 2, "p"));
+    CHECK(in_export(ex, "/w/sub/../x", "/w/x", 0, "x"));
+    CHECK(place_of(ex, "/wx") == ML_PLACE_OUTSIDE);
+    CHECK(place_of(ex, "/") == ML_PLACE_SYNTHETIC);
+    CHECK(place_of(ex, "/deep") == ML_PLACE_SYNTHETIC);
+    CHECK(place_of(ex, "/deep/er") == ML_PLACE_SYNTHETIC);
+    CHECK(place_of(ex, "/deep/e") == ML_PLACE_OUTSIDE);
+    CHECK(place_of(ex, "/deep/er/x") == ML_PLACE_OUTSIDE);
+    CHECK(place_of(ex, "/w/../..") == ML_PLACE_SYNTHETIC);
+    CHECK(ml_leads_to_export(ex, "/w") && !ml_leads_to_export(ex, "/w/sub"));
+    ml_exports_free(ex);
+}
+
+static void test_parents_and_names(void)
+{
+    const char *names[] = {"/a/b"};
+    struct ml_exports *ex = make(names, 1);
+    struct ml_location up;
+    CHECK(ml_locate(ex, "/a/b/c", &loc) == 0 && strcmp(ml_basename(loc.path), "c") == 0);
+    CHECK(ml_locate_parent(ex, &loc, &up) == 0 && strcmp(up.path, "/a/b") == 0);
+    CHECK(up.place == ML_PLACE_EXPORT && up.rel[0] == '\0');
+    CHECK(ml_locate(ex, "/a", &loc) == 0 && ml_locate_parent(ex, &loc, &up) == 0);
+    CHECK(strcmp(up.path, "/") == 0 && up.place == ML_PLACE_SYNTHETIC);
+    CHECK(ml_locate(ex, "/", &loc) == 0 && ml_locate_parent(ex, &loc, &up) == 0);
+    CHECK(strcmp(up.path, "/") == 0 && strcmp(ml_basename(loc.path), "") == 0);
+    ml_exports_free(ex);
+}
+
+static void test_children_once_each(void)
+{
+    const char *names[] = {"/a/b", "/a/c", "/a/b/d", "/x", "/a/b2"};
+    struct ml_exports *ex = make(names, 5);
+    char kids[ML_MAX_CHILDREN][NAME_MAX + 1];
+    CHECK(ml_exports_children(ex, "/", kids) == 2);
+    CHECK(strcmp(kids[0], "a") == 0 && strcmp(kids[1], "x") == 0);
+    CHECK(ml_exports_children(ex, "/a", kids) == 3);
+    CHECK(strcmp(kids[0], "b") == 0 && strcmp(kids[1], "c") == 0 && strcmp(kids[2], "b2") == 0);
+    CHECK(ml_exports_children(ex, "/a/b", kids) == 1 && strcmp(kids[0], "d") == 0);
+    CHECK(ml_exports_children(ex, "/a/b/d", kids) == 0);
+    CHECK(ml_exports_children(ex, "/x/y", kids) == 0);
+    ml_exports_free(ex);
+}
+
+#define TEST(fn) { fn, #fn }
+
+int main(void)
+{
+    static const struct { void (*fn)(void); const char *name; } tests[] = {
+        TEST(test_cleaning),
+        TEST(test_longest_whole_component_prefix),
+        TEST(test_parents_and_names),
+        TEST(test_children_once_each),
+    };
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+        int before = failures;
+        tests[i].fn();
+        bool ok = failures == before;
+        printf("%s %s\n", ok ? "ok  " : "FAIL", tests[i].name);
+        ok ? passed++ : failed++;
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
