@@ -237,43 +237,22 @@ def _read(path):
 
 
 # --------------------------------------------------------------------------
-# vhost-user-fs backends
+# host daemons
 
 
-class VirtiofsDaemon:
-    """A vhost-user-fs backend process serving `shared_dir` on `socket`.
+class HostDaemon:
+    """A host process listening on a Unix socket that QEMU connects to.
+    Subclasses give argv()."""
 
-    kind "fsbridged": fsbridged --socket-path=.. --shared-dir=.. --cache=..
-    kind "virtiofsd": the legacy C virtiofsd, -o source=..,cache=..
-    Both serve one frontend and exit when it disconnects.
-    """
+    kind = "daemon"
 
-    # The legacy daemon's names of the cache modes (it has no "metadata").
-    LEGACY_CACHE = {"never": "none", "auto": "auto", "always": "always"}
-
-    def __init__(self, kind, binary, shared_dir, socket, cache, log_path, extra=()):
-        self.kind = kind
-        self.binary = str(binary)
-        self.shared_dir = Path(shared_dir)
+    def __init__(self, socket, log_path):
         self.socket = Path(socket)
-        self.cache = cache
         self.log_path = Path(log_path)
-        self.extra = list(extra)
         self.proc = None
 
     def argv(self):
-        if self.kind == "virtiofsd":
-            return [self.binary, f"--socket-path={self.socket}",
-                    "-o", f"source={self.shared_dir}",
-                    "-o", f"cache={self.LEGACY_CACHE[self.cache]}",
-                    "-o", "xattr", *self.extra]
-        return [self.binary, f"--socket-path={self.socket}",
-                f"--shared-dir={self.shared_dir}", f"--cache={self.cache}",
-                "--xattr", *self.extra]
-
-    @classmethod
-    def supports(cls, kind, cache):
-        return kind != "virtiofsd" or cache in cls.LEGACY_CACHE
+        raise NotImplementedError
 
     def start(self, timeout=10.0):
         with open(self.log_path, "ab") as log:
@@ -311,8 +290,61 @@ class VirtiofsDaemon:
                 self.proc.wait(timeout=10)
         return self.proc.returncode if self.proc else None
 
+    def log_text(self):
+        return _read(self.log_path)
+
     def log(self, chars=3000):
-        return f"---- {self.kind} log ----\n{_read(self.log_path)[-chars:]}"
+        return f"---- {self.kind} log ----\n{self.log_text()[-chars:]}"
+
+
+class VirtiofsDaemon(HostDaemon):
+    """A vhost-user-fs backend serving `shared_dir` on `socket`.
+
+    kind "fsbridged": fsbridged --socket-path=.. --shared-dir=.. --cache=..
+    kind "virtiofsd": the legacy C virtiofsd, -o source=..,cache=..
+    Both serve one frontend and exit when it disconnects.
+    """
+
+    # The legacy daemon's names of the cache modes (it has no "metadata").
+    LEGACY_CACHE = {"never": "none", "auto": "auto", "always": "always"}
+
+    def __init__(self, kind, binary, shared_dir, socket, cache, log_path, extra=()):
+        super().__init__(socket, log_path)
+        self.kind = kind
+        self.binary = str(binary)
+        self.shared_dir = Path(shared_dir)
+        self.cache = cache
+        self.extra = list(extra)
+
+    def argv(self):
+        if self.kind == "virtiofsd":
+            return [self.binary, f"--socket-path={self.socket}",
+                    "-o", f"source={self.shared_dir}",
+                    "-o", f"cache={self.LEGACY_CACHE[self.cache]}",
+                    "-o", "xattr", *self.extra]
+        return [self.binary, f"--socket-path={self.socket}",
+                f"--shared-dir={self.shared_dir}", f"--cache={self.cache}",
+                "--xattr", *self.extra]
+
+    @classmethod
+    def supports(cls, kind, cache):
+        return kind != "virtiofsd" or cache in cls.LEGACY_CACHE
+
+
+class StreamDaemon(HostDaemon):
+    """fsbridged serving one export to stream sessions on a Unix socket
+    (here: the host end of a virtio-serial port)."""
+
+    kind = "fsbridged (stream)"
+
+    def __init__(self, binary, export_dir, socket, cache, log_path, name="test"):
+        super().__init__(socket, log_path)
+        self.binary = str(binary)
+        self.export = f"{name}={export_dir},cache={cache}"
+
+    def argv(self):
+        return [self.binary, "--export", self.export, "--listen", f"unix:{self.socket}",
+                "--log-level", "info"]
 
 
 def fsbridged_has_vhost_user(binary):
