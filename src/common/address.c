@@ -208,3 +208,28 @@ int fsb_address_connect(const struct fsb_address *addr)
     }
     return -EINVAL;
 }
+
+int fsb_socket_file_open(const char *path, struct fsb_socket_file *f)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[sizeof(f->name)];
+    f->dirfd = -1;
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    snprintf(f->name, sizeof(f->name), "%s", slash ? slash + 1 : path);
+    f->dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return f->dirfd < 0 ? -errno : 0;
+}
+
+void fsb_socket_file_remove(struct fsb_socket_file *f)
+{
+    if (f->dirfd < 0)
+        return;
+    unlinkat(f->dirfd, f->name, 0);
+    close(f->dirfd);
+    f->dirfd = -1;
+}

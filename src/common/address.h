@@ -42,6 +42,21 @@ int fsb_address_parse(const char *text, bool for_client, struct fsb_address *out
  * replaced; a socket some process still accepts on gives -EADDRINUSE. */
 int fsb_address_listen(const struct fsb_address *addr);
 
+/*
+ * A Unix socket file we created, removable even after the daemon lost
+ * sight of its path (the sandbox's empty root): the directory as an fd,
+ * and the name in it.
+ */
+struct fsb_socket_file {
+    int dirfd; /* -1: nothing to remove */
+    char name[108];
+};
+
+/* Remembers PATH's directory; returns 0 or -errno. */
+int fsb_socket_file_open(const char *path, struct fsb_socket_file *f);
+/* Removes the file (once) and closes the directory fd. */
+void fsb_socket_file_remove(struct fsb_socket_file *f);
+
 /* Connects or opens (clients).  Returns the fd, or -errno. */
 int fsb_address_connect(const struct fsb_address *addr);
 

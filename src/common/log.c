@@ -22,7 +22,7 @@ void fsb_log_init(const char *program, bool use_syslog)
     log_program = program;
     log_to_syslog = use_syslog;
     if (use_syslog)
-        openlog(program, LOG_PID, LOG_DAEMON);
+        openlog(program, LOG_PID | LOG_NDELAY, LOG_DAEMON); /* before the sandbox hides /dev/log */
 }
 
 int fsb_log_parse_level(const char *name)

@@ -1,19 +1,19 @@
 /*
  * main.c - fsbridged: the host daemon.  Parses the command line, opens the
- * exports and listeners (so that every user error is reported before
- * anything runs), then serves stream sessions until SIGTERM or SIGINT,
- * and/or one virtio-fs frontend until it disconnects.
+ * exports and sockets (so that every user error is reported before
+ * anything runs), enters the sandbox, then serves stream sessions until
+ * SIGTERM or SIGINT, and/or one virtio-fs frontend until it disconnects.
  */
 #include "backend/passthrough/passthrough.h"
 #include "common/log.h"
 #include "fsbridged/options.h"
+#include "fsbridged/sandbox.h"
+#include "fsbridged/vhost_run.h"
 #include "transport/stream_server.h"
-#include "transport/vhost/virtio_fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,9 +21,18 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* What main opened, for serving and for cleaning up. */
+struct daemon_state {
+    struct options *o;
+    int stop_fd;                        /* SIGTERM/SIGINT */
+    int listen_fds[MAX_LISTENERS];
+    struct fsb_socket_file socket_files[MAX_LISTENERS];
+    unsigned nlistening;
+    struct vhost_run vhost;
+};
 
 static int open_export(struct fsb_export *e)
 {
@@ -43,106 +52,32 @@ static int open_exports(struct options *o)
     return o->vhost.wanted ? open_export(&o->vhost.export) : 0;
 }
 
-/* Opens the listeners in order; returns how many were opened (all of them,
- * or those before the one that failed, after saying why). */
-static unsigned open_listeners(const struct options *o, int *fds)
+/* Opens the listeners in order, remembering the socket files we created
+ * (a busy path belongs to another daemon and is never removed). */
+static int open_listeners(struct daemon_state *d)
 {
-    for (unsigned i = 0; i < o->nlisten; i++) {
-        fds[i] = fsb_address_listen(&o->listen[i]);
-        if (fds[i] < 0) {
-            log_error("listen %s: %s", o->listen[i].text, strerror(-fds[i]));
-            return i;
-        }
-        log_info("listening on %s", o->listen[i].text);
-    }
-    return o->nlisten;
-}
-
-/* Removes the socket files of the first N listeners: only those we
- * created (a busy path belongs to another daemon). */
-static void remove_unix_sockets(const struct options *o, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        if (o->listen[i].kind == FSB_ADDR_UNIX)
-            unlink(o->listen[i].path);
-}
-
-/* ---- virtio-fs ------------------------------------------------------------ */
-
-/* The socket the vhost-user frontend connects to: --socket-path, or --fd
- * (libvirt passes a listening socket; a connected one is used as it is). */
-static int vhost_socket(const struct vhost_options *v, bool *listening)
-{
-    *listening = true;
-    if (v->fd >= 0) {
-        int on = 0;
-        socklen_t len = sizeof(on);
-        if (getsockopt(v->fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) < 0) {
-            log_error("--fd %d: not a socket: %s", v->fd, strerror(errno));
+    for (unsigned i = 0; i < d->o->nlisten; i++) {
+        const struct fsb_address *a = &d->o->listen[i];
+        int fd = fsb_address_listen(a);
+        if (fd < 0) {
+            log_error("listen %s: %s", a->text, strerror(-fd));
             return -1;
         }
-        *listening = on;
-        return v->fd;
+        d->listen_fds[d->nlistening] = fd;
+        d->socket_files[d->nlistening].dirfd = -1;
+        if (a->kind == FSB_ADDR_UNIX)
+            fsb_socket_file_open(a->path, &d->socket_files[d->nlistening]);
+        d->nlistening++;
+        log_info("listening on %s", a->text);
     }
-    struct fsb_address a = { .kind = FSB_ADDR_UNIX, .text = v->socket_path };
-    strcpy(a.path, v->socket_path);
-    int fd = fsb_address_listen(&a);
-    if (fd < 0)
-        log_error("--socket-path %s: %s", v->socket_path, strerror(-fd));
-    return fd;
+    return 0;
 }
 
-/* Waits for the frontend; -1 when STOP_FD fired first. */
-static int vhost_accept(int lfd, int stop_fd)
+static void remove_socket_files(struct daemon_state *d)
 {
-    struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN } };
-    for (;;) {
-        if (poll(pfd, 2, -1) < 0 && errno != EINTR)
-            return -1;
-        if (pfd[1].revents)
-            return -1;
-        if (pfd[0].revents) {
-            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0 || (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED))
-                return fd;
-        }
-    }
-}
-
-struct vhost_run {
-    struct options *o;
-    int sock;
-    bool listening;
-    int stop_fd;
-    bool end_process;   /* on a thread beside the stream server */
-    int result;
-};
-
-/* Serves the one frontend virtiofsd-style: accept, stop listening (the
- * socket file goes away), serve until it disconnects. */
-static void *vhost_main(void *arg)
-{
-    struct vhost_run *run = arg;
-    const struct vhost_options *v = &run->o->vhost;
-    log_info("virtio-fs: sharing %s, waiting for the vhost-user frontend", v->export.path);
-    int conn = run->listening ? vhost_accept(run->sock, run->stop_fd) : run->sock;
-    if (run->listening) {
-        close(run->sock);
-        if (v->socket_path[0])
-            unlink(v->socket_path);
-    }
-    if (conn < 0) {
-        run->result = 0; /* stopped before a frontend came */
-        return NULL;
-    }
-    log_info("virtio-fs: frontend connected");
-    struct virtio_fs_config cfg = { .export = &v->export,
-                                    .thread_pool_size = v->thread_pool_size };
-    run->result = virtio_fs_serve(conn, &cfg, run->stop_fd);
-    log_info("virtio-fs: frontend %s", run->result ? "broke the protocol" : "disconnected");
-    if (run->end_process)
-        kill(getpid(), SIGTERM);
-    return NULL;
+    for (unsigned i = 0; i < d->nlistening; i++)
+        fsb_socket_file_remove(&d->socket_files[i]);
+    fsb_socket_file_remove(&d->vhost.file);
 }
 
 /* SIGTERM and SIGINT arrive on a signalfd that the server polls; they are
@@ -155,7 +90,10 @@ static int stop_signal_fd(void)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN); /* a vanished peer is an EPIPE, not a death */
-    return signalfd(-1, &set, SFD_CLOEXEC);
+    int fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (fd < 0)
+        log_error("signalfd: %s", strerror(errno));
+    return fd;
 }
 
 /* The mode bits a guest asks for are applied exactly (its kernel already
@@ -177,76 +115,76 @@ static int prepare_process(void)
     return 0;
 }
 
-/* Stream sessions until STOP_FD fires; returns 0 or 1. */
-static int serve_streams(struct options *o, int stop_fd)
+/* Everything that can fail because of the user, before anything runs. */
+static int open_everything(struct daemon_state *d)
 {
-    int listen_fds[MAX_LISTENERS];
-    unsigned opened = open_listeners(o, listen_fds);
-    if (opened < o->nlisten) {
-        remove_unix_sockets(o, opened);
-        return 1;
-    }
+    d->vhost.file.dirfd = -1;
+    if (prepare_process() < 0 || open_exports(d->o) < 0)
+        return -1;
+    d->stop_fd = stop_signal_fd();
+    if (d->stop_fd < 0 || open_listeners(d) < 0)
+        return -1;
+    if (d->o->vhost.wanted && vhost_run_open(&d->vhost, &d->o->vhost) < 0)
+        return -1;
+    return 0;
+}
+
+static int serve_streams(struct daemon_state *d)
+{
     struct stream_server_config cfg = {
-        .exports = o->exports,
-        .nexports = o->nexports,
-        .listen_fds = listen_fds,
-        .nlisten = o->nlisten,
-        .max_workers = o->max_workers,
-        .max_sessions = o->max_sessions,
-        .stop_fd = stop_fd,
+        .exports = d->o->exports,
+        .nexports = d->o->nexports,
+        .listen_fds = d->listen_fds,
+        .nlisten = d->nlistening,
+        .max_workers = d->o->max_workers,
+        .max_sessions = d->o->max_sessions,
+        .stop_fd = d->stop_fd,
     };
-    int r = stream_server_run(&cfg);
-    remove_unix_sockets(o, o->nlisten);
-    return r ? 1 : 0;
+    return stream_server_run(&cfg) ? 1 : 0;
 }
 
 /* virtio-fs alone runs on the main thread; with stream listeners too, on
  * a thread of its own that ends the process (as virtiofsd does) when the
  * frontend goes: it raises SIGTERM, which the stream server obeys. */
-static int serve(struct options *o, int stop_fd)
+static int serve(struct daemon_state *d)
 {
-    if (!o->vhost.wanted)
-        return serve_streams(o, stop_fd);
-    struct vhost_run run = { .o = o };
-    run.sock = vhost_socket(&o->vhost, &run.listening);
-    if (run.sock < 0)
-        return 1;
-    if (o->nlisten == 0) {
-        run.stop_fd = stop_fd;
-        vhost_main(&run);
-        return run.result ? 1 : 0;
+    if (!d->o->vhost.wanted)
+        return serve_streams(d);
+    struct vhost_run *run = &d->vhost;
+    if (d->nlistening == 0) {
+        run->stop_fd = d->stop_fd;
+        vhost_run_main(run);
+        return run->result ? 1 : 0;
     }
     pthread_t thread;
-    run.end_process = true;
-    run.stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (run.stop_fd < 0 || pthread_create(&thread, NULL, vhost_main, &run) != 0) {
+    run->end_process = true;
+    run->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (run->stop_fd < 0 || pthread_create(&thread, NULL, vhost_run_main, run) != 0) {
         log_error("cannot start the virtio-fs thread");
         return 1;
     }
-    int r = serve_streams(o, stop_fd);
-    (void)eventfd_write(run.stop_fd, 1);
+    int r = serve_streams(d);
+    (void)eventfd_write(run->stop_fd, 1);
     pthread_join(thread, NULL);
-    close(run.stop_fd);
-    return r || run.result ? 1 : 0;
+    close(run->stop_fd);
+    return r || run->result ? 1 : 0;
 }
 
 int main(int argc, char **argv)
 {
     static struct options o;
+    static struct daemon_state d = { .o = &o };
 
     fsb_log_init("fsbridged", false);
     int r = options_parse(argc, argv, &o);
     if (r)
         return r > 0 ? 0 : 2;
     fsb_log_init("fsbridged", o.syslog);
-    if (prepare_process() < 0 || open_exports(&o) < 0)
-        return 1;
-    int stop_fd = stop_signal_fd();
-    if (stop_fd < 0) {
-        log_error("signalfd: %s", strerror(errno));
-        return 1;
+    r = 1;
+    if (open_everything(&d) == 0 && sandbox_enter(o.vhost.sandbox, o.vhost.seccomp) == 0) {
+        r = serve(&d);
+        log_info("stopped");
     }
-    r = serve(&o, stop_fd);
-    log_info("stopped");
+    remove_socket_files(&d);
     return r;
 }

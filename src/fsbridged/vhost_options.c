@@ -47,14 +47,25 @@ static int parse_cache(const char *arg, enum fsb_cache_mode *mode)
     return fail("unknown cache mode", arg);
 }
 
-/* Sandboxing is not built yet (docs/architecture.md, "Hardening"): "none"
- * is what we do; asking for more is refused rather than ignored. */
-static int parse_sandbox(const char *what, const char *arg)
+/* --sandbox / -o sandbox=: virtiofsd's chroot mode (for containers
+ * without namespaces) is not offered: our empty root needs a mount
+ * namespace, and a chroot into one export would hide the others. */
+static int set_sandbox(struct vhost_options *v, const char *arg)
 {
-    if (strcmp(arg, "none") == 0)
-        return 0;
-    fprintf(stderr, "fsbridged: %s=%s is not supported yet; use %s=none\n", what, arg, what);
-    return -1;
+    int mode = sandbox_parse_mode(arg);
+    if (mode < 0)
+        return fail("unknown sandbox mode (namespace, none)", arg);
+    v->sandbox = (enum sandbox_mode)mode;
+    return 0;
+}
+
+static int set_seccomp(struct vhost_options *v, const char *arg)
+{
+    int mode = seccomp_parse_mode(arg);
+    if (mode < 0)
+        return fail("unknown seccomp mode (errno, kill, log, trap, none)", arg);
+    v->seccomp = (enum seccomp_mode)mode;
+    return 0;
 }
 
 static int parse_number(const char *arg, unsigned max, unsigned *out)
@@ -124,7 +135,7 @@ static int legacy_key(struct vhost_options *v, char *key)
     if (value && strcmp(key, "log_level") == 0)
         return set_log_level(value);
     if (value && strcmp(key, "sandbox") == 0)
-        return parse_sandbox("sandbox", value);
+        return set_sandbox(v, value);
     if (strcmp(key, "xattr") == 0 || strcmp(key, "no_xattr") == 0) {
         v->export.no_xattr = key[0] == 'n';
         return 0;
@@ -170,8 +181,8 @@ int vhost_option(struct vhost_options *v, int code, const char *arg)
     case VOPT_XATTR: v->export.no_xattr = false; return 0;
     case VOPT_NO_XATTR: v->export.no_xattr = true; return 0;
     case VOPT_WRITEBACK: v->export.writeback = true; return 0;
-    case VOPT_SANDBOX: return parse_sandbox("--sandbox", arg);
-    case VOPT_SECCOMP: return parse_sandbox("--seccomp", arg);
+    case VOPT_SANDBOX: return set_sandbox(v, arg);
+    case VOPT_SECCOMP: return set_seccomp(v, arg);
     case VOPT_THREAD_POOL_SIZE: return parse_number(arg, 1024, &v->thread_pool_size);
     case VOPT_PRINT_CAPABILITIES:
         puts("{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}");

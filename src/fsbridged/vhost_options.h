@@ -6,6 +6,7 @@
 #define FSB_VHOST_OPTIONS_H
 
 #include "engine/session.h"
+#include "fsbridged/sandbox.h"
 
 #include <stdbool.h>
 
@@ -16,6 +17,9 @@ struct vhost_options {
     struct fsb_export export;     /* --shared-dir and its cache/xattr/... options */
     bool have_shared_dir;
     unsigned thread_pool_size;
+    /* Process-wide (streams too), but set by virtiofsd's options. */
+    enum sandbox_mode sandbox;
+    enum seccomp_mode seccomp;
 };
 
 /* The getopt_long codes of these options (options.c lists them). */
