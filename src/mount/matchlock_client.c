@@ -271,8 +271,22 @@ static int wait_readable(int fd, int timeout_ms)
     return n < 0 ? -errno : n == 0 ? -ETIMEDOUT : 0;
 }
 
+/* Reads and drops LEN bytes of a frame too big to keep, so that the
+ * stream stays in step.  0 or -errno. */
+static int skip_bytes(struct ml_conn *conn, uint32_t len)
+{
+    int err = grow(&conn->in, &conn->in_cap, 64 * 1024);
+    while (!err && len > 0) {
+        uint32_t n = len < conn->in_cap ? len : (uint32_t)conn->in_cap;
+        err = fsb_read_full(conn->fd, conn->in, n);
+        len -= n;
+    }
+    return err;
+}
+
 /* Reads one response frame into conn->in; returns its length or -errno,
- * with a reason in WHY. */
+ * with a reason in WHY.  A frame over ML_RESPONSE_MAX (a directory of
+ * millions of entries) is skipped: -EFBIG. */
 static ssize_t receive(struct ml_client *c, struct ml_conn *conn, const char *op, char *why,
                        size_t whylen)
 {
@@ -282,9 +296,10 @@ static ssize_t receive(struct ml_client *c, struct ml_conn *conn, const char *op
         err = fsb_read_full(conn->fd, header, sizeof(header));
     uint32_t len = err ? 0 : ml_frame_length(header);
     if (!err && len > ML_RESPONSE_MAX) {
-        snprintf(why, whylen, "response to %s of %u bytes (at most %u allowed)", op, len,
+        snprintf(why, whylen, "response to %s of %u bytes refused (at most %u)", op, len,
                  ML_RESPONSE_MAX);
-        return -EPROTO;
+        err = skip_bytes(conn, len);
+        return err ? err : -EFBIG;
     }
     if (!err)
         err = grow(&conn->in, &conn->in_cap, len ? len : 1);
@@ -300,9 +315,9 @@ static ssize_t receive(struct ml_client *c, struct ml_conn *conn, const char *op
 }
 
 /*
- * Returns 0, -EINVAL (REQ cannot be sent), -EPROTO (a bad response: the
- * stream cannot be trusted any more) or another -errno (the connection
- * failed), with a reason in WHY.
+ * Returns 0, -EINVAL (REQ cannot be sent), -EFBIG (the response was too
+ * big), -EPROTO (a bad response: the stream cannot be trusted any more) or
+ * another -errno (the connection failed), with a reason in WHY.
  */
 static int roundtrip(struct ml_client *c, struct ml_conn *conn, const struct ml_request *req,
                      struct ml_response *resp, char *why, size_t whylen)
@@ -361,10 +376,12 @@ int ml_client_call(struct ml_client *c, struct ml_conn *pin, const struct ml_req
             x->conn = conn;
             return 0;
         }
-        if (err == -EINVAL || err == -ENOMEM) {
+        if (err == -EINVAL || err == -ENOMEM || err == -EFBIG) {
             log_warn("%s", why);
+            if (err == -EFBIG)
+                conn->done++; /* answered, and skipped: the stream is fine */
             release(c, conn);
-            return err;
+            return err == -EFBIG ? -EIO : err;
         }
         if (!recover(c, conn, err, why))
             return -ENOTCONN;

@@ -71,7 +71,8 @@ int ml_client_start_watcher(struct ml_client *c);
  * Sends REQ and waits for the response, on PIN if not NULL (a handle's
  * connection), else on any connection.  Returns 0 with x filled (the
  * caller must call ml_exchange_done(x)), -ENOTCONN if the host is lost,
- * -EINVAL if REQ cannot be encoded.  A response's own error is in
+ * -EINVAL if REQ cannot be encoded, -EIO (logged) for a response over
+ * ML_RESPONSE_MAX, which is skipped.  A response's own error is in
  * x->resp.err.
  */
 int ml_client_call(struct ml_client *c, struct ml_conn *pin, const struct ml_request *req,

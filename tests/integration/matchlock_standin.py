@@ -22,6 +22,8 @@ It behaves as matchlock's server does, shortcomings included:
 Run:  python3 matchlock_standin.py --listen SOCKET --export /workspace=DIR
       [--max-connections N]   close connections beyond N at once
       [--read-delay SECONDS]  answer each Read that much later (requests overlap)
+      [--pad-readdir NAME:N]  pad the Readdir response of directories called NAME
+                              with N bytes under an unknown key (an oversized frame)
       [--log FILE]            one line per connection and per request op
 Prints "ready" on stdout once listening.
 """
@@ -33,6 +35,8 @@ import socket
 import sys
 import threading
 import time
+
+import cbor2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mlproto  # noqa: E402
@@ -57,12 +61,14 @@ class Handle:
 
 
 class Server:
-    def __init__(self, prefix, root, max_connections=None, log=None, read_delay=0.0):
+    def __init__(self, prefix, root, max_connections=None, log=None, read_delay=0.0,
+                 pad_readdir=None):
         self.prefix = prefix.rstrip("/") or "/"
         self.root = os.path.abspath(root)
         self.max_connections = max_connections
         self.log = log
         self.read_delay = read_delay
+        self.pad_readdir = pad_readdir  # (name, bytes) or None
         self.lock = threading.Lock()
         self.handles = {}
         self.next_fh = 0
@@ -209,6 +215,14 @@ class Server:
         except OSError as e:
             return {"err": collapse(e)}
 
+    def body(self, req):
+        """The CBOR body answering REQ."""
+        m = mlproto.response_map(**self.answer(req))
+        if (self.pad_readdir and req.get("op") == mlproto.OP_READDIR
+                and os.path.basename(req.get("path", "")) == self.pad_readdir[0]):
+            m["pad"] = bytes(self.pad_readdir[1])
+        return cbor2.dumps(m)
+
     # ----------------------------------------------------------------
     # connections
 
@@ -222,7 +236,12 @@ class Server:
             return
         self.note(f"connection {number}")
         with conn:
-            mlproto.serve_connection(conn, self.answer, limit=1 << 30)
+            try:
+                while True:
+                    req = cbor2.loads(mlproto.recv_frame(conn, limit=1 << 30))
+                    mlproto.send_frame(conn, self.body(req))
+            except (mlproto.Closed, ConnectionError):
+                pass
 
 
 def main():
@@ -232,10 +251,15 @@ def main():
     ap.add_argument("--max-connections", type=int)
     ap.add_argument("--log")
     ap.add_argument("--read-delay", type=float, default=0.0)
+    ap.add_argument("--pad-readdir")
     args = ap.parse_args()
     prefix, _, root = args.export.partition("=")
     log = open(args.log, "a") if args.log else None
-    server = Server(prefix, root, args.max_connections, log, args.read_delay)
+    pad = None
+    if args.pad_readdir:
+        name, _, size = args.pad_readdir.rpartition(":")
+        pad = (name, int(size))
+    server = Server(prefix, root, args.max_connections, log, args.read_delay, pad)
 
     if os.path.exists(args.listen):
         os.unlink(args.listen)

@@ -205,6 +205,23 @@ def test_standin_host_errors_and_symlinks(standin_mount, export_dir):
 
 
 @pytest.mark.deadline(60)
+def test_standin_oversized_response_fails_that_request_only(fsb_workdir, export_dir,
+                                                           standin_factory, mount_factory):
+    """A response over the 16 MiB bound (a listing of millions of names) is
+    read past and refused; the mount goes on."""
+    mnt = fsb_workdir / "mnt"
+    os.mkdir(export_dir / "huge")
+    (export_dir / "small").write_bytes(b"ok")
+    standin = standin_factory(str(mnt), export_dir, "--pad-readdir", "huge:17000000")
+    m = mount_factory(standin.address, mnt, options=["connections=1"], extra_args=[PROTOCOL])
+    assert errno_of(os.listdir, m.path / "huge") == errno.EIO
+    assert sorted(os.listdir(m.path)) == ["huge", "small"]
+    assert read(m.path / "small") == b"ok"
+    assert "response to Readdir of 170000" in m.stderr_text()
+    assert m.proc.poll() is None
+
+
+@pytest.mark.deadline(60)
 def test_standin_requests_spread_over_connections(fsb_workdir, export_dir, standin_factory,
                                                   mount_factory):
     mnt = fsb_workdir / "mnt"
