@@ -158,6 +158,21 @@ static int cmd_getattr(struct client *c, char **a)
     return 0;
 }
 
+/* Opens NAME and keeps the handle (as a guest that still has it open). */
+static int cmd_open(struct client *c, char **a)
+{
+    struct fuse_entry_out e;
+    uint64_t fh;
+    if (lookup(c, a[0], &e))
+        return -1;
+    int err = vu_fuse_open(&c->fs, e.nodeid, O_RDONLY, &fh);
+    if (err)
+        return fail(c, "OPEN %s: %s", a[0], why(c, err));
+    printf("ok open %s: node %llu handle %llu\n", a[0], (unsigned long long)e.nodeid,
+           (unsigned long long)fh);
+    return 0;
+}
+
 /* ---- FORGET ------------------------------------------------------------ */
 
 /* Two lookups, FORGET of one: the node stays; FORGET of the other: gone. */
@@ -494,6 +509,7 @@ static const struct command commands[] = {
     { "getattr", 0, cmd_getattr, "GETATTR of the root" },
     { "write", 2, cmd_write, "write:NAME:HOSTFILE  CREATE NAME, WRITE HOSTFILE's bytes into it" },
     { "read", 2, cmd_read, "read:NAME:HOSTFILE  READ all of NAME into HOSTFILE" },
+    { "open", 1, cmd_open, "open:NAME  LOOKUP and OPEN NAME, keep the handle" },
     { "forget", 1, cmd_forget, "forget:NAME  two LOOKUPs, FORGET 1 (node stays), FORGET 1 (gone)" },
     { "batch-forget", 1, cmd_batch_forget, "batch-forget:NAME  3 LOOKUPs, one BATCH_FORGET" },
     { "lock-order", 2, cmd_lock_order,

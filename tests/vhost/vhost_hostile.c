@@ -232,12 +232,13 @@ static enum outcome health(struct env *e, char *why, size_t len)
 {
     if (vu_peer_closed(&e->fe, 20))
         return OUT_CLOSED;
-    if (e->reached < STAGE_STARTED) {
-        if ((e->reached < STAGE_OWNED && vu_handshake(&e->fe) < 0) || vu_start(&e->fe) < 0)
-            return lost(e, why, len);
-        e->reached = STAGE_STARTED;
-    }
-    if (serves(e))
+    if (e->reached < STAGE_OWNED && vu_handshake(&e->fe) < 0)
+        return lost(e, why, len);
+    /* A case that ran before the rings existed: start them now.  If the
+     * case left a ring running, the backend may refuse that; the restart
+     * below stops the rings first, as QEMU does. */
+    bool started = e->reached >= STAGE_STARTED || vu_start(&e->fe) == 0;
+    if (started && serves(e))
         return OUT_SERVED;
     if (vu_peer_closed(&e->fe, 20))
         return OUT_CLOSED;
