@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HELLO_TIMEOUT_SEC 10
@@ -312,24 +312,60 @@ static int send_hello_reply(struct conn *c, uint32_t status, uint32_t max_frame)
 /* Reads and checks the HELLO.  Returns 0 with *exp set, or the errno to
  * send back (negative), or 1 when the peer must just be dropped, or 2 for
  * a matchlock client (its first byte, a zero, is read). */
+/* Reads LEN bytes unless DEADLINE (CLOCK_MONOTONIC) passes first: the
+ * whole HELLO has one time limit, so a peer trickling a byte at a time
+ * holds a session slot no longer than a silent one. */
+static int read_by(int fd, void *buf, size_t len, const struct timespec *deadline)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long ms = (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (ms <= 0 || poll(&pfd, 1, (int)ms) == 0)
+            return -ETIMEDOUT;
+        ssize_t n = read(fd, p, len);
+        if (n == 0)
+            return -EPIPE;
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            return -errno;
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        }
+    }
+    return 0;
+}
+
+static int read_hello_bytes(struct conn *c, void *buf, size_t len, const struct timespec *deadline)
+{
+    int err = read_by(c->fd, buf, len, deadline);
+    if (err == -ETIMEDOUT)
+        log_warn("session %u: no complete HELLO within %d s: closing", c->id, HELLO_TIMEOUT_SEC);
+    return err;
+}
+
 static int read_hello(struct conn *c, struct fsb_hello *h, const struct fsb_export **exp)
 {
     uint8_t buf[FSB_HELLO_SIZE];
-    if (fsb_read_full(c->fd, buf, 1) < 0)
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += HELLO_TIMEOUT_SEC; /* a silent or slow peer holds no slot */
+    if (read_hello_bytes(c, buf, 1, &deadline) < 0)
         return 1;
     if (buf[0] == 0)
         return 2; /* a matchlock frame length: served by handshake() */
-    int err = fsb_read_full(c->fd, buf + 1, sizeof(buf) - 1);
-    if (err)
+    if (read_hello_bytes(c, buf + 1, sizeof(buf) - 1, &deadline) < 0)
         return 1;
-    err = fsb_hello_decode(buf, h);
+    int err = fsb_hello_decode(buf, h);
     if (err == -EPROTO) {
         log_warn("session %u: not a fsbridge HELLO: closing", c->id);
         return 1;
     }
     if (err)
         return err;
-    if (fsb_read_full(c->fd, h->name, h->name_len) < 0)
+    if (read_hello_bytes(c, h->name, h->name_len, &deadline) < 0)
         return 1;
     if (fsb_hello_check_name(h) < 0)
         return -EINVAL;
@@ -340,20 +376,12 @@ static int read_hello(struct conn *c, struct fsb_hello *h, const struct fsb_expo
     return *exp ? 0 : -ENOENT;
 }
 
-static void set_recv_timeout(int fd, int seconds)
-{
-    struct timeval tv = { .tv_sec = seconds };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-}
-
 /* The handshake: creates c->session.  Returns false to drop the peer. */
 static bool handshake(struct conn *c)
 {
     struct fsb_hello h;
     const struct fsb_export *exp = NULL;
-    set_recv_timeout(c->fd, HELLO_TIMEOUT_SEC); /* a silent peer holds no slot */
     int r = read_hello(c, &h, &exp);
-    set_recv_timeout(c->fd, 0);
     if (r == 2) {
         static const uint8_t first_byte = 0;
         ml_serve_connection(c->fd, c->id, c->cfg->exports, c->cfg->nexports, &first_byte, 1);

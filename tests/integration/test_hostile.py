@@ -720,6 +720,24 @@ def test_abuse_zero_first_byte_garbage(healthy):
     healthy.check("zero-first-byte garbage")
 
 
+@pytest.mark.deadline(40)
+def test_abuse_trickled_hello_is_cut_off(healthy):
+    """A HELLO sent a byte a second never completes a session: the whole
+    HELLO has one 10 s limit, not 10 s per byte."""
+    data = hello_bytes(EXPORT)
+    start = time.monotonic()
+    with new_conn(healthy.daemon) as c:
+        for i, byte in enumerate(data):
+            if c.is_closed(1.0):
+                break
+            c.raw_frame(bytes([byte]))
+        else:
+            pytest.fail("the whole trickled HELLO was read")
+        elapsed = time.monotonic() - start
+        assert 9 <= elapsed <= 13, f"closed after {elapsed:.1f} s, {i} bytes"
+    healthy.check("trickled HELLO")
+
+
 def test_abuse_wrong_magic_and_fields(healthy):
     cases = {
         "wrong magic": hello_bytes(EXPORT, magic=b"FSBX"),
