@@ -138,6 +138,7 @@ static int serve_streams(struct daemon_state *d)
         .nlisten = d->nlistening,
         .max_workers = d->o->max_workers,
         .max_sessions = d->o->max_sessions,
+        .max_sessions_per_peer = d->o->max_sessions_per_peer,
         .stop_fd = d->stop_fd,
     };
     return stream_server_run(&cfg) ? 1 : 0;

@@ -26,6 +26,8 @@ static const char usage[] =
     "  --listen ADDRESS       unix:PATH, vsock:PORT or fd:N (repeatable)\n"
     "  --threads N            worker threads per session, at most (default 16)\n"
     "  --max-sessions N       concurrent sessions (default 64)\n"
+    "  --max-sessions-per-peer N   of one guest: one listener (a VM's hybrid-vsock\n"
+    "                         socket), or one CID on vsock (default 16)\n"
     "\n"
     "virtio-fs (vhost-user-fs backend, virtiofsd-compatible; one frontend, exit\n"
     "when it disconnects):\n"
@@ -186,13 +188,14 @@ static int parse_count(const char *arg, const char *what, unsigned max, unsigned
 
 int options_parse(int argc, char **argv, struct options *o)
 {
-    enum { OPT_EXPORT = 256, OPT_LISTEN, OPT_THREADS, OPT_MAX_SESSIONS, OPT_LOG_LEVEL,
+    enum { OPT_EXPORT = 256, OPT_LISTEN, OPT_THREADS, OPT_MAX_SESSIONS, OPT_PER_PEER, OPT_LOG_LEVEL,
            OPT_SYSLOG, OPT_HELP, OPT_VERSION };
     static const struct option longopts[] = {
         { "export", required_argument, NULL, OPT_EXPORT },
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "threads", required_argument, NULL, OPT_THREADS },
         { "max-sessions", required_argument, NULL, OPT_MAX_SESSIONS },
+        { "max-sessions-per-peer", required_argument, NULL, OPT_PER_PEER },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "syslog", no_argument, NULL, OPT_SYSLOG },
         { "help", no_argument, NULL, OPT_HELP },
@@ -214,6 +217,7 @@ int options_parse(int argc, char **argv, struct options *o)
     memset(o, 0, sizeof(*o));
     o->max_workers = 16;
     o->max_sessions = 64;
+    o->max_sessions_per_peer = 16;
     vhost_options_init(&o->vhost);
     opterr = 0;
     int c, r = 0;
@@ -224,6 +228,10 @@ int options_parse(int argc, char **argv, struct options *o)
         case OPT_THREADS: r = parse_count(optarg, "bad --threads '%s'", 1024, &o->max_workers); break;
         case OPT_MAX_SESSIONS:
             r = parse_count(optarg, "bad --max-sessions '%s'", 65536, &o->max_sessions);
+            break;
+        case OPT_PER_PEER:
+            r = parse_count(optarg, "bad --max-sessions-per-peer '%s'", 65536,
+                            &o->max_sessions_per_peer);
             break;
         case OPT_LOG_LEVEL: r = vhost_option(&o->vhost, VOPT_LOG_LEVEL, optarg); break;
         case OPT_SYSLOG: o->syslog = true; break;

@@ -18,6 +18,7 @@ struct options {
     unsigned nlisten;
     unsigned max_workers;
     unsigned max_sessions;
+    unsigned max_sessions_per_peer;
     bool syslog;
     struct vhost_options vhost; /* virtio-fs: --socket-path/--fd */
 };

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -34,6 +35,14 @@ struct job {
     char data[]; /* one FUSE request */
 };
 
+/* One guest, as far as the server can tell: the listener it came through
+ * (a Firecracker or Cloud Hypervisor VM has a hybrid-vsock socket of its
+ * own) and, on AF_VSOCK, its CID. */
+struct peer {
+    unsigned listener;
+    uint32_t cid;              /* VMADDR_CID_ANY when not vsock */
+};
+
 struct conn {
     int fd;
     unsigned id;
@@ -52,6 +61,7 @@ struct conn {
     bool closing;
     pthread_t *threads;
 
+    struct peer peer;          /* who connected, for --max-sessions-per-peer */
     struct conn *next;         /* in the server's list */
 };
 
@@ -457,7 +467,8 @@ static void *conn_main(void *arg)
     return NULL;
 }
 
-static struct conn *conn_new(int fd, const struct stream_server_config *cfg, unsigned id)
+static struct conn *conn_new(int fd, const struct stream_server_config *cfg, unsigned id,
+                             struct peer peer)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -470,6 +481,7 @@ static struct conn *conn_new(int fd, const struct stream_server_config *cfg, uns
     c->fd = fd;
     c->id = id;
     c->cfg = cfg;
+    c->peer = peer;
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->send_lock, NULL);
     pthread_cond_init(&c->work, NULL);
@@ -499,10 +511,32 @@ static void shed_connection(int lfd)
     spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void accept_one(int lfd, const struct stream_server_config *cfg)
+static unsigned sessions_of(struct peer p)
+{
+    unsigned n = 0;
+    for (struct conn *c = conns; c; c = c->next)
+        n += c->peer.listener == p.listener && c->peer.cid == p.cid;
+    return n;
+}
+
+/* Why a new session of peer P must be refused, or NULL. */
+static const char *over_limit(const struct stream_server_config *cfg, struct peer p)
+{
+    pthread_mutex_lock(&conns_lock);
+    const char *why = nconns >= cfg->max_sessions ? "too many sessions"
+                      : sessions_of(p) >= cfg->max_sessions_per_peer
+                          ? "too many sessions from this peer"
+                          : NULL;
+    pthread_mutex_unlock(&conns_lock);
+    return why;
+}
+
+static void accept_one(int lfd, unsigned listener, const struct stream_server_config *cfg)
 {
     static unsigned next_id = 1;
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof(sa);
+    int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE)
             shed_connection(lfd);
@@ -510,12 +544,13 @@ static void accept_one(int lfd, const struct stream_server_config *cfg)
             log_warn("accept: %s", strerror(errno));
         return;
     }
-    pthread_mutex_lock(&conns_lock);
-    bool full = nconns >= cfg->max_sessions;
-    pthread_mutex_unlock(&conns_lock);
-    struct conn *c = full ? NULL : conn_new(fd, cfg, next_id++);
+    struct peer peer = { .listener = listener, .cid = VMADDR_CID_ANY };
+    if (sa.ss_family == AF_VSOCK)
+        peer.cid = ((struct sockaddr_vm *)&sa)->svm_cid;
+    const char *why = over_limit(cfg, peer);
+    struct conn *c = why ? NULL : conn_new(fd, cfg, next_id++, peer);
     if (!c) {
-        log_warn("refusing a connection: %s", full ? "too many sessions" : "out of memory");
+        log_warn("refusing a connection: %s", why ? why : "out of memory");
         close(fd);
         return;
     }
@@ -564,7 +599,7 @@ int stream_server_run(const struct stream_server_config *cfg)
             break;
         for (unsigned i = 0; i < cfg->nlisten; i++)
             if (pfds[i].revents & POLLIN)
-                accept_one(pfds[i].fd, cfg);
+                accept_one(pfds[i].fd, i, cfg);
     }
     free(pfds);
     end_all_sessions();

@@ -20,6 +20,7 @@ struct stream_server_config {
     unsigned nlisten;
     unsigned max_workers;   /* per session */
     unsigned max_sessions;
+    unsigned max_sessions_per_peer; /* per listener, and per CID on vsock */
     int stop_fd;            /* readable when the server must stop */
 };
 

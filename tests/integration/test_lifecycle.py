@@ -27,6 +27,7 @@ import time
 import pytest
 
 import helpers
+from fuse_client import ConnectionClosed, FuseClient
 from fuse_client import FuseClient, connect_unix, hello_bytes
 
 EXPORT = "life"
@@ -514,3 +515,32 @@ def test_fsbridge_mount_help_and_version(build_dir):
     r = run_cli([exe, "--version"])
     assert r.returncode == 0, r.stderr
     assert re.search(r"\d+\.\d+", r.stdout + r.stderr)
+
+
+def test_sessions_are_bounded_per_peer(fsb_workdir, export_dir, daemon_factory):
+    """One guest (here: one listener, as a Firecracker VM's hybrid-vsock
+    socket is) cannot take every session slot from the others."""
+    a, b = fsb_workdir / "vm-a.sock", fsb_workdir / "vm-b.sock"
+    d = daemon_factory([f"{EXPORT}={export_dir}"], ["--max-sessions-per-peer", "2"],
+                       listen=[f"unix:{a}", f"unix:{b}"])
+    helpers.poll_until(lambda: a.exists() and b.exists(), what="both listeners")
+    first = [FuseClient(a, export=EXPORT) for _ in range(2)]
+    assert all(c.alive() for c in first)
+    with pytest.raises((ConnectionClosed, ConnectionError, OSError)):
+        third = FuseClient(a, export=EXPORT)   # refused at accept: closed at once
+        third.alive()
+    other = FuseClient(b, export=EXPORT)        # another guest is still served
+    assert other.alive()
+    first[0].close()
+    helpers.poll_until(lambda: _session_works(a), what="a freed slot of the first peer")
+    for c in first[1:] + [other]:
+        c.close()
+    assert "too many sessions from this peer" in d.stderr_text()
+
+
+def _session_works(path):
+    try:
+        with FuseClient(path, export=EXPORT) as c:
+            return c.alive()
+    except (ConnectionClosed, ConnectionError, OSError):
+        return False
