@@ -8,8 +8,11 @@
 #    -Werror,
 # 3. runs the unit tests (meson test) and the fuzz targets for a short while
 #    (tests/fuzz/run-fuzz.sh, clang + libFuzzer),
-# 4. runs the integration tests (pytest, real FUSE mounts: needs root and
-#    /dev/fuse), passing PYTEST_ARGS through (e.g. -k rename, -x, -v).
+# 4. fetches the VM tests' guest kernel once (tests/vm/fetch-kernel.sh, into
+#    FSB_VM_CACHE, default /var/cache/fsbridge-vm),
+# 5. runs the VM tests (QEMU guests on virtio-fs and virtio-serial, tests/vm)
+#    and the integration tests (real FUSE mounts: needs root and /dev/fuse)
+#    in one pytest run, passing PYTEST_ARGS through (e.g. -k rename, -x, -v).
 #
 # Exits non-zero on any failure.  The last line printed is pytest's summary
 # ("N passed, M skipped in ..."), which CI reads.
@@ -59,6 +62,10 @@ meson test -C "$builddir" --no-rebuild --print-errorlogs
 step "fuzz targets (libFuzzer, a short run from the corpus)"
 tests/fuzz/run-fuzz.sh "${FSB_FUZZ_SECONDS:-20}"
 
-step "integration tests"
+step "VM guest kernel (Debian linux-image-amd64, cached)"
+# Without a network the VM tests skip, naming the reason.
+tests/vm/fetch-kernel.sh >/dev/null || echo "no guest kernel: the VM tests will skip"
+
+step "VM tests and integration tests"
 export FSB_BUILD_DIR=$repo/$builddir
-exec /usr/bin/python3 -m pytest -q -rfEs tests/integration "$@"
+exec /usr/bin/python3 -m pytest -q -rfEs tests/vm tests/integration "$@"

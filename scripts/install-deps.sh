@@ -18,6 +18,9 @@ PACKAGES=(
     clang libclang-rt-dev
     # tests (tests/integration: pytest, xattrs, git round trip, process tools)
     python3 python3-pytest attr git util-linux mount procps psmisc kmod tar diffutils
+    # VM tests (tests/vm: QEMU guests with Debian's kernel and a busybox
+    # initramfs; the legacy virtiofsd of qemu-system-common for comparison)
+    qemu-system-x86 qemu-system-common busybox-static zstd xz-utils
 )
 PACKAGES+=("$@")
 
