@@ -107,6 +107,7 @@ struct env {
     bool raw_sent, raw_returned;
     uint32_t raw_len;
     bool unanswered;           /* a need_reply message got no reply */
+    uint64_t seed, rng;        /* random cases */
     char note[512];            /* what the case saw, for its line */
 };
 

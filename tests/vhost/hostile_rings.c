@@ -117,26 +117,34 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* Waits for HEAD to come back on Q; notes its length or that it did not. */
-static void await_raw(struct env *e, struct vu_ring *q, uint16_t head)
+/* Waits up to LIMIT_MS for HEAD to come back on Q; true (and *LEN) when it
+ * did.  Other used entries are dropped. */
+static bool wait_raw(struct env *e, struct vu_ring *q, uint16_t head, int limit_ms, uint32_t *len)
 {
-    int limit = e->timeout_ms < 1000 ? e->timeout_ms : 1000;
-    int64_t deadline = now_ms() + limit;
-    for (int64_t left = limit; left > 0; left = deadline - now_ms()) {
+    int64_t deadline = now_ms() + limit_ms;
+    for (int64_t left = limit_ms; left > 0; left = deadline - now_ms()) {
         if (vu_ring_wait(q, (int)left) <= 0)
             break;
         struct vu_used u;
         while (vu_ring_get_used(q, &u) == 1) {
             if (u.id == head && (!u.known || u.token == &e->raw_token)) {
-                e->raw_returned = true;
-                e->raw_len = u.len;
-                note(e, "bad request returned (length %u)", u.len);
-                return;
+                *len = u.len;
+                return true;
             }
-            note(e, "unexpected used entry %u (length %u); ", u.id, u.len);
         }
     }
-    note(e, "bad request not returned within %d ms", limit);
+    return false;
+}
+
+/* Waits for HEAD to come back on Q; notes its length or that it did not. */
+static void await_raw(struct env *e, struct vu_ring *q, uint16_t head)
+{
+    int limit = e->timeout_ms < 1000 ? e->timeout_ms : 1000;
+    e->raw_returned = wait_raw(e, q, head, limit, &e->raw_len);
+    if (e->raw_returned)
+        note(e, "bad request returned (length %u)", e->raw_len);
+    else
+        note(e, "bad request not returned within %d ms", limit);
 }
 
 /* Publishes the chain in IDX (already written) and waits for it. */
@@ -462,6 +470,144 @@ static int run_add_until_full(struct env *e, const struct hcase *c)
     return CASE_DONE;
 }
 
+/* ---- random chains --------------------------------------------------------- */
+
+static uint64_t rnd(struct env *e)
+{
+    e->rng ^= e->rng << 13;
+    e->rng ^= e->rng >> 7;
+    e->rng ^= e->rng << 17;
+    return e->rng;
+}
+
+static uint64_t random_addr(struct env *e)
+{
+    switch (rnd(e) % 10) {
+    case 0: return where_gpa(e, AT_GOOD);
+    case 1:
+    case 2: return where_gpa(e, AT_OUT) + rnd(e) % OUT_SIZE;
+    case 3: return e->scratch_gpa + rnd(e) % SCRATCH_SIZE;
+    case 4: return where_gpa(e, AT_HOLE) - rnd(e) % 256;
+    case 5: return vu_mem_straddling(&e->fe.mem, 0) - rnd(e) % 512;
+    case 6: return where_gpa(e, AT_TABLE);
+    case 7: return rnd(e);
+    case 8: return where_gpa(e, rnd(e) % 2 ? AT_USED : AT_DESC);
+    default: return where_gpa(e, AT_WRAP) + rnd(e) % 8192;
+    }
+}
+
+static uint32_t random_len(struct env *e)
+{
+    static const uint32_t lens[] = { 0, 1, 16, GOOD_LEN, 4096, 0xffffffffu };
+    uint64_t r = rnd(e);
+    return r % 8 < 6 ? lens[r % 8] : (uint32_t)(r >> 16) % (r % 8 == 6 ? 65536u : 0xffffffffu);
+}
+
+/* One descriptor of random shape; NEXT points at a random neighbour or
+ * the following one.  The first of a chain is usually a good request, so
+ * that the backend gets past the header into the rest. */
+static void random_desc(struct env *e, struct vring_desc *d, unsigned i, unsigned n,
+                        const uint16_t *idx)
+{
+    bool good = i == 0 && rnd(e) % 4 != 0;
+    d->addr = good ? where_gpa(e, AT_GOOD) : random_addr(e);
+    d->len = good ? GOOD_LEN : random_len(e);
+    d->flags = good ? R : (uint16_t)(rnd(e) & (R | W | (rnd(e) % 8 == 0 ? IND : 0)));
+    if (i + 1 < n && rnd(e) % 4 != 0)
+        d->flags |= R;
+    uint64_t r = rnd(e);
+    d->next = r % 8 == 0 ? (uint16_t)(r >> 8) : idx[(i + 1 + (r % 16 == 1)) % n];
+    if (d->flags & W)
+        allow_write(e, d->addr, d->len);
+}
+
+/* A chain the way a driver builds one (the request, more readable
+ * buffers, then writable ones, linked in order, all in scratch), with one
+ * field of one descriptor changed at random a third of the time. */
+static void structured_chain(struct env *e, struct vring_desc *desc, const uint16_t *idx,
+                             unsigned n)
+{
+    unsigned nread = 1 + (unsigned)(rnd(e) % n);
+    for (unsigned i = 0; i < n; i++) {
+        struct vring_desc *d = &desc[idx[i]];
+        uint64_t r = rnd(e);
+        d->addr = i == 0 ? where_gpa(e, AT_GOOD) : where_gpa(e, AT_OUT) + r % OUT_SIZE;
+        d->len = i == 0 ? GOOD_LEN : (r >> 16) % 2 ? 16u << (r >> 20) % 9 : (uint32_t)(r >> 24) % 4096;
+        d->flags = (uint16_t)((i >= nread ? W : 0) | (i + 1 < n ? R : 0));
+        d->next = i + 1 < n ? idx[i + 1] : 0;
+    }
+    if (rnd(e) % 3 == 0) {
+        struct vring_desc *d = &desc[idx[rnd(e) % n]];
+        switch (rnd(e) % 4) {
+        case 0: d->addr = random_addr(e); break;
+        case 1: d->len = random_len(e); break;
+        case 2: d->flags ^= (uint16_t)(1u << rnd(e) % 3); break;
+        default: d->next = (uint16_t)rnd(e); break;
+        }
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (desc[idx[i]].flags & W)
+            allow_write(e, desc[idx[i]].addr, desc[idx[i]].len);
+}
+
+/* Fills the indirect table area with random descriptors. */
+static void random_table(struct env *e)
+{
+    struct vring_desc *table = (struct vring_desc *)(scratch(e) + TABLE_OFF);
+    uint16_t idx[8];
+    for (unsigned i = 0; i < 8; i++)
+        idx[i] = (uint16_t)i;
+    for (unsigned i = 0; i < 8; i++)
+        random_desc(e, &table[i], i, 8, idx);
+}
+
+/* VARIANT random chains (seeded by --seed), each waited for; the rings are
+ * restarted when chains stop coming back. */
+static int run_random_chains(struct env *e, const struct hcase *c)
+{
+    unsigned returned = 0, answered = 0, restarts = 0, missing = 0, sent = 0;
+    prepare_scratch(e);
+    memcpy(e->scratch_copy, scratch(e), SCRATCH_SIZE);
+    for (; sent < (unsigned)c->variant; sent++) {
+        struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
+        unsigned n = 1 + (unsigned)(rnd(e) % 8);
+        uint16_t idx[8];
+        if (missing > 3 || vu_ring_reserve(q, n, idx) < 0) {
+            if (vu_restart(&e->fe) < 0)
+                break;
+            restarts++;
+            missing = 0;
+            if (vu_ring_reserve(q, n, idx) < 0)
+                break;
+        }
+        random_table(e);
+        if (rnd(e) % 2)
+            structured_chain(e, q->vr.desc, idx, n);
+        else
+            for (unsigned i = 0; i < n; i++)
+                random_desc(e, &q->vr.desc[idx[i]], i, n, idx);
+        /* The table and the request are ours to change between chains. */
+        memcpy(e->scratch_copy + TABLE_OFF, scratch(e) + TABLE_OFF, TABLE_SIZE);
+        e->raw_sent = true;
+        vu_ring_publish_raw(q, idx, n, &e->raw_token);
+        vu_ring_notify(q, true);
+        uint32_t len;
+        if (wait_raw(e, q, idx[0], 200, &len)) {
+            returned++;
+            answered += len > 0;
+        } else {
+            missing++;
+        }
+        if (vu_peer_closed(&e->fe, 0))
+            break;
+    }
+    note(e, "%u random chains (seed %llu): %u came back, %u with a reply, %u ring restarts%s",
+         sent, (unsigned long long)e->seed, returned, answered, restarts,
+         sent < (unsigned)c->variant ? "; the session ended" : "");
+    vu_fuse_reset(&e->fs);
+    return CASE_DONE;
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 #define GOOD_R { AT_GOOD, 0, GOOD_LEN, R, 1 }
@@ -596,6 +742,8 @@ static const struct hcase cases[] = {
             "a table of 2 * queue size + 1 entries"),
     { "indirect-not-negotiated", RUNNING, KEEP, BAD | CASE_NO_INDIRECT, run_spec, SPEC(c_ind),
       SPEC(t_good), 0, 0, "an indirect descriptor without INDIRECT_DESC negotiated" },
+    SPECIAL("random-chains", RUNNING, SURVIVE, 0, run_random_chains, 3000,
+            "3000 random chains (addresses, lengths, flags, next, indirect tables; --seed)"),
     SPECIAL("mem-region-beyond-file", RUNNING, SURVIVE, 0, run_region_beyond_file, 0,
             "a region 64 MiB long on a 17 MiB memfd, a reply buffer past the file's end"),
     SPECIAL("avail-idx-jumps", RUNNING, RESET, 0, run_avail_jump, 0,

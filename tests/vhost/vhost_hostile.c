@@ -3,7 +3,7 @@
  * backend; the backend must survive every case.
  *
  *   vhost-hostile [--strict] [--timeout MS] [--workdir DIR] [--case PATTERN]...
- *                 [--list] -- BACKEND [ARGS...]
+ *                 [--seed N] [--list] -- BACKEND [ARGS...]
  *
  * BACKEND runs once per case, "@SOCKET@" in its arguments replaced by the
  * socket path, e.g.
@@ -48,6 +48,7 @@ struct config {
     bool made_workdir;
     bool strict;
     int timeout_ms;
+    uint64_t seed;
     const char *patterns[MAX_PATTERNS];
     unsigned npatterns;
 };
@@ -339,6 +340,8 @@ static int setup_env(struct env *e, const struct config *cfg, const struct hcase
         o.indirect = false;
     e->strict = cfg->strict;
     e->timeout_ms = cfg->timeout_ms;
+    e->seed = cfg->seed;
+    e->rng = cfg->seed * 0x9e3779b97f4a7c15ull | 1;
     e->scratch_copy = malloc(SCRATCH_SIZE);
     e->writable_map = calloc(1, SCRATCH_SIZE);
     if (!e->scratch_copy || !e->writable_map)
@@ -420,22 +423,25 @@ static bool selected(const struct config *cfg, const char *name)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: vhost-hostile [--strict] [--timeout MS] [--workdir DIR] [--case PATTERN]...\n"
-               "                     [--list] -- BACKEND [ARGS...]   (\"@SOCKET@\" in ARGS: the socket)\n");
+               "                     [--seed N] [--list] -- BACKEND [ARGS...]\n"
+               "(\"@SOCKET@\" in ARGS is replaced by the socket path)\n");
 }
 
 static int parse(int argc, char **argv, struct config *cfg, bool *list)
 {
-    enum { O_STRICT = 1, O_TIMEOUT, O_WORKDIR, O_CASE, O_LIST, O_HELP };
+    enum { O_STRICT = 1, O_TIMEOUT, O_WORKDIR, O_CASE, O_LIST, O_SEED, O_HELP };
     static const struct option longopts[] = {
         { "strict", no_argument, NULL, O_STRICT },
         { "timeout", required_argument, NULL, O_TIMEOUT },
         { "workdir", required_argument, NULL, O_WORKDIR },
         { "case", required_argument, NULL, O_CASE },
         { "list", no_argument, NULL, O_LIST },
+        { "seed", required_argument, NULL, O_SEED },
         { "help", no_argument, NULL, O_HELP },
         { 0 },
     };
     cfg->timeout_ms = 1000;
+    cfg->seed = 1;
     for (int opt; (opt = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
         switch (opt) {
         case O_STRICT: cfg->strict = true; break;
@@ -446,6 +452,7 @@ static int parse(int argc, char **argv, struct config *cfg, bool *list)
                 cfg->patterns[cfg->npatterns++] = optarg;
             break;
         case O_LIST: *list = true; break;
+        case O_SEED: cfg->seed = strtoull(optarg, NULL, 0); break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
