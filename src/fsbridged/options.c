@@ -27,7 +27,7 @@ static const char usage[] =
     "  --threads N            worker threads per session, at most (default 16)\n"
     "  --max-sessions N       concurrent sessions (default 64)\n"
     "  --max-sessions-per-peer N   of one guest: one listener (a VM's hybrid-vsock\n"
-    "                         socket), or one CID on vsock (default 16)\n"
+    "                         socket), or one CID on vsock (default 32)\n"
     "\n"
     "virtio-fs (vhost-user-fs backend, virtiofsd-compatible; one frontend, exit\n"
     "when it disconnects):\n"
@@ -217,7 +217,7 @@ int options_parse(int argc, char **argv, struct options *o)
     memset(o, 0, sizeof(*o));
     o->max_workers = 16;
     o->max_sessions = 64;
-    o->max_sessions_per_peer = 16;
+    o->max_sessions_per_peer = 32;
     vhost_options_init(&o->vhost);
     opterr = 0;
     int c, r = 0;
