@@ -125,6 +125,10 @@ int send_hostile(struct env *e, uint32_t request, uint32_t flags, const void *pa
 /* Reads what the backend answers for up to FIRST_MS; notes it. */
 void drain_replies(struct env *e, int first_ms);
 
+/* Sends a GETATTR whose request and reply buffers lie in REGION (after a
+ * memory table change: does the backend use what it was told?). */
+void probe_region(struct env *e, unsigned region);
+
 /* Case tables. */
 size_t hostile_ring_cases(const struct hcase **cases);
 size_t hostile_message_cases(const struct hcase **cases);

@@ -74,7 +74,8 @@ static int run_mem_table(struct env *e, const struct hcase *c)
     case TABLE_UVA_WRAPS: p.t.regions[2].userspace_addr = 0xffffffffffff0000ull; break;
     case TABLE_OFFSET_BEYOND: p.t.regions[2].mmap_offset = 1ull << 40; break;
     }
-    send_hostile(e, VU_SET_MEM_TABLE, 0, &p, size, fds, nfds);
+    if (send_hostile(e, VU_SET_MEM_TABLE, 0, &p, size, fds, nfds) == 0)
+        probe_region(e, 2);
     return CASE_DONE;
 }
 

@@ -207,6 +207,29 @@ static int run_spec_legal(struct env *e, const struct hcase *c)
     return r == CASE_DONE ? check_attr_reply(e, where_gpa(e, AT_OUT)) : r;
 }
 
+void probe_region(struct env *e, unsigned region)
+{
+    struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
+    void *p;
+    uint64_t req = vu_mem_alloc(&e->fe.mem, region, GOOD_LEN + OUT_SIZE, 4096, &p);
+    uint16_t idx[2];
+    if (!req || vu_ring_reserve(q, 2, idx) < 0) {
+        note(e, "; no room for a probe in region %u", region);
+        return;
+    }
+    write_getattr(e, req, GOOD_LEN);
+    q->vr.desc[idx[0]] = (struct vring_desc){ .addr = req, .len = GOOD_LEN, .flags = R, .next = idx[1] };
+    q->vr.desc[idx[1]] = (struct vring_desc){ .addr = req + GOOD_LEN, .len = OUT_SIZE, .flags = W };
+    vu_ring_publish_raw(q, idx, 2, &e->raw_token);
+    vu_ring_notify(q, true);
+    uint32_t len;
+    bool back = wait_raw(e, q, idx[0], e->timeout_ms < 1000 ? e->timeout_ms : 1000, &len);
+    if (back)
+        note(e, "; a request in region %u came back (length %u)", region, len);
+    else
+        note(e, "; a request in region %u did not come back", region);
+}
+
 /* ---- cases with code of their own ---------------------------------------- */
 
 /* A legal chain as long as the ring: the request, then 16-byte pieces. */
@@ -229,22 +252,24 @@ static int run_whole_ring(struct env *e, const struct hcase *c)
     return check_attr_reply(e, where_gpa(e, AT_OUT));
 }
 
-/* An indirect table of twice the queue size plus one entries. */
+/* An indirect table of VARIANT entries (0: twice the queue size plus
+ * one): the request, then writable pieces as small as it takes. */
 static int run_long_indirect(struct env *e, const struct hcase *c)
 {
-    (void)c;
     struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
-    unsigned n = 2u * q->num + 1;
+    unsigned n = c->variant ? (unsigned)c->variant : 2u * q->num + 1;
+    unsigned piece = OUT_SIZE / (n - 1) < 16 ? OUT_SIZE / (n - 1) : 16;
     uint16_t head;
-    if ((n - 1) * 16 > OUT_SIZE || n * 16 > TABLE_SIZE || vu_ring_reserve(q, 1, &head) < 0)
-        return case_skip(e, "queue too big for the scratch area");
+    if (piece == 0 || n * 16 > TABLE_SIZE || vu_ring_reserve(q, 1, &head) < 0)
+        return case_skip(e, "a table of %u entries does not fit the scratch area", n);
     prepare_scratch(e);
     struct vring_desc *table = (struct vring_desc *)(scratch(e) + TABLE_OFF);
     struct dspec s = { AT_GOOD, 0, GOOD_LEN, R, 1 };
     write_desc(e, &table[0], &s, 1);
     for (unsigned i = 1; i < n; i++) {
-        struct dspec piece = { AT_OUT, (int64_t)(i - 1) * 16, 16, (uint16_t)(W | (i + 1 < n ? R : 0)), 0 };
-        write_desc(e, &table[i], &piece, (uint16_t)(i + 1 < n ? i + 1 : 0));
+        struct dspec out = { AT_OUT, (int64_t)(i - 1) * piece, piece,
+                             (uint16_t)(W | (i + 1 < n ? R : 0)), 0 };
+        write_desc(e, &table[i], &out, (uint16_t)(i + 1 < n ? i + 1 : 0));
     }
     struct dspec ring_desc = { AT_TABLE, 0, n * 16, IND, -1 };
     write_desc(e, &q->vr.desc[head], &ring_desc, 0);
@@ -740,6 +765,8 @@ static const struct hcase cases[] = {
              "readable after writable inside the table"),
     SPECIAL("indirect-longer-than-queue", RUNNING, KEEP, BAD | CASE_INDIRECT, run_long_indirect, 0,
             "a table of 2 * queue size + 1 entries"),
+    SPECIAL("indirect-4096-entries", RUNNING, KEEP, BAD | CASE_INDIRECT, run_long_indirect, 4096,
+            "a table of 4096 entries (1-byte reply pieces)"),
     { "indirect-not-negotiated", RUNNING, KEEP, BAD | CASE_NO_INDIRECT, run_spec, SPEC(c_ind),
       SPEC(t_good), 0, 0, "an indirect descriptor without INDIRECT_DESC negotiated" },
     SPECIAL("random-chains", RUNNING, SURVIVE, 0, run_random_chains, 3000,
