@@ -122,8 +122,10 @@ def vhost(daemon_factory, fsb_workdir, vhost_tools):
                                     stderr=subprocess.STDOUT, text=True)
 
         def exits_cleanly(self, timeout=10):
+            """Exit status 0, and no socket file left behind."""
             rc = self.daemon.wait(timeout=timeout)
             assert rc == 0, f"fsbridged exited {rc}\n{self.daemon.stderr_text()}"
+            assert not self.socket.exists(), f"{self.socket} left behind"
 
     count = [0]
 
@@ -271,6 +273,12 @@ def test_frontend_killed(vhost):
     finally:
         c.kill()
         c.wait(timeout=10)
+    b.exits_cleanly()
+
+
+def test_sigterm_before_a_frontend(vhost):
+    b = vhost()
+    b.daemon.proc.send_signal(signal.SIGTERM)
     b.exits_cleanly()
 
 
