@@ -330,6 +330,71 @@ def test_fsbridged_extensions_are_used(fsbridged_mount, export_dir):
     assert (export_dir / "f").read_bytes() == b"012+"
 
 
+STRESS = r"""
+import errno, os, random, sys
+root, seed = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(seed)
+mine = os.path.join(root, f"w{seed}")
+os.makedirs(os.path.join(mine, "a", "b"), exist_ok=True)
+names = ["a", "a/b", "c", "c/b", "d"]
+for i in range(600):
+    op = rnd.randrange(7)
+    x, y = (os.path.join(mine, rnd.choice(names)) for _ in range(2))
+    try:
+        if op == 0:
+            with open(os.path.join(x, f"f{i % 7}"), "wb") as f:
+                f.write(b"%d" % i)
+        elif op == 1:
+            os.rename(x, y)             # whole subtrees move
+        elif op == 2:
+            os.link(os.path.join(x, f"f{i % 7}"), os.path.join(y, f"l{i % 5}"))
+        elif op == 3:
+            for name in os.listdir(x):
+                os.lstat(os.path.join(x, name))
+        elif op == 4:
+            os.unlink(os.path.join(x, rnd.choice(["f1", "f2", "l1", "l2"])))
+        elif op == 5:
+            os.mkdir(x)
+        else:
+            with open(os.path.join(x, f"f{i % 7}"), "rb") as f:
+                f.read()
+    except OSError as e:
+        if e.errno not in (errno.ENOENT, errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR,
+                           errno.ENOTDIR, errno.EINVAL):
+            raise
+print("done")
+"""
+
+
+def tree(root):
+    """{relative path: (is_dir, ino-group, content)} of a directory tree."""
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, root)
+            out[rel] = (stat.S_ISDIR(st.st_mode), st.st_nlink,
+                        None if stat.S_ISDIR(st.st_mode) else helpers.get_bytes(p))
+    return out
+
+
+@pytest.mark.deadline(120)
+def test_concurrent_renames_links_and_lookups(fsbridged_mount, export_dir):
+    """Processes moving subtrees, linking, unlinking and looking up at once:
+    the node table keeps every path right (and the sanitizers quiet)."""
+    _, m = fsbridged_mount
+    procs = [subprocess.Popen([helpers.PYTHON, "-c", STRESS, str(m.path), str(seed)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for seed in range(6)]
+    for p in procs:
+        out, err = p.communicate(timeout=100)
+        assert p.returncode == 0 and out.strip() == "done", err
+    assert m.proc.poll() is None, m.stderr_text()
+    time.sleep(1.1)  # past the attribute cache time
+    assert tree(m.path) == tree(export_dir)
+
+
 @pytest.mark.deadline(60)
 def test_fsbridged_caller_owns_what_it_creates(fsbridged_mount, export_dir):
     _, m = fsbridged_mount
