@@ -34,9 +34,19 @@ static void table_link(struct inode_table *t, struct pt_inode *in)
     size_t b = id_bucket(t, in->nodeid);
     in->next_by_id = t->by_id[b];
     t->by_id[b] = in;
+    if (in->stale)
+        return;
     b = ino_bucket(t, in->dev, in->ino);
     in->next_by_ino = t->by_ino[b];
     t->by_ino[b] = in;
+}
+
+static void unlink_by_ino(struct inode_table *t, struct pt_inode *in)
+{
+    struct pt_inode **p = &t->by_ino[ino_bucket(t, in->dev, in->ino)];
+    while (*p != in)
+        p = &(*p)->next_by_ino;
+    *p = in->next_by_ino;
 }
 
 static void table_unlink(struct inode_table *t, struct pt_inode *in)
@@ -45,10 +55,8 @@ static void table_unlink(struct inode_table *t, struct pt_inode *in)
     while (*p != in)
         p = &(*p)->next_by_id;
     *p = in->next_by_id;
-    p = &t->by_ino[ino_bucket(t, in->dev, in->ino)];
-    while (*p != in)
-        p = &(*p)->next_by_ino;
-    *p = in->next_by_ino;
+    if (!in->stale)
+        unlink_by_ino(t, in);
 }
 
 /* Doubles the bucket arrays; on allocation failure the table just stays
@@ -137,17 +145,21 @@ static struct file_handle *handle_of(int fd)
     return h;
 }
 
-static struct pt_inode *inode_new(struct inode_table *t, int fd, const struct stat *st)
+/* A new entry, taking HANDLE (handle_of(FD), or NULL). */
+static struct pt_inode *inode_new(struct inode_table *t, int fd, const struct stat *st,
+                                  struct file_handle *handle)
 {
     struct pt_inode *in = calloc(1, sizeof(*in));
-    if (!in)
+    if (!in) {
+        free(handle);
         return NULL;
+    }
     in->dev = st->st_dev;
     in->ino = st->st_ino;
     in->type = st->st_mode & S_IFMT;
     in->mount_fd = -1;
-    if (t->use_handles) {
-        in->handle = handle_of(fd);
+    if (handle) {
+        in->handle = handle;
         pthread_mutex_lock(&t->lock); /* the mounts array is shared */
         if (in->handle)
             in->mount_fd = mount_fd_for(t, st->st_dev, fd, st->st_mode);
@@ -249,11 +261,40 @@ static void offer_or_close(struct pt_inode *in, int fd)
         close(fd);
 }
 
+/* Whether IN is still the host inode whose handle is H: an inode number
+ * is reused once its file is deleted and no fd holds it, and a guest may
+ * still know the old one.  Without handles there is nothing to compare
+ * (an entry without a handle keeps a permanent fd, so its number cannot
+ * be reused). */
+static bool same_inode(const struct pt_inode *in, const struct file_handle *h)
+{
+    return !in->handle || !h ||
+           (in->handle->handle_type == h->handle_type &&
+            in->handle->handle_bytes == h->handle_bytes &&
+            memcmp(in->handle->f_handle, h->f_handle, h->handle_bytes) == 0);
+}
+
+/* The entry for (ST's dev, ino) if it is the inode of handle H; an entry
+ * of a reused number is set aside (stale).  Called with the lock held. */
+static struct pt_inode *find_current(struct inode_table *t, const struct stat *st,
+                                     const struct file_handle *h)
+{
+    struct pt_inode *in = find_by_ino(t, st->st_dev, st->st_ino);
+    if (in && !same_inode(in, h)) {
+        unlink_by_ino(t, in);
+        in->stale = true;
+        in = NULL;
+    }
+    return in;
+}
+
 int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
 {
+    struct file_handle *h = t->use_handles ? handle_of(fd) : NULL;
     pthread_mutex_lock(&t->lock);
-    struct pt_inode *in = find_by_ino(t, st->st_dev, st->st_ino);
+    struct pt_inode *in = find_current(t, st, h);
     if (in) {
+        free(h);
         in->nlookup++;
         uint64_t id = in->nodeid;
         /* Offered under the table lock: a FORGET running on another
@@ -266,16 +307,17 @@ int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
     bool full = t->count >= t->max_inodes;
     pthread_mutex_unlock(&t->lock);
     if (full) {
+        free(h);
         close(fd);
         return -ENFILE;
     }
-    in = inode_new(t, fd, st);
+    in = inode_new(t, fd, st, h);
     if (!in) {
         close(fd);
         return -ENOMEM;
     }
     pthread_mutex_lock(&t->lock);
-    struct pt_inode *raced = find_by_ino(t, st->st_dev, st->st_ino);
+    struct pt_inode *raced = find_current(t, st, in->handle);
     if (raced) {
         /* Another lookup of the same inode won: count ours on theirs. */
         raced->nlookup++;

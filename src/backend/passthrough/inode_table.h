@@ -30,6 +30,10 @@ struct pt_inode {
     int mount_fd;               /* for open_by_handle_at; owned by the table */
     struct file_handle *handle; /* NULL: the fd is permanent */
     struct fd_cache_entry fdc;
+    /* The host freed this inode and reused its number for another file
+     * (seen by its file handle): reachable by node id only, until the
+     * guest forgets it. */
+    bool stale;
     struct pt_inode *next_by_id, *next_by_ino;
 };
 
