@@ -13,8 +13,8 @@ guest memory, real split virtqueues, real FUSE requests.
     BATCH_FORGET on the hiprio queue; out-of-order completion behind a
     waiting lock; INTERRUPT on hiprio; GET_VRING_BASE stop and restart;
     guest reboot; RESET_DEVICE closing what the guest left open; several
-    request queues; one frontend only; exit when the frontend goes (also
-    when it is killed) and on SIGTERM; --fd.
+    request queues; memory hot-unplug and plug; one frontend only; exit
+    when the frontend goes (also when it is killed) and on SIGTERM; --fd.
 """
 
 import os
@@ -241,6 +241,17 @@ def test_several_request_queues(vhost):
     b = vhost()
     r = b.client("queues", options=("--queues", "4"))
     assert "4 request queues served" in r.stdout
+    b.exits_cleanly()
+
+
+def test_memory_hotplug(vhost, fsb_workdir):
+    """REM_MEM_REG and ADD_MEM_REG of the region holding the buffers, while
+    the rings run: requests are served from the region added again."""
+    b = vhost()
+    src = fsb_workdir / "src.bin"
+    data = _random_file(src, 100_000)
+    b.client("hotplug", f"write:p.bin:{src}", "hotplug", "getattr", options=("--mem-slots",))
+    assert helpers.get_bytes(b.shared / "p.bin") == data
     b.exits_cleanly()
 
 

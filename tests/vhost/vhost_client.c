@@ -445,6 +445,23 @@ static int cmd_reboot(struct client *c, char **a)
     return 0;
 }
 
+/* Memory hot-unplug and plug: REM_MEM_REG of the region holding the
+ * request buffers, ADD_MEM_REG of it again, requests served from it. */
+static int cmd_hotplug(struct client *c, char **a)
+{
+    (void)a;
+    struct fuse_attr_out attr;
+    if (vu_remove_region(&c->fe, 1) < 0)
+        return fail(c, "REM_MEM_REG: %s", c->fe.error);
+    if (vu_add_region(&c->fe, 1) < 0)
+        return fail(c, "ADD_MEM_REG: %s", c->fe.error);
+    int err = vu_fuse_getattr(&c->fs, ROOT, &attr);
+    if (err)
+        return fail(c, "GETATTR from the region added again: %s", why(c, err));
+    printf("ok hotplug: region 1 removed, added again, served from\n");
+    return 0;
+}
+
 /* A GETATTR on every request queue at once. */
 static int cmd_queues(struct client *c, char **a)
 {
@@ -521,6 +538,7 @@ static const struct command commands[] = {
       "reset-device:NAME  open NAME 4 times, RESET_DEVICE closes them, serve again" },
     { "reboot", 0, cmd_reboot, "GET_VRING_BASE of all rings, fresh rings, INIT" },
     { "queues", 0, cmd_queues, "a GETATTR on every request queue at once" },
+    { "hotplug", 0, cmd_hotplug, "REM_MEM_REG and ADD_MEM_REG of the buffers' region, then GETATTR" },
     { "pid", 0, cmd_pid, "print the backend's pid (SO_PEERCRED)" },
     { "hold", 0, cmd_hold, "print ready; wait for stdin EOF or the backend to close" },
 };

@@ -376,14 +376,31 @@ int vu_handshake(struct vu_frontend *fe)
     return vu_request(fe, VU_SET_OWNER, NULL, 0, NULL, 0);
 }
 
+static int region_message(struct vu_frontend *fe, uint32_t request, unsigned i)
+{
+    if (!vu_has_protocol(fe, VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
+        return vu_fail(fe, -ENOTSUP, "the backend does not offer CONFIGURE_MEM_SLOTS");
+    struct vu_mem_reg reg = { 0 };
+    vu_mem_describe(&fe->mem, i, &reg.region);
+    return vu_request(fe, request, &reg, sizeof(reg), &fe->mem.fd, request == VU_ADD_MEM_REG);
+}
+
+int vu_add_region(struct vu_frontend *fe, unsigned i)
+{
+    return region_message(fe, VU_ADD_MEM_REG, i);
+}
+
+int vu_remove_region(struct vu_frontend *fe, unsigned i)
+{
+    return region_message(fe, VU_REM_MEM_REG, i);
+}
+
 int vu_send_memory(struct vu_frontend *fe)
 {
     struct vu_mem *m = &fe->mem;
     if (fe->opt.mem_slots && vu_has_protocol(fe, VU_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
         for (unsigned i = 0; i < m->nregions; i++) {
-            struct vu_mem_reg reg = { 0 };
-            vu_mem_describe(m, i, &reg.region);
-            int r = vu_request(fe, VU_ADD_MEM_REG, &reg, sizeof(reg), &m->fd, 1);
+            int r = vu_add_region(fe, i);
             if (r < 0)
                 return r;
         }

@@ -73,6 +73,9 @@ void vu_close(struct vu_frontend *fe);
 /* The memory table messages (SET_MEM_TABLE of every region, or ADD_MEM_REG
  * of each with mem_slots). */
 int vu_send_memory(struct vu_frontend *fe);
+/* ADD_MEM_REG / REM_MEM_REG of our region I (CONFIGURE_MEM_SLOTS). */
+int vu_add_region(struct vu_frontend *fe, unsigned i);
+int vu_remove_region(struct vu_frontend *fe, unsigned i);
 /* NUM, BASE, ADDR, KICK, CALL, ERR and ENABLE of ring I: the backend
  * starts reading the avail ring at index BASE. */
 int vu_setup_ring(struct vu_frontend *fe, unsigned i, uint16_t base);
