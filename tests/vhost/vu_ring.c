@@ -139,11 +139,9 @@ static int add_indirect(struct vu_ring *r, const struct vu_buf *bufs, unsigned n
 
 static int add_direct(struct vu_ring *r, const struct vu_buf *bufs, unsigned nread, unsigned n)
 {
-    if (n == 0 || n > r->num_free || n > r->num)
+    uint16_t idx[VU_MAX_CHAIN];
+    if (n == 0 || n > r->num_free || n > VU_MAX_CHAIN)
         return -ENOSPC;
-    uint16_t *idx = malloc(n * sizeof(*idx));
-    if (!idx)
-        return -ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         idx[i] = take_desc(r);
         if (i > 0)
@@ -151,7 +149,6 @@ static int add_direct(struct vu_ring *r, const struct vu_buf *bufs, unsigned nre
     }
     write_chain(r->vr.desc, idx, bufs, nread, n);
     uint16_t head = idx[0];
-    free(idx);
     r->chains[head].ndesc = (uint16_t)n;
     return head;
 }

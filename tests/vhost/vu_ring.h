@@ -20,8 +20,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Longest chain we put in one indirect table. */
+/* Longest chain we put in one indirect table, and in the ring. */
 #define VU_INDIRECT_MAX 64
+#define VU_MAX_CHAIN 1024
 
 struct vu_buf {
     uint64_t gpa;
