@@ -5,6 +5,7 @@
 #include "vu_proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -53,10 +54,12 @@ int vu_mem_create(struct vu_mem *m, const uint64_t sizes[VU_MEM_REGIONS])
 {
     memset(m, 0, sizeof(*m));
     lay_out(m, sizes);
-    m->fd = memfd_create("vu-guest-ram", MFD_CLOEXEC);
+    m->fd = memfd_create("vu-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (m->fd < 0)
         return -errno;
-    if (ftruncate(m->fd, (off_t)m->file_size) < 0) {
+    /* Sealed against resizing, as QEMU's memory-backend-memfd (seal=on). */
+    if (ftruncate(m->fd, (off_t)m->file_size) < 0 ||
+        fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
         int err = -errno;
         close(m->fd);
         return err;
