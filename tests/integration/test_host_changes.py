@@ -9,6 +9,7 @@ import resource
 
 import pytest
 
+import helpers
 from fuse_client import FuseClient
 
 EXPORT = "hc"
@@ -51,3 +52,43 @@ def test_reused_inode_number_is_a_new_node(fsb_workdir, daemon_factory):
         assert err == 0 and attr["size"] == len(b"new file, other contents")
         err, _ = c.getattr(old["nodeid"])
         assert err in (errno.ESTALE, errno.ENOENT), f"old node id reaches: {err}"
+
+
+def test_inodes_without_handles_have_an_fd_budget(fsb_workdir, daemon_factory):
+    """Not root, the daemon cannot reopen file handles and keeps one fd per
+    known inode: one session gets a bounded number of them (ENFILE beyond),
+    and forgetting gives them back."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    for i in range(200):
+        (host / f"f{i}").write_bytes(b"")
+    os.chown(host, 65534, 65534)
+
+    def as_nobody():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    rundir = fsb_workdir / "run"
+    rundir.mkdir()
+    os.chown(rundir, 65534, 65534)
+    sock = rundir / "d.sock"
+    d = daemon_factory([f"{EXPORT}={host}"], preexec_fn=as_nobody, listen=[f"unix:{sock}"],
+                       rlimits={resource.RLIMIT_NOFILE: (256, 256)})
+    helpers.poll_until(sock.exists, what="the daemon's socket")
+    with FuseClient(sock, export=EXPORT) as c:
+        nodes, refused = [], 0
+        for i in range(200):
+            err, e = c.lookup(1, f"f{i}")
+            if err == 0:
+                nodes.append(e["nodeid"])
+            else:
+                assert err == errno.ENFILE, err
+                refused += 1
+        assert nodes and refused, f"{len(nodes)} looked up, {refused} refused"
+        assert len(os.listdir(f"/proc/{d.pid}/fd")) < 200
+        with FuseClient(sock, export=EXPORT) as other:       # the daemon still serves
+            assert other.alive()
+        for n in nodes:
+            c.forget(n, 1)
+        helpers.poll_until(lambda: c.lookup(1, "f199")[0] == 0, what="fds back after FORGET")

@@ -173,7 +173,8 @@ static struct pt_inode *inode_new(struct inode_table *t, int fd, const struct st
     return in;
 }
 
-int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, bool use_handles)
+int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, size_t max_permanent,
+                     bool use_handles)
 {
     struct stat st;
     memset(t, 0, sizeof(*t));
@@ -184,6 +185,7 @@ int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, bool
     t->by_id = calloc(t->nbuckets, sizeof(*t->by_id));
     t->by_ino = calloc(t->nbuckets, sizeof(*t->by_ino));
     t->max_inodes = max_inodes;
+    t->max_permanent = max_permanent;
     t->use_handles = use_handles;
     t->next_nodeid = FSB_ROOT_NODEID + 1;
     if (!t->by_id || !t->by_ino)
@@ -240,6 +242,7 @@ static bool release_if_unused(struct inode_table *t, struct pt_inode *in)
         return false;
     table_unlink(t, in);
     t->count--;
+    t->permanent -= !in->handle;
     return true;
 }
 
@@ -288,6 +291,31 @@ static struct pt_inode *find_current(struct inode_table *t, const struct stat *s
     return in;
 }
 
+/* Adds the new entry IN for FD, unless a lookup of the same inode won the
+ * race meanwhile, or IN would be one permanent fd too many.  Called with
+ * the lock held; takes IN and FD. */
+static int64_t link_new_locked(struct inode_table *t, struct pt_inode *in, const struct stat *st,
+                               int fd)
+{
+    struct pt_inode *raced = find_current(t, st, in->handle);
+    if (raced || (!in->handle && t->permanent >= t->max_permanent)) {
+        inode_free(in);
+        close(fd);
+        if (!raced)
+            return -ENFILE;
+        raced->nlookup++; /* the other lookup won: count ours on theirs */
+        return (int64_t)raced->nodeid;
+    }
+    in->nodeid = t->next_nodeid++;
+    in->nlookup = 1;
+    t->permanent += !in->handle;
+    table_link(t, in);
+    if (++t->count > t->nbuckets * 2)
+        table_grow(t);
+    offer_or_close(in, fd);
+    return (int64_t)in->nodeid;
+}
+
 int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
 {
     struct file_handle *h = t->use_handles ? handle_of(fd) : NULL;
@@ -317,25 +345,9 @@ int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
         return -ENOMEM;
     }
     pthread_mutex_lock(&t->lock);
-    struct pt_inode *raced = find_current(t, st, in->handle);
-    if (raced) {
-        /* Another lookup of the same inode won: count ours on theirs. */
-        raced->nlookup++;
-        uint64_t id = raced->nodeid;
-        pthread_mutex_unlock(&t->lock);
-        inode_free(in);
-        close(fd);
-        return (int64_t)id;
-    }
-    in->nodeid = t->next_nodeid++;
-    in->nlookup = 1;
-    table_link(t, in);
-    if (++t->count > t->nbuckets * 2)
-        table_grow(t);
-    uint64_t id = in->nodeid;
-    offer_or_close(in, fd);
+    int64_t id = link_new_locked(t, in, st, fd);
     pthread_mutex_unlock(&t->lock);
-    return (int64_t)id;
+    return id;
 }
 
 bool inode_is_known(struct inode_table *t, dev_t dev, ino_t ino)

@@ -45,14 +45,21 @@ struct inode_table {
     size_t nbuckets;
     size_t count;
     size_t max_inodes;
+    size_t permanent;       /* entries holding a permanent fd (no handle) */
+    size_t max_permanent;
     uint64_t next_nodeid;
     bool use_handles;
     struct { dev_t dev; int fd; } mounts[PT_MAX_MOUNTS];
     unsigned nmounts;
 };
 
-/* Takes ownership of ROOT_FD (an O_PATH fd of the export root). */
-int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, bool use_handles);
+/* Takes ownership of ROOT_FD (an O_PATH fd of the export root).  Inodes
+ * without a file handle (no CAP_DAC_READ_SEARCH, or a filesystem without
+ * handles) hold a permanent fd each: at most MAX_PERMANENT of them, beyond
+ * which lookups fail with ENFILE instead of taking every fd of the
+ * daemon. */
+int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, size_t max_permanent,
+                     bool use_handles);
 void inode_table_destroy(struct inode_table *t);
 
 /* Returns the inode with a use reference, or NULL for an unknown node id. */

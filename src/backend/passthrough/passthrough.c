@@ -695,7 +695,10 @@ struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *e
     pt->free_head = UINT64_MAX;
     pthread_mutex_init(&pt->handles_lock, NULL);
     /* Handles need CAP_DAC_READ_SEARCH to be reopened: only as root. */
-    *err = inode_table_init(&pt->inodes, root, cfg->max_inodes, cred_can_switch());
+    /* Permanent inode fds (see inode_table_init): half as many as the
+     * session may have open files. */
+    *err = inode_table_init(&pt->inodes, root, cfg->max_inodes, cfg->max_handles / 2,
+                            cred_can_switch());
     if (*err) {
         close(root);
         pt_handles_destroy(pt);
