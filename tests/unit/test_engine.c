@@ -3,6 +3,7 @@
  * request: what a hostile or buggy guest can send, and the errno it gets.
  * Runs the real engine and passthrough backend on a scratch directory.
  */
+#include "unit_check.h"
 #include "engine_harness.h"
 #include "transport/stream_hello.h"
 
@@ -10,15 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 #define CHECK_ERR(h, want)                                                           \
     do {                                                                             \
@@ -303,11 +295,10 @@ static void test_hello_decoding(void)
     CHECK(fsb_hello_check_name(&out) == -EINVAL);
 }
 
-#define TEST(fn) { fn, #fn }
 
 int main(void)
 {
-    static const struct { void (*fn)(void); const char *name; } tests[] = {
+    static const struct unit_test tests[] = {
         TEST(test_request_before_init_is_refused),
         TEST(test_init_negotiates_and_only_once),
         TEST(test_init_accepts_old_minors_with_short_structs),
@@ -327,14 +318,5 @@ int main(void)
         TEST(test_readdir_buffer_too_small_for_an_entry),
         TEST(test_hello_decoding),
     };
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        int before = failures;
-        tests[i].fn();
-        bool ok = failures == before;
-        printf("%s %s\n", ok ? "ok  " : "FAIL", tests[i].name);
-        ok ? passed++ : failed++;
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return RUN_TESTS(tests);
 }

@@ -3,22 +3,13 @@
  * describe, and that no translation reaches outside a region.
  */
 #include "transport/vhost/guest_memory.h"
+#include "unit_check.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 #define PAGE 4096ull
 #define UVA 0x7f0000000000ull
@@ -109,19 +100,11 @@ static void test_removal_keeps_memory_of_older_tables(void)
 
 int main(void)
 {
-    struct { const char *name; void (*fn)(void); } tests[] = {
-        { "translation stays inside regions", test_translation_stays_inside_regions },
-        { "adjacent regions give two pieces", test_adjacent_regions_give_two_pieces },
-        { "bad regions are refused", test_bad_regions_are_refused },
-        { "removal keeps memory of older tables", test_removal_keeps_memory_of_older_tables },
+    static const struct unit_test tests[] = {
+        TEST(test_translation_stays_inside_regions),
+        TEST(test_adjacent_regions_give_two_pieces),
+        TEST(test_bad_regions_are_refused),
+        TEST(test_removal_keeps_memory_of_older_tables),
     };
-    int failed = 0, n = (int)(sizeof(tests) / sizeof(tests[0]));
-    for (int i = 0; i < n; i++) {
-        int before = failures;
-        tests[i].fn();
-        printf("%s %s\n", failures == before ? "ok" : "FAIL", tests[i].name);
-        failed += failures != before;
-    }
-    printf("%d passed, %d failed\n", n - failed, failed);
-    return failed ? 1 : 0;
+    return RUN_TESTS(tests);
 }

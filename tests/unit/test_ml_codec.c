@@ -4,6 +4,7 @@
  * encoded the way its Go encoder does), and decoding refuses what a
  * hostile peer can send while ignoring what a newer one may add.
  */
+#include "unit_check.h"
 #include "matchlock/ml_codec.h"
 
 #include <errno.h>
@@ -12,15 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 static uint8_t buf[64 * 1024];
 
@@ -449,11 +441,10 @@ static void test_go_file_modes(void)
     CHECK(ml_op_name(ML_OP_COUNT) == NULL);
 }
 
-#define TEST(fn) { fn, #fn }
 
 int main(void)
 {
-    static const struct { void (*fn)(void); const char *name; } tests[] = {
+    static const struct unit_test tests[] = {
         TEST(test_doc_example_lookup),
         TEST(test_doc_example_enoent),
         TEST(test_doc_example_read),
@@ -481,14 +472,5 @@ int main(void)
         TEST(test_data_limit),
         TEST(test_go_file_modes),
     };
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        int before = failures;
-        tests[i].fn();
-        bool ok = failures == before;
-        printf("%s %s\n", ok ? "ok  " : "FAIL", tests[i].name);
-        ok ? passed++ : failed++;
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return RUN_TESTS(tests);
 }

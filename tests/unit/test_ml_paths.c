@@ -3,21 +3,13 @@
  * cleaning, longest whole-component prefix, synthesized directories and
  * the export points a listing shows.
  */
+#include "unit_check.h"
 #include "matchlock/ml_paths.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            printf("    %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
 
 static struct ml_location loc;
 
@@ -117,24 +109,14 @@ static void test_children_once_each(void)
     ml_exports_free(ex);
 }
 
-#define TEST(fn) { fn, #fn }
 
 int main(void)
 {
-    static const struct { void (*fn)(void); const char *name; } tests[] = {
+    static const struct unit_test tests[] = {
         TEST(test_cleaning),
         TEST(test_longest_whole_component_prefix),
         TEST(test_parents_and_names),
         TEST(test_children_once_each),
     };
-    int passed = 0, failed = 0;
-    for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-        int before = failures;
-        tests[i].fn();
-        bool ok = failures == before;
-        printf("%s %s\n", ok ? "ok  " : "FAIL", tests[i].name);
-        ok ? passed++ : failed++;
-    }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return RUN_TESTS(tests);
 }
