@@ -381,7 +381,9 @@ static int run_short_read_reply(struct env *e, const struct hcase *c)
     static uint8_t data[65536];
     memset(data, 0xab, sizeof(data));
     uint32_t written;
-    int err = vu_fuse_create_file(&e->fs, FUSE_ROOT_ID, "hostile-read.dat", 0644, &entry, &fh);
+    char name[64];
+    snprintf(name, sizeof(name), "hostile-read-%d.dat", (int)getpid());
+    int err = vu_fuse_create_file(&e->fs, FUSE_ROOT_ID, name, 0644, &entry, &fh);
     if (err == 0)
         err = vu_fuse_write(&e->fs, entry.nodeid, fh, 0, data, sizeof(data), &written);
     if (err)
@@ -404,6 +406,8 @@ static int run_short_read_reply(struct env *e, const struct hcase *c)
     publish_and_wait(e, q, idx, 2);
     if (e->raw_returned && e->raw_len > 100)
         return case_fail(e, "used length %u for a 100-byte reply buffer", e->raw_len);
+    vu_fuse_call(&e->fs, VU_REQUEST_QUEUE, FUSE_UNLINK, FUSE_ROOT_ID, NULL, 0, name,
+                 (uint32_t)strlen(name) + 1, NULL, 0, NULL);
     return CASE_DONE;
 }
 

@@ -138,8 +138,11 @@ static bool log_line_with(const char *path, const char *needle, char *line, size
 
 bool vu_backend_crashed(const struct vu_backend *b, char *msg, size_t len)
 {
+    /* Sanitizers, and glibc's fortify and stack protector ("*** ... ***:
+     * terminated"), which abort a child the backend may have forked. */
     static const char *const reports[] = { "ERROR: AddressSanitizer", "runtime error:",
-                                           "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer" };
+                                           "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                                           "***: terminated" };
     char line[512];
     for (size_t i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
         if (log_line_with(b->log_path, reports[i], line, sizeof(line))) {

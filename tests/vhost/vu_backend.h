@@ -32,8 +32,8 @@ bool vu_backend_wait(struct vu_backend *b, int timeout_ms);
 void vu_backend_kill(struct vu_backend *b);
 /* "exit 0", "killed by signal 11 (Segmentation fault)", "running"... */
 const char *vu_backend_describe(const struct vu_backend *b, char *buf, size_t len);
-/* True when the backend ended by a signal or its log holds a sanitizer
- * report; MSG says which. */
+/* True when the backend ended by a signal or its log holds a sanitizer or
+ * glibc fortify report; MSG says which. */
 bool vu_backend_crashed(const struct vu_backend *b, char *msg, size_t len);
 
 /* User + system CPU time of process PID (all its threads), in seconds. */
