@@ -35,6 +35,26 @@ static uint32_t host_open_flags(int flags, bool create)
     return (uint32_t)(flags & ~drop);
 }
 
+static void track(struct ml_fs *fs, struct ml_open *o)
+{
+    pthread_mutex_lock(&fs->open_lock);
+    o->prev = &fs->open;
+    o->next = fs->open.next;
+    if (o->next)
+        o->next->prev = o;
+    fs->open.next = o;
+    pthread_mutex_unlock(&fs->open_lock);
+}
+
+static void untrack(struct ml_fs *fs, struct ml_open *o)
+{
+    pthread_mutex_lock(&fs->open_lock);
+    o->prev->next = o->next;
+    if (o->next)
+        o->next->prev = o->prev;
+    pthread_mutex_unlock(&fs->open_lock);
+}
+
 /* Releases a host handle; its errors cannot be reported to anyone. */
 static void release_host_handle(struct ml_fs *fs, uint64_t fh, struct ml_conn *conn)
 {
@@ -56,6 +76,7 @@ static int keep_handle(struct ml_fs *fs, uint64_t fh, struct ml_conn *conn,
     }
     f->fh = fh;
     f->conn = conn;
+    track(fs, &f->open);
     ml_conn_hold(fs->client, conn);
     fi->fh = (uintptr_t)f;
     return 0;
@@ -65,6 +86,7 @@ static void drop_handle(struct ml_fs *fs, struct ml_file *f)
 {
     release_host_handle(fs, f->fh, f->conn);
     ml_conn_unhold(fs->client, f->conn);
+    untrack(fs, &f->open);
     free(f);
 }
 
@@ -277,10 +299,12 @@ struct listing_entry {
 };
 
 struct listing {
+    struct ml_open open;
     size_t count;
     struct listing_entry entries[];
 };
 
+/* Frees L, which is not on the open list (yet or any more). */
 static void free_listing(struct listing *l)
 {
     for (size_t i = 2; i < l->count; i++)
@@ -352,8 +376,11 @@ void ml_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uintptr_t)l;
-    if (fuse_reply_open(req, fi) != 0)
+    track(fs, &l->open);
+    if (fuse_reply_open(req, fi) != 0) {
+        untrack(fs, &l->open);
         free_listing(l);
+    }
 }
 
 void ml_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -381,8 +408,10 @@ void ml_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void ml_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    struct listing *l = (struct listing *)(uintptr_t)fi->fh;
     (void)ino;
-    free_listing((struct listing *)(uintptr_t)fi->fh);
+    untrack(ml_fs_of(req), &l->open);
+    free_listing(l);
     fuse_reply_err(req, 0);
 }
 

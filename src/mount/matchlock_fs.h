@@ -28,6 +28,7 @@
 
 #include <fuse3/fuse_lowlevel.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "matchlock/ml_codec.h"
@@ -37,11 +38,20 @@
 /* Entry and attribute cache time: as fsbridged's cache=auto. */
 #define ML_FS_TIMEOUT 1.0
 
+/* An open file or directory, on its filesystem's list: only the kernel
+ * holds the pointer otherwise (fi->fh), and a daemon that ends with files
+ * open (a lost host) must not look like it leaked them. */
+struct ml_open {
+    struct ml_open *prev, *next;
+};
+
 struct ml_fs {
     struct ml_client *client;  /* set before the mount */
     struct ml_nodes *nodes;
     char prefix[PATH_MAX];     /* the root's guest path */
     bool extensions;           /* the host serves ops 15-18 and Setattr's `set` */
+    pthread_mutex_t open_lock;
+    struct ml_open open;       /* list head of open files and directories */
 };
 
 extern const struct fuse_lowlevel_ops ml_fs_ops;
@@ -98,6 +108,7 @@ int ml_make_entry(struct ml_fs *fs, fuse_ino_t parent, const char *name, const s
 
 /* An open file: the host's handle and the connection it belongs to. */
 struct ml_file {
+    struct ml_open open;       /* first: the list links */
     uint64_t fh;
     struct ml_conn *conn;
 };

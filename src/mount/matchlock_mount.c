@@ -50,6 +50,7 @@ struct ml_mount *ml_mount_new(const struct mount_options *o, const char *mountpo
     }
     m->opts = o;
     m->mountpoint = mountpoint;
+    pthread_mutex_init(&m->fs.open_lock, NULL);
     snprintf(m->fs.prefix, sizeof(m->fs.prefix), "%s", prefix);
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->ended, NULL);
@@ -62,6 +63,7 @@ void ml_mount_free(struct ml_mount *m)
         return;
     ml_client_close(m->fs.client);
     ml_nodes_free(m->fs.nodes);
+    pthread_mutex_destroy(&m->fs.open_lock);
     pthread_cond_destroy(&m->ended);
     pthread_mutex_destroy(&m->lock);
     free(m);

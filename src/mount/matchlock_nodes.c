@@ -32,6 +32,9 @@ struct ml_node {
     struct ml_name *names;      /* the first one makes the path; NULL: detached */
     struct ml_node *ino_next;   /* in the inode table */
     bool in_ino_table;
+    /* Detached nodes are on a list: only the kernel knows their ids, and
+     * it need not forget them all before the process exits. */
+    struct ml_node *detached_prev, *detached_next;
     uint64_t nlookup;
     unsigned children;          /* names whose parent is this node */
     struct stat attr;
@@ -49,6 +52,7 @@ struct chain_table {
 struct ml_nodes {
     pthread_mutex_t lock;
     struct ml_node root;
+    struct ml_node *detached;   /* list of detached nodes the kernel holds */
     struct chain_table names;
     struct chain_table inos;
     char prefix[];              /* "" for "/": paths are "/name..." */
@@ -239,6 +243,25 @@ static struct ml_name *add_name(struct ml_nodes *t, struct ml_node *n, struct ml
     return d;
 }
 
+static void list_detached(struct ml_nodes *t, struct ml_node *n)
+{
+    n->detached_prev = NULL;
+    n->detached_next = t->detached;
+    if (t->detached)
+        t->detached->detached_prev = n;
+    t->detached = n;
+}
+
+static void unlist_detached(struct ml_nodes *t, struct ml_node *n)
+{
+    if (n->detached_prev)
+        n->detached_prev->detached_next = n->detached_next;
+    else if (t->detached == n)
+        t->detached = n->detached_next;
+    if (n->detached_next)
+        n->detached_next->detached_prev = n->detached_prev;
+}
+
 /* Frees N and its names if nothing holds it any more, then their parents
  * likewise. */
 static void release_unused(struct ml_nodes *t, struct ml_node *n)
@@ -246,6 +269,8 @@ static void release_unused(struct ml_nodes *t, struct ml_node *n)
     if (n == &t->root || n->nlookup > 0 || n->children > 0)
         return;
     unindex_node(t, n);
+    if (!n->names)
+        unlist_detached(t, n);
     struct ml_name *d = n->names;
     while (d) {
         struct ml_name *next = d->alias_next;
@@ -271,8 +296,10 @@ static void drop_name(struct ml_nodes *t, struct ml_name *d)
     table_remove(&t->names, d);
     free(d->name);
     free(d);
-    if (!n->names)
+    if (!n->names) {
         unindex_node(t, n);
+        list_detached(t, n);
+    }
     parent->children--;
     release_unused(t, parent);
     release_unused(t, n);
