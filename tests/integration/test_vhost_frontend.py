@@ -66,7 +66,10 @@ def hostile_results(vhost_tools, build_dir, _tmp_root):
     work = Path(tempfile.mkdtemp(prefix="fsb-hostile-", dir=_tmp_root))
     shared = work / "share"
     shared.mkdir()
-    argv = [str(vhost_tools / "vhost-hostile"), "--strict", "--workdir", str(work / "logs"), "--",
+    # A generous reply timeout: only cases where the backend rightly stays
+    # silent wait it out, and a loaded machine must not fail the others.
+    argv = [str(vhost_tools / "vhost-hostile"), "--strict", "--timeout", "3000",
+            "--workdir", str(work / "logs"), "--",
             str(build_dir / "fsbridged"), "--socket-path=@SOCKET@", f"--shared-dir={shared}"]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     results = {}
@@ -109,7 +112,7 @@ def vhost(daemon_factory, fsb_workdir, vhost_tools):
 
         def client(self, *commands, options=(), check=True, timeout=CLIENT_TIMEOUT):
             argv = [str(vhost_tools / "vhost-client"), "--shared-dir", str(self.shared),
-                    *options, str(self.socket), *commands]
+                    "--timeout", "10000", *options, str(self.socket), *commands]
             r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
             if check:
                 assert r.returncode == 0, f"vhost-client {' '.join(commands)}:\n{r.stdout}{r.stderr}"

@@ -97,6 +97,7 @@ struct hcase {
 struct env {
     bool strict;
     int timeout_ms;
+    int quick_ms;              /* for answers a backend may rightly never give */
     struct vu_frontend fe;
     struct vu_fuse fs;
     enum stage reached;

@@ -136,10 +136,11 @@ static bool wait_raw(struct env *e, struct vu_ring *q, uint16_t head, int limit_
     return false;
 }
 
-/* Waits for HEAD to come back on Q; notes its length or that it did not. */
-static void await_raw(struct env *e, struct vu_ring *q, uint16_t head)
+/* Waits for HEAD to come back on Q; notes its length or that it did not.
+ * Only a case that wants the chain back waits the whole timeout. */
+static void await_raw(struct env *e, const struct hcase *c, struct vu_ring *q, uint16_t head)
 {
-    int limit = e->timeout_ms < 1000 ? e->timeout_ms : 1000;
+    int limit = c->flags & CASE_RETURNS ? e->timeout_ms : e->quick_ms;
     e->raw_returned = wait_raw(e, q, head, limit, &e->raw_len);
     if (e->raw_returned)
         note(e, "bad request returned (length %u)", e->raw_len);
@@ -148,13 +149,14 @@ static void await_raw(struct env *e, struct vu_ring *q, uint16_t head)
 }
 
 /* Publishes the chain in IDX (already written) and waits for it. */
-static int publish_and_wait(struct env *e, struct vu_ring *q, const uint16_t *idx, unsigned n)
+static int publish_and_wait(struct env *e, const struct hcase *c, struct vu_ring *q,
+                            const uint16_t *idx, unsigned n)
 {
     memcpy(e->scratch_copy, scratch(e), SCRATCH_SIZE);
     e->raw_sent = true;
     vu_ring_publish_raw(q, idx, n, &e->raw_token);
     vu_ring_notify(q, true);
-    await_raw(e, q, idx[0]);
+    await_raw(e, c, q, idx[0]);
     return CASE_DONE;
 }
 
@@ -173,7 +175,7 @@ static int send_spec(struct env *e, const struct hcase *c)
         int next = c->table[i].next;
         write_desc(e, &table[i], &c->table[i], (uint16_t)(next >= ABS(0) ? next - ABS(0) : next < 0 ? 0 : next));
     }
-    return publish_and_wait(e, q, idx, c->nchain);
+    return publish_and_wait(e, c, q, idx, c->nchain);
 }
 
 static int run_spec(struct env *e, const struct hcase *c)
@@ -223,7 +225,7 @@ void probe_region(struct env *e, unsigned region)
     vu_ring_publish_raw(q, idx, 2, &e->raw_token);
     vu_ring_notify(q, true);
     uint32_t len;
-    bool back = wait_raw(e, q, idx[0], e->timeout_ms < 1000 ? e->timeout_ms : 1000, &len);
+    bool back = wait_raw(e, q, idx[0], e->timeout_ms, &len);
     if (back)
         note(e, "; a request in region %u came back (length %u)", region, len);
     else
@@ -248,7 +250,7 @@ static int run_whole_ring(struct env *e, const struct hcase *c)
         struct dspec piece = { AT_OUT, (int64_t)(i - 1) * 16, 16, (uint16_t)(W | (i + 1 < n ? R : 0)), 0 };
         write_desc(e, &q->vr.desc[idx[i]], &piece, i + 1 < n ? idx[i + 1] : 0);
     }
-    publish_and_wait(e, q, idx, n);
+    publish_and_wait(e, c, q, idx, n);
     return check_attr_reply(e, where_gpa(e, AT_OUT));
 }
 
@@ -273,7 +275,7 @@ static int run_long_indirect(struct env *e, const struct hcase *c)
     }
     struct dspec ring_desc = { AT_TABLE, 0, n * 16, IND, -1 };
     write_desc(e, &q->vr.desc[head], &ring_desc, 0);
-    return publish_and_wait(e, q, &head, 1);
+    return publish_and_wait(e, c, q, &head, 1);
 }
 
 /* Legal: the request spans the end of region 0 and the start of region 1
@@ -291,7 +293,7 @@ static int run_request_straddles(struct env *e, const struct hcase *c)
     q->vr.desc[idx[0]] = (struct vring_desc){ .addr = req, .len = GOOD_LEN, .flags = R, .next = idx[1] };
     struct dspec out = { AT_OUT, 0, OUT_SIZE, W, -1 };
     write_desc(e, &q->vr.desc[idx[1]], &out, 0);
-    publish_and_wait(e, q, idx, 2);
+    publish_and_wait(e, c, q, idx, 2);
     return check_attr_reply(e, where_gpa(e, AT_OUT));
 }
 
@@ -308,7 +310,7 @@ static int run_reply_straddles(struct env *e, const struct hcase *c)
     struct dspec good = { AT_GOOD, 0, GOOD_LEN, R, -1 };
     write_desc(e, &q->vr.desc[idx[0]], &good, idx[1]);
     q->vr.desc[idx[1]] = (struct vring_desc){ .addr = out, .len = ATTR_REPLY_LEN, .flags = W };
-    publish_and_wait(e, q, idx, 2);
+    publish_and_wait(e, c, q, idx, 2);
     return check_attr_reply(e, out);
 }
 
@@ -340,7 +342,7 @@ static int run_region_beyond_file(struct env *e, const struct hcase *c)
     write_desc(e, &q->vr.desc[idx[0]], &good, idx[1]);
     q->vr.desc[idx[1]] = (struct vring_desc){ .addr = m->r[1].gpa + claimed / 2, .len = OUT_SIZE,
                                               .flags = W };
-    return publish_and_wait(e, q, idx, 2);
+    return publish_and_wait(e, c, q, idx, 2);
 }
 
 /* avail->idx moved by more than the queue size (VARIANT: how far). */
@@ -368,7 +370,7 @@ static int run_head_out_of_range(struct env *e, const struct hcase *c)
     e->raw_sent = true;
     vu_ring_publish(q, head);
     vu_ring_notify(q, true);
-    await_raw(e, q, head);
+    await_raw(e, c, q, head);
     return CASE_DONE;
 }
 
@@ -403,7 +405,7 @@ static int run_short_read_reply(struct env *e, const struct hcase *c)
     struct dspec out = { AT_OUT, 0, 100, W, -1 };
     write_desc(e, &q->vr.desc[idx[0]], &in, idx[1]);
     write_desc(e, &q->vr.desc[idx[1]], &out, 0);
-    publish_and_wait(e, q, idx, 2);
+    publish_and_wait(e, c, q, idx, 2);
     if (e->raw_returned && e->raw_len > 100)
         return case_fail(e, "used length %u for a 100-byte reply buffer", e->raw_len);
     vu_fuse_call(&e->fs, VU_REQUEST_QUEUE, FUSE_UNLINK, FUSE_ROOT_ID, NULL, 0, name,

@@ -229,7 +229,7 @@ static enum outcome lost(struct env *e, char *why, size_t len)
     return OUT_UNRESPONSIVE;
 }
 
-static enum outcome health(struct env *e, char *why, size_t len)
+static enum outcome health(struct env *e, const struct hcase *c, char *why, size_t len)
 {
     if (vu_peer_closed(&e->fe, 20))
         return OUT_CLOSED;
@@ -239,7 +239,13 @@ static enum outcome health(struct env *e, char *why, size_t len)
      * case left a ring running, the backend may refuse that; the restart
      * below stops the rings first, as QEMU does. */
     bool started = e->reached >= STAGE_STARTED || vu_start(&e->fe) == 0;
-    if (started && serves(e))
+    /* Where the rings may rightly be stopped, try them only briefly. */
+    int timeout = e->fe.opt.timeout_ms;
+    if (c->expect != EXPECT_KEEP_SERVING)
+        e->fe.opt.timeout_ms = e->quick_ms;
+    bool served = started && serves(e);
+    e->fe.opt.timeout_ms = timeout;
+    if (served)
         return OUT_SERVED;
     if (vu_peer_closed(&e->fe, 20))
         return OUT_CLOSED;
@@ -340,6 +346,7 @@ static int setup_env(struct env *e, const struct config *cfg, const struct hcase
         o.indirect = false;
     e->strict = cfg->strict;
     e->timeout_ms = cfg->timeout_ms;
+    e->quick_ms = cfg->timeout_ms < 1000 ? cfg->timeout_ms : 1000;
     e->seed = cfg->seed;
     e->rng = cfg->seed * 0x9e3779b97f4a7c15ull | 1;
     e->scratch_copy = malloc(SCRATCH_SIZE);
@@ -389,7 +396,7 @@ static void run_case(const struct config *cfg, const struct hcase *c, struct ver
     else
         rc = c->run(&e, c);
     if (rc == CASE_DONE && !(c->flags & CASE_ENDS_SESSION))
-        o = health(&e, why, sizeof(why));
+        o = health(&e, c, why, sizeof(why));
     if (e.fe.sock >= 0)
         close(e.fe.sock);
     e.fe.sock = -1;
