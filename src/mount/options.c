@@ -42,10 +42,11 @@ static void print_help(void)
            "       threads=N                /dev/fuse reader threads, 1-%d (default %d)\n"
            "       connections=N            matchlock: most host connections, 1-%d (default %d)\n"
            "       prefix=PATH              matchlock: guest path of the mount (default MOUNTPOINT)\n"
+           "       protocol=NAME            as --protocol (for mount(8) and fstab)\n"
            "       no_default_permissions   leave permission checks to the host alone\n"
            "       ro, allow_other, nosuid, nodev, noexec, ...  as for any FUSE mount\n"
-           "  --protocol=native  the host protocol: native (fsbridged) or matchlock\n"
-           "                     (matchlock's CBOR path protocol, fsbridged or a matchlock host)\n"
+           "  --protocol=NAME    the host's protocol: native (fsbridged's, the default) or\n"
+           "                     matchlock (matchlock's CBOR paths: fsbridged or a matchlock host)\n"
            "  -h, --help         this text\n"
            "      --version      print the version\n",
            RELAY_MAX_THREADS, RELAY_DEFAULT_THREADS, MOUNT_MAX_CONNECTIONS,
@@ -118,6 +119,8 @@ static bool is_mount8_only(const char *opt)
     return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
 }
 
+static bool parse_protocol(const char *name, struct mount_options *o);
+
 static bool parse_one_option(const char *opt, struct mount_options *o)
 {
     if (strncmp(opt, "export=", 7) == 0) {
@@ -131,6 +134,8 @@ static bool parse_one_option(const char *opt, struct mount_options *o)
             log_error("bad option '%s' (threads must be 1-%d)", opt, RELAY_MAX_THREADS);
             return false;
         }
+    } else if (strncmp(opt, "protocol=", 9) == 0) {
+        return parse_protocol(opt + 9, o); /* for mount(8) and fstab */
     } else if (strncmp(opt, "connections=", 12) == 0) {
         if (!parse_count(opt + 12, MOUNT_MAX_CONNECTIONS, &o->connections)) {
             log_error("bad option '%s' (connections must be 1-%d)", opt, MOUNT_MAX_CONNECTIONS);

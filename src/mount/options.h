@@ -6,8 +6,9 @@
  *   mount.fsbridge ADDRESS MOUNTPOINT [-sfnv] [-o OPTS]
  *
  * -o takes comma-separated options.  export=, threads=,
- * (no_)default_permissions, and with --protocol=matchlock connections= and
- * prefix=, are fsbridge-mount's own; mount(8)/fstab-only
+ * (no_)default_permissions, protocol= (as --protocol), and with
+ * --protocol=matchlock connections= and prefix=, are fsbridge-mount's own;
+ * mount(8)/fstab-only
  * options (defaults, noauto, _netdev, x-*, ...) are dropped; the rest go to
  * libfuse's mount unchanged, which refuses what it does not know.
  */

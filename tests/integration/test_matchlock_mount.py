@@ -503,6 +503,42 @@ def test_serial_port(fsb_workdir, export_dir, daemon_factory, mount_factory):
         os.close(slave)
 
 
+@pytest.mark.deadline(60)
+def test_mount_helper_with_protocol_option(build_dir, fsb_workdir, export_dir,
+                                           daemon_factory):
+    """mount -t fsbridge / fstab: mount.fsbridge ADDRESS DIR -o protocol=matchlock."""
+    d = daemon_factory([f"work={export_dir}"])
+    (export_dir / "f").write_bytes(b"via fstab")
+    mnt = fsb_workdir / "mnt"
+    mnt.mkdir()
+    r = subprocess.run(["mount.fsbridge", d.address, str(mnt), "-o",
+                        "protocol=matchlock,prefix=/work,_netdev"],
+                       executable=str(build_dir / "fsbridge-mount"), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    try:
+        assert r.returncode == 0, r.stderr
+        assert read(mnt / "f") == b"via fstab"
+    finally:
+        subprocess.run(["umount", str(mnt)], timeout=30)
+    helpers.poll_until(lambda: not daemons_serving(mnt),
+                       what="the background daemon to exit after umount")
+
+
+def daemons_serving(mountpoint):
+    """PIDs of fsbridge-mount processes (under either name) for MOUNTPOINT."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(args[0]) in (b"fsbridge-mount", b"mount.fsbridge") \
+                and str(mountpoint).encode() in args:
+            pids.append(int(pid))
+    return pids
+
+
 # --------------------------------------------------------------------------
 # Start-up errors: one line, nothing mounted
 
