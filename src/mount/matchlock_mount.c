@@ -209,7 +209,11 @@ int ml_mount_serve(struct ml_mount *m, struct fuse_session *se, const sigset_t *
     m->signals = *signals;
     log_info("mounted %s on %s", m->opts->addr.text, m->mountpoint);
     /* Forks (without -f) while no thread runs yet; the parent exits 0. */
-    fuse_daemonize(m->opts->foreground);
+    if (fuse_daemonize(m->opts->foreground) != 0) {
+        log_error("cannot go to the background: %s", strerror(errno));
+        fuse_session_unmount(se);
+        return 1;
+    }
     if (!m->opts->foreground)
         fsb_log_init("fsbridge-mount", true);
     ml_client_set_timeout(m->fs.client, 0);
