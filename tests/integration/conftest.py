@@ -40,7 +40,8 @@ Markers:
 
 Environment:
   FSB_BUILD_DIR     build directory (default <repo>/build)
-  FSB_CACHE_MODES   comma list restricting the `fs` modes (e.g. "auto")
+  FSB_CACHE_MODES   comma list restricting the `fs` modes (e.g. "auto", or
+                    "matchlock")
   FSB_LOG_LEVEL     --log-level passed to every fsbridged (default: none)
   FSB_TMPDIR        where work directories go (default /tmp)
   FSB_KEEP_TMP      set to keep work directories after the test
