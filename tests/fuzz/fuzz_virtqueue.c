@@ -5,8 +5,9 @@
  *
  * Guest memory here: two adjacent regions (a descriptor may span them) and
  * a third one far away, with frontend-virtual addresses unlike the
- * guest-physical ones.  The input is [num exponent, event_idx, last_avail
- * (2 bytes)] and then the bytes of guest memory from address 0.
+ * guest-physical ones.  The input is [num exponent, flags (bit 0
+ * event_idx, bit 1 no indirect), last_avail (2 bytes)] and then the bytes
+ * of guest memory from address 0.
  */
 #include "transport/vhost/virtqueue.h"
 
@@ -85,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!vq_map_rings(&vq, mem))
         abort();
     vq.event_idx = data[1] & 1;
+    vq.indirect = !(data[1] & 2); /* the seeds have 0 or 1: indirect on */
     memcpy(&vq.last_avail, data + 2, 2);
     vq.used_idx = vq.last_avail;
     for (int i = 0; i < 64; i++) {

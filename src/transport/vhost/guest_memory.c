@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 struct guest_memory *guest_memory_new(void)
 {
@@ -73,10 +74,25 @@ static bool region_fits(const struct guest_memory *m, uint64_t gpa, uint64_t siz
     return true;
 }
 
+/* A file must hold the whole region: a mapping past its end would raise
+ * SIGBUS at the first access.  (A frontend that shrinks the file later
+ * could still do that; QEMU seals its memfds against shrinking.) */
+static bool file_holds(int fd, uint64_t end)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return false;
+    return !S_ISREG(st.st_mode) || end <= (uint64_t)st.st_size;
+}
+
 /* mmap_offset need not be page aligned: map from 0 and point past it, as
  * libvhost-user does. */
 static struct guest_mapping *map_region(int fd, uint64_t mmap_offset, uint64_t size, int *err)
 {
+    if (!file_holds(fd, mmap_offset + size)) {
+        *err = -EINVAL;
+        return NULL;
+    }
     struct guest_mapping *map = malloc(sizeof(*map));
     if (!map) {
         *err = -ENOMEM;

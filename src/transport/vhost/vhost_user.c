@@ -148,6 +148,7 @@ static void queue_maybe_start(struct vu_dev *d, struct vu_queue *q)
         q->vq.signalled_used_valid = false;
         q->vq.broken = false;
         q->vq.event_idx = d->features & (1ull << VIRTIO_RING_F_EVENT_IDX);
+        q->vq.indirect = d->features & (1ull << VIRTIO_RING_F_INDIRECT_DESC);
     }
     pthread_mutex_unlock(&q->vq.lock);
     if (!mapped) {

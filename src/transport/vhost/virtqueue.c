@@ -137,6 +137,8 @@ static const char *walk_chain(const struct virtqueue *vq, uint16_t head, struct 
         memcpy(&d, &w.table[i], sizeof(d)); /* the guest may change it: copy, then check */
         uint16_t flags = le16toh(d.flags);
         if (flags & VRING_DESC_F_INDIRECT) {
+            if (!vq->indirect)
+                return "indirect descriptor, not negotiated";
             if (i != head || w.indirect)
                 return w.indirect ? "nested indirect table" : "indirect descriptor inside a chain";
             const char *err = enter_indirect(&w, vq->mem, &d);

@@ -47,7 +47,8 @@ struct virtqueue {
     uint16_t num;
     uint64_t desc_uva, avail_uva, used_uva;
     bool addr_set;
-    bool event_idx;
+    bool event_idx;             /* VIRTIO_RING_F_EVENT_IDX negotiated */
+    bool indirect;              /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
     int call_fd;                /* -1: none */
     int err_fd;                 /* -1: none */
 
