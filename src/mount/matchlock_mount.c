@@ -17,6 +17,9 @@
 
 #include "common/log.h"
 
+_Static_assert(MOUNT_MAX_CONNECTIONS <= ML_CLIENT_MAX_CONNS,
+               "connections= must fit the client's pool");
+
 enum ml_end {
     ML_RUNNING,
     ML_UNMOUNTED,    /* /dev/fuse said the mount is gone */
