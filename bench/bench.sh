@@ -40,7 +40,6 @@ tree_files=${BENCH_TREE_FILES:-15000}
 read -r -a targets <<<"${BENCH_TARGETS:-native pll auto always writeback}"
 work=${BENCH_DIR:-/var/tmp/fsbridge-bench}
 build=${FSB_BUILD_DIR:-$repo/build-bench}
-pll_src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -65,85 +64,15 @@ if [[ -z ${FSB_BUILD_DIR:-} ]]; then
 fi
 [[ -x $build/fsbridged && -x $build/fsbridge-mount ]] || die "no fsbridge build in $build"
 
-mkdir -p "$work/bin"
-pll=
-pll_note="passthrough_ll: $pll_src (libfuse $(pkg-config --modversion fuse3))"
-if [[ -f $pll_src ]]; then
-    # shellcheck disable=SC2046
-    cc -O2 -o "$work/bin/passthrough_ll" -I"$(dirname "$pll_src")" "$pll_src" \
-        $(pkg-config --cflags --libs fuse3) >&2 && pll=$work/bin/passthrough_ll
-fi
-if [[ -z $pll ]]; then
-    pll_note="passthrough_ll: NOT AVAILABLE ($pll_src missing or did not build): column skipped"
-    targets=("${targets[@]/pll/}")
-fi
-cc -O2 -Wall -o "$work/bin/fileops" bench/fileops.c >&2
+# shellcheck source=bench/targets.sh
+source bench/targets.sh
+build_tools
 
 tree_tar=$work/tree-$tree_files.tar
 [[ -s $tree_tar ]] || /usr/bin/python3 bench/make-tree.py "$tree_tar" "$tree_files"
 tree_mb=$(($(stat -c %s "$tree_tar") / 1048576))
 
-# ---------------------------------------------------------------------------
-# Targets: each start_* leaves the directory to measure in $dir
-
-dir='' mnt='' daemon_pid='' fsb_sock=$work/fsbridged.sock
-
-listening() {
-    awk -v p="$1" '$8 == p && $4 == "00010000" { f = 1 } END { exit !f }' /proc/net/unix
-}
-
-wait_for() { # wait_for WHAT CMD...: up to 10 s
-    local what=$1
-    shift
-    for _ in $(seq 200); do "$@" && return 0; sleep 0.05; done
-    die "timed out waiting for $what"
-}
-
-fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
-
-start_target() {
-    local t=$1 src=$work/src-$1
-    mnt=$work/mnt-$1
-    case $t in
-    native)
-        fresh_dir "$src"
-        dir=$src
-        return ;;
-    pll)
-        fresh_dir "$src"; mkdir -p "$mnt"
-        "$pll" -f -o "source=$src,cache=auto,default_permissions" "$mnt" 2>"$work/pll.log" &
-        daemon_pid=$! ;;
-    auto | always | writeback)
-        local opts=cache=$t
-        [[ $t == writeback ]] && opts=cache=auto,writeback
-        fresh_dir "$src"; mkdir -p "$mnt"
-        "$build/fsbridged" --export "b=$src,$opts" --listen "unix:$fsb_sock" \
-            --log-level warn 2>"$work/fsbridged-$t.log" &
-        daemon_pid=$!
-        wait_for "fsbridged" listening "$fsb_sock"
-        "$build/fsbridge-mount" -o export=b "unix:$fsb_sock" "$mnt" 2>>"$work/fsbridged-$t.log" ;;
-    esac
-    wait_for "the $t mount" mountpoint -q "$mnt"
-    dir=$mnt
-}
-
-stop_target() {
-    local t=$1
-    if [[ $t != native ]]; then
-        umount "$mnt" 2>/dev/null || umount -l "$mnt"
-        [[ $t == pll ]] || kill -TERM "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-        daemon_pid=
-    fi
-    rm -rf "$work/src-$t"
-}
-
-cleanup() {
-    [[ -n $mnt ]] && mountpoint -q "$mnt" && { umount "$mnt" 2>/dev/null || umount -l "$mnt"; }
-    [[ -n $daemon_pid ]] && kill -TERM "$daemon_pid" 2>/dev/null
-    return 0
-}
-trap cleanup EXIT
+trap cleanup_target EXIT
 
 # ---------------------------------------------------------------------------
 # Workloads

@@ -3,14 +3,18 @@
  * DIR, stats them all, unlinks them all, and prints the three rates.
  *
  *   fileops DIR N   ->   "CREATE_PER_S STAT_PER_S UNLINK_PER_S"
+ *   fileops DIR N create|stat|unlink   ->   that one rate (bench/cost.sh
+ *                                            counts each step on its own)
  *
  * A C program so that the numbers measure the filesystem, not an
  * interpreter.  Built by bench.sh with cc -O2.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,40 +33,75 @@ static void die(const char *what, const char *path)
     exit(1);
 }
 
-int main(int argc, char **argv)
+static void file_path(char *path, size_t size, const char *dir, long i)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: fileops DIR N\n");
-        return 2;
-    }
-    const char *dir = argv[1];
-    long n = strtol(argv[2], NULL, 10);
-    char path[4096];
-    struct stat st;
-    double t[4];
+    snprintf(path, size, "%s/f%06ld", dir, i);
+}
 
-    t[0] = now();
+static void create_files(const char *dir, long n)
+{
+    char path[4096];
     for (long i = 0; i < n; i++) {
-        snprintf(path, sizeof(path), "%s/f%06ld", dir, i);
+        file_path(path, sizeof(path), dir, i);
         int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
         if (fd < 0)
             die("create", path);
         close(fd);
     }
-    t[1] = now();
+}
+
+static void stat_files(const char *dir, long n)
+{
+    char path[4096];
+    struct stat st;
     for (long i = 0; i < n; i++) {
-        snprintf(path, sizeof(path), "%s/f%06ld", dir, i);
+        file_path(path, sizeof(path), dir, i);
         if (lstat(path, &st) < 0)
             die("stat", path);
     }
-    t[2] = now();
+}
+
+static void unlink_files(const char *dir, long n)
+{
+    char path[4096];
     for (long i = 0; i < n; i++) {
-        snprintf(path, sizeof(path), "%s/f%06ld", dir, i);
+        file_path(path, sizeof(path), dir, i);
         if (unlink(path) < 0)
             die("unlink", path);
     }
-    t[3] = now();
-    printf("%.0f %.0f %.0f\n", (double)n / (t[1] - t[0]), (double)n / (t[2] - t[1]),
-           (double)n / (t[3] - t[2]));
-    return 0;
+}
+
+static const struct {
+    const char *name;
+    void (*run)(const char *dir, long n);
+} steps[] = { { "create", create_files }, { "stat", stat_files }, { "unlink", unlink_files } };
+#define NSTEPS (sizeof(steps) / sizeof(steps[0]))
+
+/* Runs step I (or all of them when ONLY is NULL), printing each rate. */
+static int run_steps(const char *dir, long n, const char *only)
+{
+    bool ran = false;
+    for (size_t i = 0; i < NSTEPS; i++) {
+        if (only && strcmp(only, steps[i].name) != 0)
+            continue;
+        double t0 = now();
+        steps[i].run(dir, n);
+        printf("%s%.0f", ran ? " " : "", (double)n / (now() - t0));
+        ran = true;
+    }
+    printf("\n");
+    return ran ? 0 : 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: fileops DIR N [create|stat|unlink]\n");
+        return 2;
+    }
+    long n = strtol(argv[2], NULL, 10);
+    int rc = run_steps(argv[1], n, argc == 4 ? argv[3] : NULL);
+    if (rc)
+        fprintf(stderr, "fileops: unknown step '%s'\n", argv[3]);
+    return rc;
 }

@@ -1,11 +1,13 @@
 /*
- * fdio.h - whole-buffer reads and writes on stream fds, retrying short
- * transfers and EINTR.
+ * fdio.h - I/O on stream fds: whole-buffer reads and writes that retry
+ * short transfers and EINTR, and a buffered reader of length-prefixed
+ * frames.
  */
 #ifndef FSB_FDIO_H
 #define FSB_FDIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -17,5 +19,52 @@ int fsb_read_full(int fd, void *buf, size_t len);
 int fsb_writev_full(int fd, struct iovec *iov, int cnt);
 
 int fsb_write_full(int fd, const void *buf, size_t len);
+
+/*
+ * A buffered reader of frames whose first four bytes are their whole
+ * length in native byte order, as FUSE messages are (fuse_in_header and
+ * fuse_out_header both start with len).  Each read takes whatever the
+ * stream holds, up to the buffer's size, so a small frame costs one read
+ * and a burst of them one read in all, where reading a header and then its
+ * body costs two reads per frame.
+ *
+ * Use: fsb_frame_next_len() for the length of the next frame (the caller
+ * checks it), then fsb_frame_take() (a frame that fits the buffer) or
+ * fsb_frame_take_into() (any frame) to consume it.
+ */
+struct fsb_frame_reader {
+    int fd;
+    unsigned char *buf;
+    size_t cap;   /* size of buf */
+    size_t start; /* first byte not yet consumed */
+    size_t end;   /* end of the bytes read */
+};
+
+/* Returns 0, or -ENOMEM. */
+int fsb_frame_reader_init(struct fsb_frame_reader *r, int fd, size_t cap);
+void fsb_frame_reader_free(struct fsb_frame_reader *r);
+
+/* Waits until the length of the next frame is buffered and stores it in
+ * *len, without consuming anything.  Returns 0, -EPIPE when the stream
+ * ends (also in the middle of the length), or -errno. */
+int fsb_frame_next_len(struct fsb_frame_reader *r, uint32_t *len);
+
+/* Consumes the next frame, LEN bytes (at least 4, at most r->cap), and
+ * points *frame at it in the buffer: valid, and writable, until the next
+ * call on R.  Returns 0, -EPIPE if the stream ends inside the frame, or
+ * -errno. */
+int fsb_frame_take(struct fsb_frame_reader *r, size_t len, void **frame);
+
+/* Consumes the next frame, LEN bytes (at least 4), into DST: the buffered
+ * part is copied, the rest is read straight into DST, so a large frame is
+ * not copied twice.  Returns 0, -EPIPE, or -errno. */
+int fsb_frame_take_into(struct fsb_frame_reader *r, void *dst, size_t len);
+
+/* Bytes buffered after the frames consumed: more than 0 means that at
+ * least the start of another frame has arrived. */
+static inline size_t fsb_frame_buffered(const struct fsb_frame_reader *r)
+{
+    return r->end - r->start;
+}
 
 #endif

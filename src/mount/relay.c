@@ -46,7 +46,9 @@ struct relay {
     _Atomic uint64_t init_unique; /* of the kernel's FUSE_INIT, once read */
     struct notify_queue *notify;
     pthread_mutex_t send_lock;
-    unsigned char *reply_buf; /* cfg.max_frame bytes, socket reader only */
+    /* The socket reader's; cfg.max_frame bytes, so every message fits and
+     * is written to the kernel straight from it. */
+    struct fsb_frame_reader replies;
 
     pthread_mutex_t state_lock;
     pthread_cond_t state_changed;
@@ -206,25 +208,35 @@ static void *fuse_reader_main(void *arg)
  * Host -> kernel
  */
 
-/* Reads one message into reply_buf.  Returns 0, -EPIPE at end of stream,
- * -EMSGSIZE for a length outside [header, max_frame], or -errno. */
-static int read_message(struct relay *r, size_t *len)
+/* Reads one message; points *msg at it (in r->replies: valid until the
+ * next read).  Returns 0, -EPIPE at end of stream, -EMSGSIZE for a length
+ * outside [header, max_frame], or -errno. */
+static int read_message(struct relay *r, void **msg, size_t *len)
 {
-    struct fuse_out_header *oh = (void *)r->reply_buf;
-    int err = fsb_read_full(r->cfg.sock, oh, sizeof(*oh));
+    uint32_t n;
+    int err = fsb_frame_next_len(&r->replies, &n);
     if (err)
         return err;
-    *len = oh->len;
-    if (oh->len < sizeof(*oh) || oh->len > r->cfg.max_frame)
+    *len = n;
+    if (n < sizeof(struct fuse_out_header) || n > r->cfg.max_frame)
         return -EMSGSIZE;
-    return fsb_read_full(r->cfg.sock, oh + 1, oh->len - sizeof(*oh));
+    return fsb_frame_take(&r->replies, n, msg);
 }
 
-static void deliver_init_reply(struct relay *r, int fd, size_t len)
+/* init_filter edits the reply through its structs, and messages lie at any
+ * offset in the reader's buffer: it works on an aligned copy of the part
+ * it knows, which then goes back in place. */
+static void deliver_init_reply(struct relay *r, int fd, void *msg, size_t len)
 {
-    struct fuse_out_header *oh = (void *)r->reply_buf;
-    int refused = init_filter_reply(&r->init, oh, len, r->cfg.max_frame);
-    int err = write_to_kernel(fd, oh, len);
+    struct {
+        struct fuse_out_header oh;
+        struct fuse_init_out out;
+    } head = { 0 };
+    size_t known = len < sizeof(head) ? len : sizeof(head);
+    memcpy(&head, msg, known);
+    int refused = init_filter_reply(&r->init, &head, known, r->cfg.max_frame);
+    memcpy(msg, &head, known);
+    int err = write_to_kernel(fd, msg, len);
     if (refused) {
         if (set_end(r, RELAY_INIT_REFUSED))
             log_error("host refused FUSE_INIT: %s", strerror(refused < 0 ? -refused : refused));
@@ -236,37 +248,39 @@ static void deliver_init_reply(struct relay *r, int fd, size_t len)
     }
 }
 
-static void deliver(struct relay *r, size_t len)
+static void deliver(struct relay *r, void *msg, size_t len)
 {
-    struct fuse_out_header *oh = (void *)r->reply_buf;
-    if (oh->unique == 0) {
-        notify_queue_push(r->notify, oh, len);
+    struct fuse_out_header oh;
+    memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
+    if (oh.unique == 0) {
+        notify_queue_push(r->notify, msg, len);
         return;
     }
-    if (oh->unique & INT_REQ_BIT) {
-        int fd = pending_find(&r->pending, oh->unique & ~INT_REQ_BIT);
+    if (oh.unique & INT_REQ_BIT) {
+        int fd = pending_find(&r->pending, oh.unique & ~INT_REQ_BIT);
         if (fd >= 0)
-            write_to_kernel(fd, oh, len);
+            write_to_kernel(fd, msg, len);
         return;
     }
-    int fd = pending_take(&r->pending, oh->unique);
+    int fd = pending_take(&r->pending, oh.unique);
     if (fd < 0) {
-        log_debug("reply to unknown request %llu dropped", (unsigned long long)oh->unique);
+        log_debug("reply to unknown request %llu dropped", (unsigned long long)oh.unique);
         return;
     }
-    if (oh->unique == atomic_load(&r->init_unique))
-        deliver_init_reply(r, fd, len);
+    if (oh.unique == atomic_load(&r->init_unique))
+        deliver_init_reply(r, fd, msg, len);
     else
-        write_to_kernel(fd, oh, len);
+        write_to_kernel(fd, msg, len);
 }
 
 static void *socket_reader_main(void *arg)
 {
     struct relay *r = arg;
     size_t len = 0;
+    void *msg;
     int err;
-    while ((err = read_message(r, &len)) == 0)
-        deliver(r, len);
+    while ((err = read_message(r, &msg, &len)) == 0)
+        deliver(r, msg, len);
 
     char reason[96];
     if (err == -EPIPE)
@@ -325,8 +339,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     pthread_mutex_init(&r->send_lock, NULL);
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_cond_init(&r->state_changed, NULL);
-    r->reply_buf = malloc(cfg->max_frame);
-    for (unsigned i = 0; r->reply_buf && i < cfg->threads; i++) {
+    bool ok = fsb_frame_reader_init(&r->replies, cfg->sock, cfg->max_frame) == 0;
+    for (unsigned i = 0; ok && i < cfg->threads; i++) {
         r->readers[i] = (struct fuse_reader){ .relay = r, .fd = -1 };
         /* The kernel refuses reads into less than FUSE_MIN_READ_BUFFER (the
          * handshake makes sure the frame is not smaller) or less than a
@@ -338,7 +352,7 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
         if (!r->readers[i].buf)
             return NULL; /* the caller exits: nothing to free */
     }
-    return r->reply_buf ? r : NULL;
+    return ok ? r : NULL;
 }
 
 static int start_thread(void *(*fn)(void *), void *arg)

@@ -16,7 +16,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +26,12 @@
  * count neither against MAX_QUEUED nor against --threads: up to this many
  * get workers of their own, and the unlock can always be read and run. */
 #define MAX_LOCK_WAITERS 64
+/* The reader's buffer: every request but a large WRITE fits, so most cost
+ * one read() and need no allocation when run on the reader. */
+#define READ_BUFFER_SIZE (64 * 1024)
+/* Transfers and listings up to this size are short enough to run on the
+ * reader thread (see may_take_long). */
+#define INLINE_IO_MAX (64 * 1024)
 
 struct job {
     struct job *next;
@@ -48,6 +53,7 @@ struct conn {
     unsigned id;
     const struct stream_server_config *cfg;
     struct fsb_session *session;
+    struct fsb_frame_reader frames; /* the reader thread's, after the HELLO */
     pthread_mutex_t send_lock;
 
     pthread_mutex_t lock;      /* guards everything below */
@@ -81,9 +87,9 @@ static void send_reply(struct conn *c, void *buf, size_t len)
         log_warn("session %u: sending a reply: %s", c->id, strerror(-err));
 }
 
-static void process(struct conn *c, struct job *j, void *reply)
+static void process(struct conn *c, void *frame, size_t len, void *reply)
 {
-    struct iovec in = { j->data, j->len };
+    struct iovec in = { frame, len };
     struct iovec out = { reply, c->session->max_frame };
     size_t n = fsb_engine_process(c->session, &in, 1, &out, 1);
     if (n)
@@ -93,7 +99,7 @@ static void process(struct conn *c, struct job *j, void *reply)
 static uint32_t job_opcode(const struct job *j)
 {
     struct fuse_in_header h;
-    memcpy(&h, j->data, sizeof(h)); /* read_frame checked the length */
+    memcpy(&h, j->data, sizeof(h)); /* read_frame() checked the length */
     return h.opcode;
 }
 
@@ -151,7 +157,7 @@ static void *worker_main(void *arg)
     struct job *j;
     while ((j = next_job(c))) {
         if (reply)
-            process(c, j, reply);
+            process(c, j->data, j->len, reply);
         job_done(c, j);
     }
     free(reply);
@@ -186,95 +192,152 @@ static void enqueue(struct conn *c, struct job *j)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* Reads one frame.  Returns the job, or NULL at the end of the session
- * (after logging why, if it was not a plain disconnect). */
-static struct job *read_frame(struct conn *c)
+static struct job *job_new(size_t len)
 {
-    struct fuse_in_header h;
-    int err = fsb_read_full(c->fd, &h, sizeof(h));
-    if (err) {
-        if (err != -EPIPE && err != -ECONNRESET)
-            log_warn("session %u: read: %s", c->id, strerror(-err));
-        return NULL;
-    }
-    if (h.len < sizeof(h) || h.len > c->session->max_frame) {
-        log_warn("session %u: frame length %u outside [%zu, %zu]: closing", c->id, h.len,
-                 sizeof(h), c->session->max_frame);
-        return NULL;
-    }
-    struct job *j = malloc(sizeof(*j) + h.len);
-    if (!j) {
-        log_error("session %u: out of memory for a %u-byte frame", c->id, h.len);
-        return NULL;
-    }
-    j->next = NULL;
-    j->lock_wait = false;
-    j->len = h.len;
-    memcpy(j->data, &h, sizeof(h));
-    err = fsb_read_full(c->fd, j->data + sizeof(h), h.len - sizeof(h));
-    if (err) {
-        log_warn("session %u: truncated frame (%s): closing", c->id, strerror(-err));
-        free(j);
-        return NULL;
-    }
+    struct job *j = malloc(sizeof(*j) + len);
+    if (j)
+        *j = (struct job){ .len = len };
     return j;
 }
 
-/* Metadata requests that finish quickly on a local filesystem: the only
- * ones the reader thread may run itself, since it must stay free to read
- * INTERRUPT and FORGET.  Data transfers, syncs, locks and directory
- * listings (which may be long) always go to a worker. */
-static bool quick_request(uint32_t opcode)
+/* One request as read: in the reader's buffer (job NULL; valid until the
+ * next read), or in a job of its own when larger than that buffer. */
+struct frame {
+    void *data;
+    size_t len;
+    struct job *job;
+};
+
+/* Reads the next request into F.  Returns false at the end of the session
+ * (after logging why, if it was not a plain disconnect). */
+static bool read_frame(struct conn *c, struct frame *f)
+{
+    uint32_t len;
+    int err = fsb_frame_next_len(&c->frames, &len);
+    if (err) {
+        if (err != -EPIPE && err != -ECONNRESET)
+            log_warn("session %u: read: %s", c->id, strerror(-err));
+        return false;
+    }
+    if (len < sizeof(struct fuse_in_header) || len > c->session->max_frame) {
+        log_warn("session %u: frame length %u outside [%zu, %zu]: closing", c->id, len,
+                 sizeof(struct fuse_in_header), c->session->max_frame);
+        return false;
+    }
+    *f = (struct frame){ .len = len };
+    if (len <= c->frames.cap) {
+        err = fsb_frame_take(&c->frames, len, &f->data);
+    } else if ((f->job = job_new(len))) {
+        f->data = f->job->data;
+        err = fsb_frame_take_into(&c->frames, f->data, len);
+    } else {
+        log_error("session %u: out of memory for a %u-byte frame", c->id, len);
+        return false;
+    }
+    if (err) {
+        log_warn("session %u: truncated frame (%s): closing", c->id, strerror(-err));
+        free(f->job);
+        return false;
+    }
+    return true;
+}
+
+/* The fuse_read_in size of a READ, READDIR or READDIRPLUS; 0 when the
+ * frame is too short for one (the engine refuses it). */
+static uint32_t read_size(const struct frame *f)
+{
+    struct fuse_read_in in;
+    if (f->len < sizeof(struct fuse_in_header) + sizeof(in))
+        return 0;
+    memcpy(&in, (const char *)f->data + sizeof(struct fuse_in_header), sizeof(in));
+    return in.size;
+}
+
+/* Requests with no small bound on their duration: a lock wait lasts until
+ * the unlock, a sync until the disk is done, a copy or an allocation may
+ * cover gigabytes, and a transfer or listing takes time in proportion to
+ * its size.  Everything else is a few system calls on the host. */
+static bool may_take_long(const struct frame *f, uint32_t opcode)
 {
     switch (opcode) {
-    case FUSE_LOOKUP: case FUSE_GETATTR: case FUSE_READLINK: case FUSE_ACCESS:
-    case FUSE_STATFS: case FUSE_GETXATTR: case FUSE_LISTXATTR: case FUSE_OPENDIR:
-    case FUSE_RELEASEDIR: case FUSE_MKDIR: case FUSE_RMDIR: case FUSE_UNLINK:
-    case FUSE_SYMLINK: case FUSE_LINK: case FUSE_RENAME: case FUSE_RENAME2:
+    case FUSE_SETLKW: case FUSE_FSYNC: case FUSE_FSYNCDIR: case FUSE_SYNCFS:
+    case FUSE_COPY_FILE_RANGE: case FUSE_FALLOCATE:
         return true;
+    case FUSE_READ: case FUSE_READDIR: case FUSE_READDIRPLUS:
+        return read_size(f) > INLINE_IO_MAX;
+    case FUSE_WRITE:
+        return f->len > sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in) +
+                        INLINE_IO_MAX;
     default:
         return false;
     }
 }
 
-static bool nothing_else_to_read(int fd)
+/* RELEASE and RELEASEDIR are a close() on the host, and the guest does not
+ * wait for them: they come in the same read as the request after them (a
+ * program closes a file and opens the next), and a hand-off would cost
+ * more than the close. */
+static bool only_lets_go(uint32_t opcode)
 {
-    int pending = 0;
-    return ioctl(fd, FIONREAD, &pending) == 0 && pending == 0;
+    return opcode == FUSE_RELEASE || opcode == FUSE_RELEASEDIR;
 }
 
 /*
  * Which requests run on the reader thread rather than a worker:
- *  - urgent ones (FORGET, INTERRUPT), which must not wait behind others;
+ *  - urgent ones (FORGET, INTERRUPT), which must not wait behind others,
+ *    and the releases (above);
  *  - INIT, which must finish before anything else is dispatched;
- *  - a quick request when no other request is waiting on the socket: a
- *    guest doing one thing at a time (git status, find) then pays no
- *    thread hand-off per request, while a burst still spreads over the
- *    workers.  (Where FIONREAD is not supported, everything goes to the
- *    workers.)
+ *  - any request that cannot take long when no other request has arrived
+ *    behind it: a guest doing one thing at a time (create, stat, a 4 KiB
+ *    read, git status) then pays no thread hand-off, which costs more than
+ *    the request itself, while a burst still spreads over the workers.
+ *    A request that comes in meanwhile waits for one short request at most.
+ *    (The virtio-fs transport runs every request on its queue's thread by
+ *    default, for the same reason.)
+ * The reader's buffer tells whether another request has arrived: each read
+ * takes everything the socket holds.
  */
-static bool run_inline(const struct conn *c, const struct job *j)
+static bool run_inline(const struct conn *c, const struct frame *f)
 {
-    const struct fuse_in_header *h = (const void *)j->data;
-    if (fsb_engine_is_urgent(h->opcode) || !c->session->initialized)
+    struct fuse_in_header h;
+    memcpy(&h, f->data, sizeof(h));
+    if (fsb_engine_is_urgent(h.opcode) || only_lets_go(h.opcode) || !c->session->initialized)
         return true;
-    return quick_request(h->opcode) && nothing_else_to_read(c->fd);
+    return fsb_frame_buffered(&c->frames) == 0 && !may_take_long(f, h.opcode);
+}
+
+/* Runs F here or queues it for a worker.  Returns false when out of
+ * memory (the session ends). */
+static bool dispatch(struct conn *c, struct frame *f, void *reply)
+{
+    if (run_inline(c, f)) {
+        process(c, f->data, f->len, reply);
+        free(f->job);
+        return true;
+    }
+    struct job *j = f->job;
+    if (!j && (j = job_new(f->len)))
+        memcpy(j->data, f->data, f->len);
+    if (!j) {
+        log_error("session %u: out of memory for a %zu-byte request", c->id, f->len);
+        return false;
+    }
+    enqueue(c, j);
+    return true;
 }
 
 static void reader_loop(struct conn *c)
 {
     void *reply = malloc(c->session->max_frame);
-    struct job *j;
-    if (!reply)
+    struct frame f;
+    if (!reply || fsb_frame_reader_init(&c->frames, c->fd, READ_BUFFER_SIZE) < 0) {
+        log_error("session %u: out of memory", c->id);
+        free(reply);
         return;
-    while ((j = read_frame(c))) {
-        if (run_inline(c, j)) {
-            process(c, j, reply);
-            free(j);
-        } else {
-            enqueue(c, j);
-        }
     }
+    while (read_frame(c, &f) && dispatch(c, &f, reply))
+        ;
+    fsb_frame_reader_free(&c->frames);
     free(reply);
 }
 

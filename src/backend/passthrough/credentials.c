@@ -12,6 +12,10 @@
 
 /* Whether this thread holds lent supplementary groups. */
 static __thread bool groups_lent;
+/* Whether this thread's fsuid and fsgid are 0 (set by cred_leave): then a
+ * caller who is root needs no switch, which saves six system calls on every
+ * operation of a guest's root. */
+static __thread bool at_root;
 
 bool cred_can_switch(void)
 {
@@ -30,8 +34,9 @@ static long current_fsgid(void)
 
 int cred_enter(const struct fsb_ctx *ctx, bool enabled)
 {
-    if (!enabled)
+    if (!enabled || (at_root && ctx->uid == 0 && ctx->gid == 0))
         return 0;
+    at_root = false;
     /* The group first: changing it needs CAP_SETGID, which a non-zero
      * fsuid does not remove, but keep the order that always works. */
     syscall(SYS_setfsgid, ctx->gid);
@@ -49,8 +54,11 @@ void cred_leave(bool enabled)
 {
     if (!enabled)
         return;
-    syscall(SYS_setfsuid, 0);
-    syscall(SYS_setfsgid, 0);
+    if (!at_root) {
+        syscall(SYS_setfsuid, 0);
+        syscall(SYS_setfsgid, 0);
+        at_root = true;
+    }
     if (groups_lent) {
         syscall(SYS_setgroups, 0, NULL);
         groups_lent = false;

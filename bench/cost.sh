@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# cost.sh - what one request costs on each target, in figures that hold on a
+# busy machine: CPU time, context switches and system calls per operation.
+#
+#   bench/cost.sh                               (as root; not part of CI)
+#   COST_TARGETS="pll auto" COST_FILES=5000 bench/cost.sh
+#
+# bench.sh's wall-clock rates need an idle machine; these counts do not (CPU
+# time still grows somewhat with cache contention).  Each workload runs once
+# per target while `perf stat` counts, in the serving processes (the
+# passthrough_ll daemon, or fsbridged and fsbridge-mount) and in the
+# workload itself:
+#
+#   cpu us/op    task-clock of servers + workload (the workload's includes
+#                the guest kernel's FUSE work) per operation
+#   ctxsw/op     context switches of servers + workload per operation: each
+#                thread hand-off (a wake-up and a sleep) is one or two
+#   syscalls/op  system calls of the servers per operation
+#   futex/op     of those, futex calls: thread hand-offs and lock waits
+#   wall us/op   elapsed time, for reference only (needs an idle machine)
+#
+# Workloads (per operation): create, stat, unlink (bench/fileops.c, per
+# file), randread (fio 4 KiB random reads of a COST_SIZE_MB file with the
+# host page cache warm, per read), untar and grep -r (of bench/make-tree.py's
+# tree of COST_TREE_FILES files, per file).
+#
+# Environment: COST_TARGETS (pll auto always writeback), COST_FILES (3000),
+# COST_SIZE_MB (64), COST_TREE_FILES (3000), BENCH_DIR
+# (/var/tmp/fsbridge-bench), FSB_BUILD_DIR (default build-bench/, as bench.sh).
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")/.."
+repo=$PWD
+read -r -a targets <<<"${COST_TARGETS:-pll auto always writeback}"
+nfiles=${COST_FILES:-3000}
+size_mb=${COST_SIZE_MB:-64}
+tree_files=${COST_TREE_FILES:-3000}
+work=${BENCH_DIR:-/var/tmp/fsbridge-bench}
+build=${FSB_BUILD_DIR:-$repo/build-bench}
+events=task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_futex
+
+log() { printf 'cost: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+((EUID == 0)) || die "run as root (mounts, perf counters of other processes)"
+command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
+[[ -x $build/fsbridged && -x $build/fsbridge-mount ]] ||
+    die "no fsbridge build in $build (run bench.sh once, or set FSB_BUILD_DIR)"
+scripts/install-deps.sh fio >&2
+# shellcheck source=bench/targets.sh
+source bench/targets.sh
+build_tools
+tree_tar=$work/tree-$tree_files.tar
+[[ -s $tree_tar ]] || /usr/bin/python3 bench/make-tree.py "$tree_tar" "$tree_files"
+trap cleanup_target EXIT
+
+# perf_sum FILE EVENT: the event's count in a `perf stat -x,` output file.
+perf_sum() { awk -F, -v e="$2" '$3 == e { s += $1 } END { print s + 0 }' "$1"; }
+
+# measure T NAME OPS CMD...: runs CMD on target T while counting, prints a row.
+measure() {
+    local t=$1 name=$2 ops=$3
+    shift 3
+    local srv=$work/perf-servers app=$work/perf-app
+    perf stat -x, -e "$events" -p "$server_pids" -o "$srv" &
+    local perf_pid=$!
+    sleep 0.5 # perf attaches
+    local t0=$EPOCHREALTIME
+    perf stat -x, -e "$events" -o "$app" -- "$@" >/dev/null
+    local t1=$EPOCHREALTIME
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    awk -v t="$t" -v w="$name" -v n="$ops" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+        -v cpu="$(($(perf_sum "$srv" task-clock | cut -d. -f1) + $(perf_sum "$app" task-clock | cut -d. -f1)))" \
+        -v cs="$(($(perf_sum "$srv" context-switches) + $(perf_sum "$app" context-switches)))" \
+        -v sc="$(perf_sum "$srv" raw_syscalls:sys_enter)" -v fx="$(perf_sum "$srv" syscalls:sys_enter_futex)" \
+        'BEGIN { printf "%-10s %-9s %9.1f %9.2f %11.1f %9.2f %10.1f\n", t, w,
+                 cpu * 1000 / n, cs / n, sc / n, fx / n, wall * 1e6 / n }'
+}
+
+run_workloads() {
+    local t=$1 f=$work/bin/fileops
+    mkdir "$dir/meta"
+    measure "$t" create "$nfiles" "$f" "$dir/meta" "$nfiles" create
+    measure "$t" stat "$nfiles" "$f" "$dir/meta" "$nfiles" stat
+    measure "$t" unlink "$nfiles" "$f" "$dir/meta" "$nfiles" unlink
+    head -c "$((size_mb << 20))" /dev/urandom >"$dir/rand.dat"
+    cat "$dir/rand.dat" >/dev/null
+    measure "$t" randread "$((size_mb * 256))" fio --name=cost --filename="$dir/rand.dat" \
+        --rw=randread --bs=4k --size="${size_mb}M" --ioengine=psync --invalidate=0
+    mkdir "$dir/tree"
+    measure "$t" untar "$tree_files" tar -xf "$tree_tar" -C "$dir/tree"
+    measure "$t" grep "$tree_files" grep -r fsbridge_needle "$dir/tree"
+}
+
+echo "cost per operation: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "fsbridge: $build at $(git describe --always --dirty 2>/dev/null || echo '?')"
+echo "$pll_note"
+printf '%-10s %-9s %9s %9s %11s %9s %10s\n' target workload "cpu us/op" ctxsw/op \
+    syscalls/op futex/op "wall us/op"
+for t in "${targets[@]}"; do
+    [[ -n $t && $t != native ]] || continue
+    log "$t"
+    start_target "$t"
+    run_workloads "$t"
+    stop_target "$t"
+done
