@@ -30,7 +30,8 @@ Fixtures (names are stable; other test files rely on them):
                    "matchlock").
 
 Markers:
-  @pytest.mark.modes("auto", "never")  run an `fs` test only in these modes
+  @pytest.mark.modes("auto", "never")  run an `fs` test only in these cache
+                                       modes (and over matchlock)
   @pytest.mark.deadline(120)           per-test watchdog limit in seconds
                                        (default 60).  When it fires, every
                                        FUSE connection the test mounted is
@@ -79,7 +80,8 @@ _live_lock = threading.Lock()
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "modes(*names): run an fs-parametrized test only in these cache modes")
+        "markers", "modes(*names): run an fs-parametrized test only in these cache modes "
+                   "(and over matchlock)")
     config.addinivalue_line(
         "markers", "deadline(seconds): watchdog limit for one test (default 60 s)")
 
@@ -91,7 +93,8 @@ def _wanted_modes(item):
         wanted &= {m.strip() for m in env.split(",") if m.strip()}
     marker = item.get_closest_marker("modes")
     if marker is not None:
-        wanted &= set(marker.args)
+        # matchlock is a protocol, not a cache mode: it runs as well.
+        wanted &= set(marker.args) | {"matchlock"}
     return wanted
 
 
