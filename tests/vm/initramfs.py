@@ -19,7 +19,7 @@ and powers the guest off.  Results are marker lines (see vmguest.py).
 Everything is written here in Python (no root, no mknod, no cpio(1)), so the
 archive is the same bytes on every machine for the same inputs.
 
-Command line (used by bench/vm): python3 initramfs.py OUT KERNEL_DIR [FILE...]
+Command line (a base archive to look into): python3 initramfs.py OUT KERNEL_DIR [FILE...]
 """
 
 import gzip

@@ -169,8 +169,7 @@ class Guest:
         return argv + self.devices
 
     def start(self):
-        initramfs.write_initrd(self.initrd_path, self.base_initrd,
-                               initramfs_script(self.script))
+        initramfs.write_initrd(self.initrd_path, self.base_initrd, guest_script(self.script))
         argv = self.argv()
         (self.workdir / f"{self.name}-argv.txt").write_text(" ".join(argv) + "\n")
         with open(self.stderr_path, "wb") as err:
@@ -220,12 +219,15 @@ class Guest:
         return _read(self.console_path)
 
     def diagnostics(self, chars=3000):
-        return (f"---- QEMU stderr ----\n{_read(self.stderr_path)[-chars:]}"
-                f"---- guest console (last {chars} chars) ----\n{self.console()[-chars:]}"
-                f"---- results port (last {chars} chars) ----\n{_read(self.results_path)[-chars:]}")
+        parts = [("QEMU stderr", _read(self.stderr_path)),
+                 ("guest console", self.console()),
+                 ("results port", _read(self.results_path))]
+        return "".join(f"---- {what} (last {chars} chars) ----\n{text[-chars:].rstrip()}\n"
+                       for what, text in parts)
 
 
-def initramfs_script(body):
+def guest_script(body):
+    """/test.sh: the prelude's shell functions, then `body`."""
     return "#!/bin/sh\n" + PRELUDE + body
 
 
