@@ -78,10 +78,10 @@ static int dispatch(struct fsb_request *r, const struct fsb_op *op)
     return op->fn(r);
 }
 
-size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_cnt,
-                          const struct iovec *out, int out_cnt)
+static size_t process(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                      const struct iovec *out, int out_cnt, bool may_wait)
 {
-    struct fsb_request r = { .s = s, .be = s->backend };
+    struct fsb_request r = { .s = s, .be = s->backend, .may_wait = may_wait };
     iov_cursor_init(&r.args, in, in_cnt);
     size_t in_len = r.args.left;
     if (!iov_cursor_read(&r.args, &r.in, sizeof(r.in))) {
@@ -111,4 +111,16 @@ size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_
     if (err > 0)
         err = -EIO; /* handlers return 0 or -errno; anything else is a bug */
     return write_reply_header(out, out_cnt, r.in.unique, err, err ? 0 : r.out_len);
+}
+
+size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                          const struct iovec *out, int out_cnt)
+{
+    return process(s, in, in_cnt, out, out_cnt, true);
+}
+
+size_t fsb_engine_process_no_wait(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                                  const struct iovec *out, int out_cnt)
+{
+    return process(s, in, in_cnt, out, out_cnt, false);
 }

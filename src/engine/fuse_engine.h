@@ -33,6 +33,17 @@
 size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_cnt,
                           const struct iovec *out, int out_cnt);
 
+/*
+ * The same, on a thread that must not block: a SETLKW whose lock is taken
+ * fails with ENOLCK instead of waiting.  A transport runs a lock wait on a
+ * thread of its own (the unlock that ends it may queue behind it
+ * otherwise), up to a limit; beyond it, and for any request it did not
+ * route as a lock wait (a guest may change shared memory after the
+ * transport looked at the opcode), it uses this.
+ */
+size_t fsb_engine_process_no_wait(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                                  const struct iovec *out, int out_cnt);
+
 /* Requests that never block and have no reply: a transport may run them at
  * once instead of queueing them behind others (virtio-fs' hiprio queue). */
 static inline bool fsb_engine_is_urgent(uint32_t opcode)

@@ -806,14 +806,17 @@ static int op_getlk(struct fsb_request *r)
 }
 
 /* SETLK and SETLKW; with FUSE_LK_FLOCK, flock(2).  A waiting lock is
- * registered so that FUSE_INTERRUPT (or the session's end) can stop it. */
-static int setlk_op(struct fsb_request *r, bool wait)
+ * registered so that FUSE_INTERRUPT (or the session's end) can stop it.
+ * A SETLKW on a thread that must not wait only tries: ENOLCK (what
+ * F_SETLKW answers when the system cannot hold more locks) if it is taken. */
+static int setlk_op(struct fsb_request *r, bool wants_wait)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
     int err = read_lock_args(r, &in, &lock);
     if (err)
         return err;
+    bool wait = wants_wait && r->may_wait;
     struct fsb_waiter w = { .unique = r->in.unique };
     if (wait)
         fsb_session_add_waiter(r->s, &w);
@@ -825,6 +828,8 @@ static int setlk_op(struct fsb_request *r, bool wait)
     }
     if (wait)
         fsb_session_remove_waiter(r->s, &w);
+    if (wants_wait && !wait && err == -EAGAIN)
+        err = -ENOLCK;
     return err;
 }
 

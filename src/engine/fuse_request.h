@@ -17,6 +17,7 @@ struct fsb_request {
     struct iov_cursor args;  /* after the header, up to header len */
     struct iov_cursor out;   /* after the reply header */
     size_t out_len;          /* payload bytes written */
+    bool may_wait;           /* a SETLKW may block (see fsb_engine_process_no_wait) */
 };
 
 /* Copies the opcode's fixed argument struct; false if the request is

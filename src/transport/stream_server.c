@@ -24,7 +24,8 @@
 #define MAX_QUEUED 64 /* requests read but not yet answered, per session */
 /* Lock waits (SETLKW) may last until the guest sends the unlock, so they
  * count neither against MAX_QUEUED nor against --threads: up to this many
- * get workers of their own, and the unlock can always be read and run. */
+ * get workers of their own, and the unlock can always be read and run.
+ * Beyond them a SETLKW only tries (ENOLCK when the lock is taken). */
 #define MAX_LOCK_WAITERS 64
 /* The reader's buffer: every request but a large WRITE fits, so most cost
  * one read() and need no allocation when run on the reader. */
@@ -87,11 +88,14 @@ static void send_reply(struct conn *c, void *buf, size_t len)
         log_warn("session %u: sending a reply: %s", c->id, strerror(-err));
 }
 
-static void process(struct conn *c, void *frame, size_t len, void *reply)
+/* Only a worker holding a lock-waiter slot may wait for a lock; anywhere
+ * else a SETLKW only tries (see fsb_engine_process_no_wait). */
+static void process(struct conn *c, void *frame, size_t len, void *reply, bool may_wait)
 {
     struct iovec in = { frame, len };
     struct iovec out = { reply, c->session->max_frame };
-    size_t n = fsb_engine_process(c->session, &in, 1, &out, 1);
+    size_t n = may_wait ? fsb_engine_process(c->session, &in, 1, &out, 1)
+                        : fsb_engine_process_no_wait(c->session, &in, 1, &out, 1);
     if (n)
         send_reply(c, reply, n);
 }
@@ -157,7 +161,7 @@ static void *worker_main(void *arg)
     struct job *j;
     while ((j = next_job(c))) {
         if (reply)
-            process(c, j->data, j->len, reply);
+            process(c, j->data, j->len, reply, j->lock_wait);
         job_done(c, j);
     }
     free(reply);
@@ -311,7 +315,7 @@ static bool run_inline(const struct conn *c, const struct frame *f)
 static bool dispatch(struct conn *c, struct frame *f, void *reply)
 {
     if (run_inline(c, f)) {
-        process(c, f->data, f->len, reply);
+        process(c, f->data, f->len, reply, false);
         free(f->job);
         return true;
     }

@@ -12,8 +12,11 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/virtio_config.h>
 #include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -33,8 +36,8 @@
      (1ull << VHOST_USER_PROTOCOL_F_RESET_DEVICE) |                                        \
      (1ull << VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 
-/* Payloads we accept are at most this long; a longer one is read and
- * refused, a far longer one ends the connection (we cannot resync). */
+/* Payloads we accept are at most this long; a longer one ends the
+ * connection (no message we serve is that long). */
 #define MAX_PAYLOAD 4096
 
 struct vu_queue {
@@ -44,7 +47,8 @@ struct vu_queue {
     bool enabled;
     bool running;           /* THREAD exists */
     pthread_t thread;
-    int stop_fd;            /* eventfd that stops THREAD */
+    atomic_bool stopping;   /* THREAD must end */
+    int wake_fd;            /* eventfd: stopping, or room for more requests */
 
     pthread_mutex_t inflight_lock;
     pthread_cond_t inflight_done;
@@ -84,26 +88,41 @@ void vu_complete(struct vu_queue *q, struct vq_element *e, uint32_t len)
     vq_push(&q->vq, e, len);
     free(e);
     pthread_mutex_lock(&q->inflight_lock);
-    if (--q->inflight == 0)
+    if (q->inflight-- == VQ_MAX_INFLIGHT)
+        (void)eventfd_write(q->wake_fd, 1); /* the queue thread may pop again */
+    if (q->inflight == 0)
         pthread_cond_broadcast(&q->inflight_done);
     pthread_mutex_unlock(&q->inflight_lock);
 }
 
-/* Pops and hands over every request waiting; false when the ring broke. */
-static bool drain(struct vu_queue *q)
+enum drain_result {
+    DRAIN_EMPTY,    /* wait for a kick */
+    DRAIN_FULL,     /* VQ_MAX_INFLIGHT popped: wait for a completion */
+    DRAIN_RETRY,    /* out of memory: try again shortly */
+    DRAIN_BROKEN,   /* the ring is broken: stop */
+};
+
+/* Pops and hands over the requests waiting, at most VQ_MAX_INFLIGHT at a
+ * time: a guest cannot make us hold more, however it fills the ring. */
+static enum drain_result drain(struct vu_queue *q)
 {
     for (;;) {
+        pthread_mutex_lock(&q->inflight_lock);
+        bool full = q->inflight >= VQ_MAX_INFLIGHT;
+        pthread_mutex_unlock(&q->inflight_lock);
+        if (full)
+            return DRAIN_FULL;
         struct vq_element *e = malloc(sizeof(*e));
         if (!e) {
             log_error("virtqueue %u: out of memory", q->vq.index);
-            return true; /* try again on the next kick */
+            return DRAIN_RETRY;
         }
         int r = vq_pop(&q->vq, e);
         if (r <= 0) {
             free(e);
             if (r == 0 && vq_enable_notification(&q->vq))
                 continue;
-            return r == 0;
+            return r == 0 ? DRAIN_EMPTY : DRAIN_BROKEN;
         }
         pthread_mutex_lock(&q->inflight_lock);
         q->inflight++;
@@ -112,25 +131,28 @@ static bool drain(struct vu_queue *q)
     }
 }
 
+/* The queue thread: drains on a kick, or on a wake (a completion freed
+ * room, or the queue is stopping). */
 static void *queue_main(void *arg)
 {
     struct vu_queue *q = arg;
     struct pollfd pfd[2] = { { .fd = q->kick_fd, .events = POLLIN },
-                             { .fd = q->stop_fd, .events = POLLIN } };
-    bool ok = drain(q); /* requests queued before the kick fd came */
-    while (ok) {
-        if (poll(pfd, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
+                             { .fd = q->wake_fd, .events = POLLIN } };
+    enum drain_result r = drain(q); /* requests queued before the kick fd came */
+    while (r != DRAIN_BROKEN && !atomic_load(&q->stopping)) {
+        /* When full, only a completion (a wake) lets us go on. */
+        pfd[0].events = r == DRAIN_FULL ? 0 : POLLIN;
+        if (poll(pfd, 2, r == DRAIN_RETRY ? 10 : -1) < 0 && errno != EINTR) {
             log_error("virtqueue %u: poll: %s", q->vq.index, strerror(errno));
             break;
         }
-        if (pfd[1].revents)
-            break;
         eventfd_t v;
         if (pfd[0].revents & POLLIN)
             (void)eventfd_read(q->kick_fd, &v);
-        ok = drain(q);
+        if (pfd[1].revents & POLLIN)
+            (void)eventfd_read(q->wake_fd, &v);
+        if (!atomic_load(&q->stopping))
+            r = drain(q);
     }
     return NULL;
 }
@@ -156,11 +178,12 @@ static void queue_maybe_start(struct vu_dev *d, struct vu_queue *q)
                  q->vq.index);
         return;
     }
-    q->stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (q->stop_fd < 0 || pthread_create(&q->thread, NULL, queue_main, q) != 0) {
+    atomic_store(&q->stopping, false);
+    q->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (q->wake_fd < 0 || pthread_create(&q->thread, NULL, queue_main, q) != 0) {
         log_error("virtqueue %u: cannot start its thread", q->vq.index);
-        if (q->stop_fd >= 0)
-            close(q->stop_fd);
+        if (q->wake_fd >= 0)
+            close(q->wake_fd);
         return;
     }
     q->running = true;
@@ -173,9 +196,10 @@ static void queue_stop(struct vu_dev *d, struct vu_queue *q)
 {
     if (!q->running)
         return;
-    (void)eventfd_write(q->stop_fd, 1);
+    atomic_store(&q->stopping, true);
+    (void)eventfd_write(q->wake_fd, 1);
+    d->ops->interrupt_waits(d->device);
     pthread_join(q->thread, NULL);
-    close(q->stop_fd);
     q->running = false;
     pthread_mutex_lock(&q->inflight_lock);
     while (q->inflight) {
@@ -190,6 +214,7 @@ static void queue_stop(struct vu_dev *d, struct vu_queue *q)
         pthread_cond_timedwait(&q->inflight_done, &q->inflight_lock, &t);
     }
     pthread_mutex_unlock(&q->inflight_lock);
+    close(q->wake_fd); /* no completion can come any more */
     pthread_mutex_lock(&q->vq.lock);
     guest_memory_put(q->vq.mem);
     q->vq.mem = NULL;
@@ -320,11 +345,12 @@ static void install_memory(struct vu_dev *d, struct guest_memory *new_mem)
         struct vu_queue *q = &d->queues[i];
         if (!q->running)
             continue;
+        /* A ring outside the new table stays on the old one, which it
+         * holds (still mapped): QEMU changes a region by removing and
+         * adding it again, and the ring must survive the gap. */
         pthread_mutex_lock(&q->vq.lock);
-        if (!vq_map_rings(&q->vq, new_mem)) {
-            log_warn("virtqueue %u: rings outside the new memory table: queue stopped", i);
-            q->vq.broken = true;
-        }
+        if (!vq_map_rings(&q->vq, new_mem))
+            log_debug("virtqueue %u: rings not in the new memory table (yet)", i);
         pthread_mutex_unlock(&q->vq.lock);
     }
     guest_memory_put(d->mem);
@@ -456,12 +482,31 @@ static int on_get_vring_base(struct vu_dev *d, struct vu_msg *m)
     return send_reply(d, m, &st, sizeof(st));
 }
 
+/* Kick, call and error fds must be eventfds: a pipe nobody reads would
+ * block a completion, a file that always polls readable would spin the
+ * queue thread.  Nonblocking, so that a full counter never blocks us. */
+static bool usable_eventfd(int fd)
+{
+    char path[32], target[32];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t n = readlinkat(AT_FDCWD, path, target, sizeof(target) - 1);
+    if (n < 0)
+        return false;
+    target[n] = 0;
+    return strcmp(target, "anon_inode:[eventfd]") == 0 &&
+           fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == 0;
+}
+
 /* KICK, CALL and ERR: which ring, and its fd (or -1 for "no fd"). */
 static struct vu_queue *vring_fd_msg(struct vu_dev *d, struct vu_msg *m, int *fd)
 {
     bool nofd = m->p.u64 & VHOST_USER_VRING_NOFD_MASK;
     if (nofd != (m->nfds == 0) || m->nfds > 1) {
         log_warn("vhost-user: message %u: fd flag and %u fds disagree", m->hdr.request, m->nfds);
+        return NULL;
+    }
+    if (!nofd && !usable_eventfd(m->fds[0])) {
+        log_warn("vhost-user: message %u: the fd is not an eventfd", m->hdr.request);
         return NULL;
     }
     struct vu_queue *q = msg_queue(d, (unsigned)(m->p.u64 & VHOST_USER_VRING_IDX_MASK));

@@ -23,7 +23,7 @@
 /* A lock wait (SETLKW) may last until the guest sends the unlock, so it
  * gets a thread of its own: neither a queue thread nor a pool thread may
  * sit in it, or the unlock could queue behind it.  Bounded: beyond this
- * many, further lock waits run where other requests run. */
+ * many, a SETLKW only tries (ENOLCK when the lock is taken). */
 #define MAX_LOCK_WAITERS 64
 
 struct session_slot {
@@ -129,15 +129,18 @@ static uint32_t peek_opcode(const struct vq_element *e)
     return iov_cursor_read(&c, &in, sizeof(in)) ? in.opcode : 0;
 }
 
-/* Runs E through the engine; returns the reply's length. */
-static uint32_t execute(struct virtio_fs *fs, struct vq_element *e)
+/* Runs E through the engine; returns the reply's length.  Only a lock-wait
+ * thread may wait (see fsb_engine_process_no_wait). */
+static uint32_t execute(struct virtio_fs *fs, struct vq_element *e, bool may_wait)
 {
     uint32_t opcode = peek_opcode(e);
     size_t len = 0;
     struct session_slot *slot = session_acquire(fs, opcode == FUSE_INIT);
     if (slot) {
-        len = fsb_engine_process(slot->s, e->iov, e->nreadable, e->iov + e->nreadable,
-                                 e->nwritable);
+        const struct iovec *out = e->iov + e->nreadable;
+        len = may_wait ? fsb_engine_process(slot->s, e->iov, e->nreadable, out, e->nwritable)
+                       : fsb_engine_process_no_wait(slot->s, e->iov, e->nreadable, out,
+                                                    e->nwritable);
         /* The guest unmounted: release its inodes and handles now. */
         session_release(fs, slot, opcode == FUSE_DESTROY);
     }
@@ -146,7 +149,7 @@ static uint32_t execute(struct virtio_fs *fs, struct vq_element *e)
 
 static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
 {
-    vu_complete(q, e, execute(fs, e));
+    vu_complete(q, e, execute(fs, e, false));
 }
 
 /* A detached thread: vu_complete is its last touch of anything shared
@@ -155,7 +158,7 @@ static void *lock_wait_main(void *arg)
 {
     struct lock_wait w = *(struct lock_wait *)arg;
     free(arg);
-    uint32_t len = execute(w.fs, w.e);
+    uint32_t len = execute(w.fs, w.e, true);
     atomic_fetch_sub(&w.fs->lock_waiters, 1);
     vu_complete(w.q, w.e, len);
     return NULL;

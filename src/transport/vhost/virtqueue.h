@@ -29,6 +29,9 @@
 /* A descriptor may span two adjacent regions: a little slack. */
 #define VQ_MAX_IOV (VQ_MAX_CHAIN + 16)
 #define VQ_MAX_SIZE 32768
+/* Requests popped and not yet completed, per queue: what a guest can make
+ * us hold (an element is ~16 KiB) however it fills its ring. */
+#define VQ_MAX_INFLIGHT 128
 
 /* One popped request: its readable iovecs, then its writable ones. */
 struct vq_element {
