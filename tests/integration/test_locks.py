@@ -338,3 +338,43 @@ def test_lock_waiters_do_not_take_every_worker(fsb_workdir, daemon_factory, moun
     for w in waiters:   # each gets the lock in turn: exiting releases it
         assert w.line() == "locked"
         w.finish()
+
+
+@pytest.mark.deadline(60)
+def test_lock_waits_beyond_the_limit_fail_with_enolck(fsb_workdir, daemon_factory,
+                                                      mount_factory):
+    """64 lock waits get threads of their own; more would have to block a
+    thread the unlock may need, so they fail at once with ENOLCK, and the
+    unlock still reaches the host."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    daemon = daemon_factory([f"test={host}"])
+    m = mount_factory(daemon, options=["export=test"])
+    path = m.path / "lockme"
+    path.write_bytes(b"0")
+    holder = os.open(path, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    script = ("import fcntl, os, sys\n"
+              "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+              "try:\n"
+              "    fcntl.flock(fd, fcntl.LOCK_EX)\n"
+              "    print('locked', flush=True)\n"
+              "except OSError as e:\n"
+              "    print('errno', e.errno, flush=True)\n")
+    procs = [subprocess.Popen([helpers.PYTHON, "-c", script, str(path)], stdout=subprocess.PIPE,
+                              text=True) for _ in range(72)]
+    try:
+        refused = 0
+        deadline = time.monotonic() + 20
+        while refused < 8 and time.monotonic() < deadline:
+            refused = sum(1 for p in procs if p.poll() is not None)
+            time.sleep(0.1)
+        assert refused == 8, f"{refused} lock waits ended while the lock was held"
+        early = [p for p in procs if p.poll() is not None]
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        os.close(holder)
+    for p in procs:   # the 64 waiters get the lock in turn
+        out, _ = p.communicate(timeout=30)
+        want = ["errno", str(errno.ENOLCK)] if p in early else ["locked"]
+        assert out.split() == want, out
