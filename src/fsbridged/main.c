@@ -129,6 +129,17 @@ static int open_everything(struct daemon_state *d)
     return 0;
 }
 
+static int enter_sandbox(struct options *o)
+{
+    struct fsb_export *exports[MAX_EXPORTS + 1];
+    unsigned n = 0;
+    for (unsigned i = 0; i < o->nexports; i++)
+        exports[n++] = &o->exports[i];
+    if (o->vhost.wanted)
+        exports[n++] = &o->vhost.export;
+    return sandbox_enter(o->vhost.sandbox, o->vhost.seccomp, exports, n);
+}
+
 static int serve_streams(struct daemon_state *d)
 {
     struct stream_server_config cfg = {
@@ -182,7 +193,7 @@ int main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     fsb_log_init("fsbridged", o.syslog);
     r = 1;
-    if (open_everything(&d) == 0 && sandbox_enter(o.vhost.sandbox, o.vhost.seccomp) == 0) {
+    if (open_everything(&d) == 0 && enter_sandbox(&o) == 0) {
         r = serve(&d);
         log_info("stopped");
     }

@@ -7,10 +7,13 @@
  *
  * - namespace: a private mount namespace whose root is an empty, read-only
  *   tmpfs holding only /proc (the backend reopens files through
- *   /proc/self/fd), and an empty network namespace.  Exports stay reachable
- *   through the directory fds opened before; nothing else of the host's
- *   tree is.  (virtiofsd pivots into the shared directory itself; with
- *   several exports there is no one directory to pivot into.)
+ *   /proc/self/fd) and the exports bound at /exports/N, and an empty
+ *   network namespace.  No path reaches the host's tree, not even `..`
+ *   from an export.  (virtiofsd pivots into the shared directory itself;
+ *   with several exports there is no one directory to pivot into.)  File
+ *   handles are the exception no namespace closes: open_by_handle_at with
+ *   CAP_DAC_READ_SEARCH reaches any inode of an export's filesystem, so
+ *   the handles the backend opens come only from its own inode table.
  * - capabilities: only those that acting as the guest's users needs.
  * - seccomp: an allow-list.  By default a call off the list fails with
  *   ENOSYS instead of killing the daemon: a request fails, every other
@@ -24,8 +27,8 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <seccomp.h>
+#include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -63,17 +66,81 @@ static int fail(const char *what)
     return -1;
 }
 
-static int enter_namespace(void)
+/*
+ * Each export is bind-mounted at /exports/N of the new root, read-only
+ * when the export is, and its fd is reopened there after the pivot: `..`
+ * from an export root then stops in the empty root instead of walking up
+ * the host's tree (the old fds point into the detached old root).
+ *
+ * A bind mount's source must be a mount of our own namespace, and the fds
+ * opened at start-up belong to the old one: each export is opened again by
+ * path in the new namespace (before the staging tmpfs may hide it) and
+ * must still be the directory opened at start-up.
+ */
+static int reopen_in_namespace(struct fsb_export *const *exports, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        struct stat then, now;
+        int fd = open(exports[i]->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &now) < 0 || fstat(exports[i]->root_fd, &then) < 0)
+            return fail("reopening an export in the new namespace");
+        if (now.st_dev != then.st_dev || now.st_ino != then.st_ino) {
+            log_error("sandbox: export %s was replaced since start-up", exports[i]->path);
+            close(fd);
+            return -1;
+        }
+        close(exports[i]->root_fd);
+        exports[i]->root_fd = fd;
+    }
+    return 0;
+}
+
+static int bind_exports(struct fsb_export *const *exports, unsigned n)
+{
+    if (mkdir("exports", 0555) < 0)
+        return fail("preparing /exports");
+    for (unsigned i = 0; i < n; i++) {
+        char source[64], target[32];
+        snprintf(source, sizeof(source), "/proc/self/fd/%d", exports[i]->root_fd);
+        snprintf(target, sizeof(target), "exports/%u", i);
+        if (mkdir(target, 0555) < 0 || mount(source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+            return fail("binding an export into the empty root");
+        if (exports[i]->readonly &&
+            mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+            return fail("making a read-only export's mount read-only");
+    }
+    return 0;
+}
+
+static int reopen_in_root(struct fsb_export *const *exports, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/exports/%u", i);
+        int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+            return fail("reopening an export in the empty root");
+        close(exports[i]->root_fd);
+        exports[i]->root_fd = fd;
+    }
+    return 0;
+}
+
+static int enter_namespace(struct fsb_export *const *exports, unsigned n)
 {
     if (unshare(CLONE_NEWNS | CLONE_NEWNET) < 0)
         return fail("unshare (mount and network namespaces)");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return fail("making mounts private");
+    if (reopen_in_namespace(exports, n) < 0)
+        return -1;
     if (mount("fsbridged", STAGING, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "size=16k,nr_inodes=8,mode=0755") < 0)
+              "size=16k,mode=0755") < 0)
         return fail("mounting the empty root");
     if (chdir(STAGING) < 0 || mkdir("proc", 0555) < 0)
         return fail("preparing the empty root");
+    if (bind_exports(exports, n) < 0)
+        return -1;
     if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return fail("mounting /proc");
     /* pivot_root(".", "."): the old root ends up on top, then goes. */
@@ -84,7 +151,7 @@ static int enter_namespace(void)
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
               NULL) < 0)
         return fail("making the root read-only");
-    return 0;
+    return reopen_in_root(exports, n);
 }
 
 /* ---- capabilities --------------------------------------------------------- */
@@ -117,10 +184,11 @@ static const char *const allowed_calls[] = {
     "readlinkat", "fgetxattr", "fsetxattr", "flistxattr", "fremovexattr", "getxattr",
     "lgetxattr", "setxattr", "lsetxattr", "listxattr", "llistxattr", "removexattr",
     "lremovexattr", "fstatfs", "statfs", "flock", "fcntl", "copy_file_range", "dup", "dup3",
+    "faccessat", "faccessat2",
     /* memory and threads */
-    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "clone", "clone3", "futex",
+    "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "futex",
     "set_robust_list", "rseq", "set_tid_address", "exit", "exit_group", "sched_yield",
-    "sched_getaffinity", "gettid", "getpid", "tgkill", "rt_sigprocmask", "rt_sigreturn",
+    "sched_getaffinity", "gettid", "getpid", "rt_sigprocmask", "rt_sigreturn",
     "rt_sigaction", "sigaltstack", "nanosleep", "clock_nanosleep", "clock_gettime",
     "gettimeofday", "restart_syscall",
     /* the transports */
@@ -130,7 +198,7 @@ static const char *const allowed_calls[] = {
     "setfsuid", "setfsgid", "setgroups", "getuid", "geteuid", "getgid", "getegid", "getgroups",
     "capget",
     /* misc */
-    "getrandom", "uname", "sysinfo", "prlimit64", "umask", "prctl",
+    "getrandom", "uname", "sysinfo", "umask", "prctl",
 };
 
 /* Sanitizer builds (the tests) check for leaks at exit by stopping the
@@ -158,6 +226,33 @@ static int allow(scmp_filter_ctx ctx, const char *const *names, size_t n)
     return 0;
 }
 
+/* Calls allowed for some arguments only: there is no PID namespace, so a
+ * signal or a limit could reach other processes of the same uid. */
+static int allow_with_arguments(scmp_filter_ctx ctx, uint32_t default_act)
+{
+    const scmp_datum_t self = (scmp_datum_t)getpid();
+    /* Threads (glibc tries clone3 first: ENOSYS sends it to clone, whose
+     * flags can be checked), never a new namespace. */
+    const scmp_datum_t namespaces = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |
+                                    CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+    int r = 0;
+    if (default_act != SCMP_ACT_ERRNO(ENOSYS)) /* libseccomp refuses a rule equal to it */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, namespaces, 0));
+    /* Signals to ourselves only: the virtio-fs thread ends the process
+     * with SIGTERM, abort() raises SIGABRT. */
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, self));
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, self));
+    /* Our own limits (pid 0) only. */
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    return r;
+}
+
 static uint32_t default_action(enum seccomp_mode mode)
 {
     switch (mode) {
@@ -170,7 +265,8 @@ static uint32_t default_action(enum seccomp_mode mode)
 
 static int install_seccomp(enum seccomp_mode mode)
 {
-    scmp_filter_ctx ctx = seccomp_init(default_action(mode));
+    uint32_t default_act = default_action(mode);
+    scmp_filter_ctx ctx = seccomp_init(default_act);
     if (!ctx) {
         log_error("sandbox: seccomp_init failed");
         return -1;
@@ -178,14 +274,8 @@ static int install_seccomp(enum seccomp_mode mode)
     int r = allow(ctx, allowed_calls, sizeof(allowed_calls) / sizeof(allowed_calls[0]));
     if (!r)
         r = allow(ctx, sanitizer_calls, sizeof(sanitizer_calls) / sizeof(sanitizer_calls[0]));
-    /* ioctl: FIONREAD only (the stream server's idle check); kill: only
-     * ourselves (the virtio-fs thread ends the process with SIGTERM). */
     if (!r)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                             SCMP_A1(SCMP_CMP_EQ, FIONREAD));
-    if (!r)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
-                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+        r = allow_with_arguments(ctx, default_act);
     if (!r)
         r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
     if (!r)
@@ -196,14 +286,15 @@ static int install_seccomp(enum seccomp_mode mode)
     return r < 0 ? -1 : 0;
 }
 
-int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp)
+int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp,
+                  struct fsb_export *const *exports, unsigned nexports)
 {
     bool root = geteuid() == 0;
     if (sandbox == SANDBOX_AUTO)
         sandbox = root ? SANDBOX_NAMESPACE : SANDBOX_NONE;
     if (seccomp == SECCOMP_AUTO)
         seccomp = root ? SECCOMP_ERRNO : SECCOMP_NONE;
-    if (sandbox == SANDBOX_NAMESPACE && enter_namespace() < 0)
+    if (sandbox == SANDBOX_NAMESPACE && enter_namespace(exports, nexports) < 0)
         return -1;
     if (root && sandbox != SANDBOX_NONE && drop_capabilities() < 0)
         return -1;

@@ -8,6 +8,8 @@
 #ifndef FSB_SANDBOX_H
 #define FSB_SANDBOX_H
 
+#include "engine/session.h"
+
 enum sandbox_mode {
     SANDBOX_AUTO,       /* namespace as root, none otherwise */
     SANDBOX_NONE,
@@ -27,7 +29,9 @@ enum seccomp_mode {
 int sandbox_parse_mode(const char *name);
 int seccomp_parse_mode(const char *name);
 
-/* Enters the sandbox; returns 0 or -1 after logging what failed. */
-int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp);
+/* Enters the sandbox; returns 0 or -1 after logging what failed.  The
+ * exports' root fds are replaced by fds of the same directories inside it. */
+int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp,
+                  struct fsb_export *const *exports, unsigned nexports);
 
 #endif

@@ -38,13 +38,37 @@ def serving_daemon(fsb_workdir, daemon_factory, mount_factory, extra=()):
 def test_default_sandbox_as_root(fsb_workdir, daemon_factory, mount_factory):
     d = serving_daemon(fsb_workdir, daemon_factory, mount_factory)
     pid = d.proc.pid
-    # An empty root with only /proc, in namespaces of its own.
-    assert os.listdir(f"/proc/{pid}/root") == ["proc"]
+    # An empty root with only /proc and the exports, in namespaces of its own.
+    assert sorted(os.listdir(f"/proc/{pid}/root")) == ["exports", "proc"]
     for ns in ("mnt", "net"):
         assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
     assert status_field(pid, "Seccomp") == "2"          # a filter is installed
     assert int(status_field(pid, "CapEff"), 16) == KEPT_CAPS
     assert int(status_field(pid, "CapBnd"), 16) == 0             # nothing to regain
+
+
+def test_exports_are_bound_into_the_empty_root(fsb_workdir, daemon_factory, mount_factory):
+    """`..` from an export's root fd ends in the sandbox, not in the host's
+    tree; a read-only export is a read-only mount there."""
+    rw, ro = fsb_workdir / "rw", fsb_workdir / "ro"
+    rw.mkdir()
+    ro.mkdir()
+    d = daemon_factory([f"rw={rw}", f"ro={ro},ro"])
+    m = mount_factory(d, options=["export=rw"])
+    os.listdir(m.path)
+    pid = d.proc.pid
+    roots = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            roots[os.readlink(f"/proc/{pid}/fd/{fd}")] = fd
+        except OSError:
+            pass
+    assert "/exports/0" in roots and "/exports/1" in roots, roots
+    assert sorted(os.listdir(f"/proc/{pid}/fd/{roots['/exports/0']}/..")) == ["0", "1"]
+    with open(f"/proc/{pid}/mountinfo") as f:
+        options = {line.split()[4]: line.split()[5] for line in f}
+    assert options["/exports/1"].startswith("ro"), options
+    assert options["/exports/0"].startswith("rw"), options
 
 
 def test_sandbox_off(fsb_workdir, daemon_factory, mount_factory):
