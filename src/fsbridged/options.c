@@ -148,11 +148,15 @@ static int parse_export(struct options *o, const char *arg)
                                 "unless a guest path like /workspace)", arg);
     *e = (struct fsb_export){ .cache = FSB_CACHE_AUTO, .root_fd = -1 };
     strcpy(e->name, copy);
-    char *dir = strtok_r(eq + 1, ",", &save);
-    if (!dir || strlen(dir) >= sizeof(e->path))
+    /* The directory runs to the first comma (strtok_r would skip an empty
+     * one and take the first option for the directory). */
+    char *dir = eq + 1, *opts = strchr(dir, ',');
+    if (opts)
+        *opts++ = 0;
+    if (!*dir || strlen(dir) >= sizeof(e->path))
         return free(copy), fail("--export '%s': missing or too long directory", arg);
     strcpy(e->path, dir);
-    for (char *opt; (opt = strtok_r(NULL, ",", &save));)
+    for (char *opt = opts ? strtok_r(opts, ",", &save) : NULL; opt; opt = strtok_r(NULL, ",", &save))
         if (parse_export_option(e, opt) < 0)
             return free(copy), -1;
     free(copy);
