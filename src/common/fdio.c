@@ -4,6 +4,7 @@
 #include "common/fdio.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -71,9 +72,29 @@ void fsb_frame_reader_free(struct fsb_frame_reader *r)
     r->buf = NULL;
 }
 
+/*
+ * Waits for input in poll() rather than in read().  A thread asleep in
+ * read() on a Unix stream socket is woken, for nothing, each time the peer
+ * consumes a message this side sent: the socket's write-space wake-up goes
+ * to the same wait queue, and read() does not filter it.  That is one
+ * wasted wake-up (and two context switches) per request or reply; poll()
+ * only wakes for input.
+ */
+static int wait_readable(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
 /* Reads once, as much as the stream holds and the buffer's tail takes. */
 static int fill_once(struct fsb_frame_reader *r)
 {
+    int err = wait_readable(r->fd);
+    if (err)
+        return err;
     for (;;) {
         ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
         if (n > 0) {
