@@ -19,6 +19,10 @@
 #   futex/op     of those, futex calls: thread hand-offs and lock waits
 #   wall us/op   elapsed time, for reference only (needs an idle machine)
 #
+# The first lines also give what fsbridge pays on every request beyond
+# passthrough_ll, whatever its own code does: one round trip over a Unix
+# socket between two processes (bench/pingpong.c), relay to daemon and back.
+#
 # Workloads (per operation): create, stat, unlink (bench/fileops.c, per
 # file), randread (fio 4 KiB random reads of a COST_SIZE_MB file with the
 # host page cache warm, per read), untar and grep -r (of bench/make-tree.py's
@@ -93,9 +97,13 @@ run_workloads() {
     measure "$t" grep "$tree_files" grep -r fsbridge_needle "$dir/tree"
 }
 
+cc -O2 -Wall -o "$work/bin/pingpong" bench/pingpong.c >&2
+
 echo "cost per operation: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fsbridge: $build at $(git describe --always --dirty 2>/dev/null || echo '?')"
 echo "$pll_note"
+echo "the extra hop alone: a Unix socket round trip between two processes" \
+    "(bench/pingpong.c) takes $("$work/bin/pingpong") us"
 printf '%-10s %-9s %9s %9s %11s %9s %10s\n' target workload "cpu us/op" ctxsw/op \
     syscalls/op futex/op "wall us/op"
 for t in "${targets[@]}"; do
