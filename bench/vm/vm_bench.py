@@ -109,11 +109,13 @@ def one_boot(args, kind, binary, kernel, base, run):
     daemon.start()
     script = SCRIPT.format(tag=TAG, size_mb=args.size_mb, randreads=args.randreads,
                            files=args.files)
-    guest = vmguest.Guest(work, kernel, base, script, mem_mb=args.mem_mb, timeout=1800)
+    guest = vmguest.Guest(work, kernel, base, script, mem_mb=args.mem_mb, timeout=900)
     guest.add_virtiofs(daemon.socket, TAG, num_request_queues=1)
     try:
         guest.start()
-        guest.wait()
+        guest.wait(watch=[daemon])
+    except vmguest.GuestTimeout as e:
+        sys.exit(f"vm-bench: {kind}, run {run}: {e}")
     finally:
         guest.kill()
         daemon.stop()

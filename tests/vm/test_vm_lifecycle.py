@@ -70,7 +70,7 @@ def test_guest_reboot_with_virtiofs_mounted(vm_backend, shared_dir, virtiofs, gu
     g = guest(REBOOT_SCRIPT, reboot=True)
     g.add_virtiofs(daemon.socket, TAG)
     g.start()
-    qemu_rc = g.wait()
+    qemu_rc = g.wait(watch=[daemon])
     res = g.results()
 
     assert len(res.boots) == 2, f"{len(res.boots)} boots, expected 2\n{g.diagnostics()}"

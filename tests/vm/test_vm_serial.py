@@ -48,7 +48,7 @@ def run_serial_guest(vm_build, vm_workdir, shared_dir, guest, script):
         g = guest(script)
         g.add_serial_port(daemon.socket, PORT, reconnect=1)
         g.start()
-        qemu_rc = g.wait()
+        qemu_rc = g.wait(watch=[daemon])
     finally:
         daemon_rc = daemon.stop()
     boot = g.results().last

@@ -44,7 +44,7 @@ def test_conformance_over_virtiofs(cache, vm_backend, shared_dir, virtiofs, gues
     g.add_virtiofs(daemon.socket, TAG, queue_size=1024,
                    num_request_queues=request_queues(kind))
     g.start()
-    qemu_rc = g.wait()
+    qemu_rc = g.wait(watch=[daemon])
     boot = g.results().last
 
     assert boot.done_rc is not None, f"the guest script did not finish\n{g.diagnostics()}"

@@ -184,15 +184,22 @@ class Guest:
     def remaining(self):
         return max(0.0, self.timeout - (time.monotonic() - self.started))
 
-    def wait(self):
-        """Wait for QEMU to exit (the guest powers off); on timeout kill it
-        and raise GuestTimeout.  Returns QEMU's exit status."""
-        try:
-            return self.proc.wait(timeout=self.remaining())
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise GuestTimeout(f"the guest ran over {self.timeout:.0f} s (QEMU killed)\n"
-                               f"{self.diagnostics()}") from None
+    def wait(self, watch=()):
+        """Wait for QEMU to exit (the guest powers off); returns its exit
+        status.  On timeout, or when a host daemon of `watch` dies first (the
+        guest would wait for it forever), kill QEMU and raise GuestTimeout."""
+        while True:
+            try:
+                return self.proc.wait(timeout=min(0.2, self.remaining()))
+            except subprocess.TimeoutExpired:
+                pass
+            dead = [d for d in watch if not d.alive()]
+            if dead or not self.remaining():
+                self.kill()
+                why = (f"{dead[0].kind} exited {dead[0].proc.returncode} while the guest "
+                       f"used it\n{dead[0].log()}" if dead else
+                       f"the guest ran over {self.timeout:.0f} s")
+                raise GuestTimeout(f"{why} (QEMU killed)\n{self.diagnostics()}")
 
     def wait_mark(self, mark, timeout=None):
         """Wait until the guest reports `mark` NAME; returns the Results."""
