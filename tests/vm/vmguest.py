@@ -194,6 +194,13 @@ class Guest:
             except subprocess.TimeoutExpired:
                 pass
             dead = [d for d in watch if not d.alive()]
+            if dead:
+                # A backend also exits when a powered-off guest's QEMU hangs
+                # up, a moment before QEMU itself is gone.
+                try:
+                    return self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
             if dead or not self.remaining():
                 self.kill()
                 why = (f"{dead[0].kind} exited {dead[0].proc.returncode} while the guest "
