@@ -23,7 +23,7 @@
 #   VMBENCH_FILES       files of the create/stat/unlink rows (default 5000)
 #   VMBENCH_TREE_FILES  files of the source tree (default 3000, about 18 MiB)
 #   VMBENCH_THREADS     --thread-pool-size for both (default: each its own:
-#                       fsbridged 0, virtiofsd 64)
+#                       fsbridged 4, virtiofsd 64)
 #   VMBENCH_DIR         work directory (default /var/tmp/fsbridge-vm-bench)
 #   VIRTIOFSD           the legacy daemon (default /usr/lib/qemu/virtiofsd)
 #   FSB_BUILD_DIR       fsbridge build to measure (default: build-bench/, a

@@ -26,6 +26,7 @@ void vhost_options_init(struct vhost_options *v)
 {
     memset(v, 0, sizeof(*v));
     v->fd = -1;
+    v->thread_pool_size = 4; /* see virtio_fs.h: bursts in parallel */
     v->export = (struct fsb_export){ .cache = FSB_CACHE_AUTO, .root_fd = -1 };
     strcpy(v->export.name, "virtio-fs");
 }

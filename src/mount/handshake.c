@@ -33,6 +33,29 @@ static int send_hello(int fd, const char *export_name)
     return fsb_writev_full(fd, iov, 2);
 }
 
+/*
+ * Waits until the HELLO can be written.  A virtio-serial port whose host
+ * side is not connected (yet: QEMU's chardev may be reconnecting) blocks
+ * writes and polls as hung up, so a serial port is waited on until the
+ * deadline; a socket that hung up fails at once.
+ */
+static int wait_writable(int fd, const struct fsb_address *addr)
+{
+    for (int waited = 0; waited < HANDSHAKE_TIMEOUT_MS; waited += 100) {
+        struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+        if (poll(&pfd, 1, HANDSHAKE_TIMEOUT_MS - waited) < 0)
+            return -errno;
+        if (pfd.revents & POLLOUT)
+            return 0;
+        if (!pfd.revents)
+            break;
+        if (addr->kind != FSB_ADDR_SERIAL)
+            return -EPIPE;
+        poll(NULL, 0, 100); /* the port is not connected on the host: retry */
+    }
+    return -ETIMEDOUT;
+}
+
 /* Returns 0, -ETIMEDOUT, -EPIPE if the host hung up, -EPROTO if what came
  * back is not a HELLO reply, or -errno. */
 static int read_hello_reply(int fd, struct fsb_hello_reply *reply)
@@ -98,7 +121,14 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
                  uint32_t *max_frame)
 {
     struct fsb_hello_reply reply;
-    int err = send_hello(fd, export_name);
+    int err = wait_writable(fd, addr);
+    if (err == -ETIMEDOUT) {
+        log_error("%s: no host on the other side within %d s", addr->text,
+                  HANDSHAKE_TIMEOUT_MS / 1000);
+        return -1;
+    }
+    if (!err)
+        err = send_hello(fd, export_name);
     if (err) {
         log_error("%s: sending HELLO: %s", addr->text, strerror(-err));
         return -1;

@@ -94,8 +94,8 @@ section umount umount /mnt
 def test_guest_speaking_after_the_hello_timeout(vm_build, vm_workdir, shared_dir, guest):
     """The guest opens its port 12 s after QEMU connected: fsbridged drops
     the silent connection after its 10 s HELLO timeout, QEMU dials again
-    (reconnect=1), and the mount works over that second connection.  (Without reconnect=, nothing dials again and the
-    guest's fsbridge-mount waits for a HELLO reply forever.)"""
+    (reconnect=1), and the mount works over that second connection.
+    (Without reconnect=, see the next test.)"""
     (shared_dir / "from-host").write_text("made on the host\n")
     boot, log, served = run_serial_guest(vm_build, vm_workdir, shared_dir, guest,
                                          SLOW_SCRIPT)
@@ -104,3 +104,26 @@ def test_guest_speaking_after_the_hello_timeout(vm_build, vm_workdir, shared_dir
     assert served[0] > 1, \
         f"the first connection was served ({served}): the HELLO timeout did not " \
         f"happen, so this test tested nothing\n{log}"
+
+
+def test_no_host_on_the_port_fails_cleanly(vm_build, vm_workdir, shared_dir, guest):
+    """Without reconnect=, the connection fsbridged dropped after its HELLO
+    timeout stays down: the port has no host side, and fsbridge-mount says
+    so and exits non-zero within its 10 s handshake limit instead of
+    waiting forever."""
+    daemon = vmguest.StreamDaemon(vm_build / "fsbridged", shared_dir,
+                                  vm_workdir / "serial.sock", "auto",
+                                  vm_workdir / "fsbridged-stream.log")
+    daemon.start()
+    try:
+        g = guest(SLOW_SCRIPT)
+        g.add_serial_port(daemon.socket, PORT)
+        g.start()
+        qemu_rc = g.wait(watch=[daemon])
+    finally:
+        daemon.stop()
+    boot = g.results().last
+    assert boot.rcs.get("mount") not in (None, 0), g.diagnostics()
+    assert "no host on the other side" in boot.sections.get("mount", ""), \
+        boot.sections.get("mount")
+    assert qemu_rc == 0, g.diagnostics()

@@ -39,7 +39,6 @@ struct job {
 
 struct virtio_fs {
     const struct fsb_export *export;
-    bool pool_all;              /* --thread-pool-size > 0 */
 
     pthread_mutex_t lock;       /* guards CURRENT and every slot's refs */
     struct session_slot *current;
@@ -225,15 +224,17 @@ static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element 
     return true;
 }
 
-/* vu_device_ops.request: hiprio requests (FORGET, INTERRUPT) never wait,
- * so they run at once; a lock wait must not hold up its queue. */
-static void fs_request(void *dev, struct vu_queue *q, struct vq_element *e)
+/* vu_device_ops.request: a lock wait gets a thread of its own; a request
+ * with others waiting behind it (readahead READs come in bursts) goes to
+ * the pool, so that they run in parallel; a lone request, and hiprio's
+ * FORGET and INTERRUPT, which never wait, run here with no hand-off. */
+static void fs_request(void *dev, struct vu_queue *q, struct vq_element *e, bool more)
 {
     struct virtio_fs *fs = dev;
     uint32_t opcode = peek_opcode(e);
     if (opcode == FUSE_SETLKW && start_lock_wait(fs, q, e))
         return;
-    if (fs->pool_all && !fsb_engine_is_urgent(opcode) && enqueue(fs, q, e))
+    if (more && fs->nthreads && !fsb_engine_is_urgent(opcode) && enqueue(fs, q, e))
         return;
     run_request(fs, q, e);
 }
@@ -289,7 +290,7 @@ int virtio_fs_serve(int conn_fd, const struct virtio_fs_config *cfg, int stop_fd
         .interrupt_waits = fs_interrupt_waits,
         .reset = fs_reset,
     };
-    struct virtio_fs fs = { .export = cfg->export, .pool_all = cfg->thread_pool_size > 0 };
+    struct virtio_fs fs = { .export = cfg->export };
     pthread_mutex_init(&fs.lock, NULL);
     pthread_mutex_init(&fs.pool_lock, NULL);
     pthread_cond_init(&fs.pool_wake, NULL);

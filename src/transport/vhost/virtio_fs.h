@@ -12,8 +12,9 @@
 
 struct virtio_fs_config {
     const struct fsb_export *export;
-    /* 0: requests run on their queue's thread; N: on a pool of N threads.
-     * Lock waits (SETLKW) get threads of their own either way. */
+    /* Requests that arrive together run on a pool of this many threads,
+     * a lone one on its queue's thread; 0: every request on its queue's
+     * thread.  Lock waits (SETLKW) get threads of their own either way. */
     unsigned thread_pool_size;
 };
 

@@ -83,6 +83,9 @@ bool vq_map_rings(struct virtqueue *vq, struct guest_memory *mem);
  */
 int vq_pop(struct virtqueue *vq, struct vq_element *e);
 
+/* Whether the guest has made more requests available than were popped. */
+bool vq_more_available(struct virtqueue *vq);
+
 /* Returns E's buffers to the guest with LEN bytes written, notifies the
  * guest if it wants to be, and drops E's memory reference. */
 void vq_push(struct virtqueue *vq, struct vq_element *e, uint32_t len);
