@@ -49,6 +49,8 @@ struct virtio_fs {
     bool pool_stop;
     pthread_t *threads;
     unsigned nthreads;
+    unsigned idle;              /* pool threads waiting for a job */
+    unsigned njobs;             /* jobs queued, not yet taken */
 
     atomic_uint lock_waiters;   /* threads in a SETLKW */
 };
@@ -190,14 +192,17 @@ static void *pool_main(void *arg)
     struct virtio_fs *fs = arg;
     pthread_mutex_lock(&fs->pool_lock);
     for (;;) {
+        fs->idle++;
         while (!fs->head && !fs->pool_stop)
             pthread_cond_wait(&fs->pool_wake, &fs->pool_lock);
+        fs->idle--;
         struct job *j = fs->head;
         if (!j)
             break; /* stopping, and nothing left */
         fs->head = j->next;
         if (!fs->head)
             fs->tail = NULL;
+        fs->njobs--;
         pthread_mutex_unlock(&fs->pool_lock);
         run_request(fs, j->q, j->e);
         free(j);
@@ -207,13 +212,19 @@ static void *pool_main(void *arg)
     return NULL;
 }
 
+/* Hands E to an idle pool thread; false when none is idle (the caller
+ * runs it: a queue of jobs would only add hand-offs, the queue thread is
+ * as good a worker as any). */
 static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
 {
-    struct job *j = malloc(sizeof(*j));
-    if (!j)
-        return false;
-    *j = (struct job){ .q = q, .e = e };
     pthread_mutex_lock(&fs->pool_lock);
+    struct job *j = fs->njobs < fs->idle ? malloc(sizeof(*j)) : NULL;
+    if (!j) {
+        pthread_mutex_unlock(&fs->pool_lock);
+        return false;
+    }
+    *j = (struct job){ .q = q, .e = e };
+    fs->njobs++;
     if (fs->tail)
         fs->tail->next = j;
     else
