@@ -132,6 +132,9 @@ run_workloads() {
     record rm "$t" "$(seconds rm -rf "$dir/tree")"
 }
 
+# Other work makes the per-request rows swing both ways (a busy CPU wakes
+# faster than an idle one in a VM), so the table says how loaded it was.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((run = 1; run <= runs; run++)); do
     for t in "${targets[@]}"; do
         [[ -n $t ]] || continue
@@ -173,6 +176,7 @@ src_dir=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1
 buildtype=$(meson introspect "$build" --buildoptions 2>/dev/null | /usr/bin/python3 -c \
     'import json, sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "buildtype"][0])' || echo '?')
 echo "fsbridge benchmark: median of $runs run(s); $(uname -r), $(nproc) CPUs"
+echo "load average (1, 5, 15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "fsbridge: $build ($buildtype) from $src_dir at $(git -C "$src_dir" describe --always --dirty 2>/dev/null || echo '?')"
 echo "work dir $work on $(df -T "$work" | awk 'NR == 2 { print $2 " " $1 }'); I/O file ${size_mb} MiB; cold = after sync + drop_caches"
 echo "tree: synthetic, bench/make-tree.py: $tree_files files in $((tree_files / 15)) dirs, $tree_mb MiB (C-like text)"
