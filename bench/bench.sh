@@ -29,6 +29,7 @@
 #   BENCH_DIR         work directory on a local disk (default /var/tmp/fsbridge-bench)
 #   FSB_BUILD_DIR     fsbridge build to measure (default: build-bench/, a
 #                     release build this script configures and builds)
+#   BENCH_MOUNT_OPTS  extra -o options for fsbridge-mount (e.g. threads=1)
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "$0")")/.."

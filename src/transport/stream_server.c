@@ -297,8 +297,8 @@ static bool only_lets_go(uint32_t opcode)
  *    read, git status) then pays no thread hand-off, which costs more than
  *    the request itself, while a burst still spreads over the workers.
  *    A request that comes in meanwhile waits for one short request at most.
- *    (The virtio-fs transport runs every request on its queue's thread by
- *    default, for the same reason.)
+ *    (The virtio-fs transport runs a lone request on its queue's thread
+ *    for the same reason.)
  * The reader's buffer tells whether another request has arrived: each read
  * takes everything the socket holds.
  */
