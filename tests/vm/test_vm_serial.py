@@ -35,15 +35,22 @@ section umount umount /mnt
 """
 
 
+def start_stream_daemon(vm_build, vm_workdir, shared_dir):
+    """fsbridged exporting shared_dir as "test" on the Unix socket that the
+    port's chardev dials."""
+    daemon = vmguest.StreamDaemon(vm_build / "fsbridged", shared_dir,
+                                  vm_workdir / "serial.sock", "auto",
+                                  vm_workdir / "fsbridged-stream.log")
+    daemon.start()
+    return daemon
+
+
 def run_serial_guest(vm_build, vm_workdir, shared_dir, guest, script):
     """Boot a guest whose virtio-serial port PORT leads to a fresh fsbridged
     exporting shared_dir as "test"; returns (boot, fsbridged log, served),
     served being the numbers of the sessions that opened the export (a
     connection fsbridged dropped before its HELLO took a number too)."""
-    daemon = vmguest.StreamDaemon(vm_build / "fsbridged", shared_dir,
-                                  vm_workdir / "serial.sock", "auto",
-                                  vm_workdir / "fsbridged-stream.log")
-    daemon.start()
+    daemon = start_stream_daemon(vm_build, vm_workdir, shared_dir)
     try:
         g = guest(script)
         g.add_serial_port(daemon.socket, PORT, reconnect=1)
@@ -111,10 +118,7 @@ def test_no_host_on_the_port_fails_cleanly(vm_build, vm_workdir, shared_dir, gue
     timeout stays down: the port has no host side, and fsbridge-mount says
     so and exits non-zero within its 10 s handshake limit instead of
     waiting forever."""
-    daemon = vmguest.StreamDaemon(vm_build / "fsbridged", shared_dir,
-                                  vm_workdir / "serial.sock", "auto",
-                                  vm_workdir / "fsbridged-stream.log")
-    daemon.start()
+    daemon = start_stream_daemon(vm_build, vm_workdir, shared_dir)
     try:
         g = guest(SLOW_SCRIPT)
         g.add_serial_port(daemon.socket, PORT)
