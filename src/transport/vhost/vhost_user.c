@@ -127,7 +127,7 @@ static enum drain_result drain(struct vu_queue *q)
         pthread_mutex_lock(&q->inflight_lock);
         q->inflight++;
         pthread_mutex_unlock(&q->inflight_lock);
-        q->dev->ops->request(q->dev->device, q, e, vq_more_available(&q->vq));
+        q->dev->ops->request(q->dev->device, q, e);
     }
 }
 

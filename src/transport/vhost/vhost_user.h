@@ -20,10 +20,10 @@ struct vu_queue;
 struct vu_device_ops {
     /* Virtio feature bits of the device, beyond the ring features. */
     uint64_t features;
-    /* Request E arrived on queue Q; MORE says whether others wait in the
-     * ring behind it (they may run in parallel).  The device owns E and
-     * must pass it to vu_complete exactly once, from any thread. */
-    void (*request)(void *dev, struct vu_queue *q, struct vq_element *e, bool more);
+    /* Request E arrived on queue Q (e->more: others wait in the ring behind
+     * it, and may run in parallel).  The device owns E and must pass it to
+     * vu_complete exactly once, from any thread. */
+    void (*request)(void *dev, struct vu_queue *q, struct vq_element *e);
     /* A queue is stopping: wake requests waiting for something the guest
      * may never send (a lock holder's unlock), so that they complete. */
     void (*interrupt_waits)(void *dev);

@@ -35,6 +35,7 @@ struct job {
     struct job *next;
     struct vu_queue *q;
     struct vq_element *e;
+    uint32_t opcode;
 };
 
 struct virtio_fs {
@@ -130,11 +131,13 @@ static uint32_t peek_opcode(const struct vq_element *e)
     return iov_cursor_read(&c, &in, sizeof(in)) ? in.opcode : 0;
 }
 
-/* Runs E through the engine; returns the reply's length.  Only a lock-wait
+/* Runs E (its OPCODE as routed: the engine reads the header again and
+ * validates it; a guest that changed it meanwhile only meets the no-wait
+ * rule) through the engine; returns the reply's length.  Only a lock-wait
  * thread may wait (see fsb_engine_process_no_wait). */
-static uint32_t execute(struct virtio_fs *fs, struct vq_element *e, bool may_wait)
+static uint32_t execute(struct virtio_fs *fs, struct vq_element *e, uint32_t opcode,
+                        bool may_wait)
 {
-    uint32_t opcode = peek_opcode(e);
     size_t len = 0;
     struct session_slot *slot = session_acquire(fs, opcode == FUSE_INIT);
     if (slot) {
@@ -148,9 +151,10 @@ static uint32_t execute(struct virtio_fs *fs, struct vq_element *e, bool may_wai
     return (uint32_t)len;
 }
 
-static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+static void run_request(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e,
+                        uint32_t opcode)
 {
-    vu_complete(q, e, execute(fs, e, false));
+    vu_complete(q, e, execute(fs, e, opcode, false));
 }
 
 /* A detached thread: vu_complete is its last touch of anything shared
@@ -159,7 +163,7 @@ static void *lock_wait_main(void *arg)
 {
     struct lock_wait w = *(struct lock_wait *)arg;
     free(arg);
-    uint32_t len = execute(w.fs, w.e, true);
+    uint32_t len = execute(w.fs, w.e, FUSE_SETLKW, true);
     atomic_fetch_sub(&w.fs->lock_waiters, 1);
     vu_complete(w.q, w.e, len);
     return NULL;
@@ -204,7 +208,7 @@ static void *pool_main(void *arg)
             fs->tail = NULL;
         fs->njobs--;
         pthread_mutex_unlock(&fs->pool_lock);
-        run_request(fs, j->q, j->e);
+        run_request(fs, j->q, j->e, j->opcode);
         free(j);
         pthread_mutex_lock(&fs->pool_lock);
     }
@@ -215,7 +219,8 @@ static void *pool_main(void *arg)
 /* Hands E to an idle pool thread; false when none is idle (the caller
  * runs it: a queue of jobs would only add hand-offs, the queue thread is
  * as good a worker as any). */
-static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e)
+static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element *e,
+                    uint32_t opcode)
 {
     pthread_mutex_lock(&fs->pool_lock);
     struct job *j = fs->njobs < fs->idle ? malloc(sizeof(*j)) : NULL;
@@ -223,7 +228,7 @@ static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element 
         pthread_mutex_unlock(&fs->pool_lock);
         return false;
     }
-    *j = (struct job){ .q = q, .e = e };
+    *j = (struct job){ .q = q, .e = e, .opcode = opcode };
     fs->njobs++;
     if (fs->tail)
         fs->tail->next = j;
@@ -239,15 +244,15 @@ static bool enqueue(struct virtio_fs *fs, struct vu_queue *q, struct vq_element 
  * with others waiting behind it (readahead READs come in bursts) goes to
  * the pool, so that they run in parallel; a lone request, and hiprio's
  * FORGET and INTERRUPT, which never wait, run here with no hand-off. */
-static void fs_request(void *dev, struct vu_queue *q, struct vq_element *e, bool more)
+static void fs_request(void *dev, struct vu_queue *q, struct vq_element *e)
 {
     struct virtio_fs *fs = dev;
-    uint32_t opcode = peek_opcode(e);
+    uint32_t opcode = peek_opcode(e); /* read once; see execute() */
     if (opcode == FUSE_SETLKW && start_lock_wait(fs, q, e))
         return;
-    if (more && fs->nthreads && !fsb_engine_is_urgent(opcode) && enqueue(fs, q, e))
+    if (e->more && fs->nthreads && !fsb_engine_is_urgent(opcode) && enqueue(fs, q, e, opcode))
         return;
-    run_request(fs, q, e);
+    run_request(fs, q, e, opcode);
 }
 
 static void fs_interrupt_waits(void *dev)

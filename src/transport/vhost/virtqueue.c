@@ -184,6 +184,7 @@ int vq_pop(struct virtqueue *vq, struct vq_element *e)
         }
         vq->last_avail++;
         e->head = head;
+        e->more = avail_idx != vq->last_avail; /* as the ring was when we looked */
         e->nreadable = e->nwritable = 0;
         const char *err = walk_chain(vq, head, e);
         if (!err) {
@@ -229,14 +230,6 @@ void vq_push(struct virtqueue *vq, struct vq_element *e, uint32_t len)
     pthread_mutex_unlock(&vq->lock);
     guest_memory_put(e->mem);
     e->mem = NULL;
-}
-
-bool vq_more_available(struct virtqueue *vq)
-{
-    pthread_mutex_lock(&vq->lock);
-    bool more = vq->mem && !vq->broken && read_u16(&vq->vr.avail->idx) != vq->last_avail;
-    pthread_mutex_unlock(&vq->lock);
-    return more;
 }
 
 bool vq_enable_notification(struct virtqueue *vq)

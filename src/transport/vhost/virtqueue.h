@@ -36,6 +36,7 @@
 /* One popped request: its readable iovecs, then its writable ones. */
 struct vq_element {
     uint16_t head;
+    bool more;                 /* other requests were waiting behind it */
     int nreadable;
     int nwritable;
     struct guest_memory *mem;  /* the table IOV points into (a reference) */
@@ -82,9 +83,6 @@ bool vq_map_rings(struct virtqueue *vq, struct guest_memory *mem);
  * the next one is tried.
  */
 int vq_pop(struct virtqueue *vq, struct vq_element *e);
-
-/* Whether the guest has made more requests available than were popped. */
-bool vq_more_available(struct virtqueue *vq);
 
 /* Returns E's buffers to the guest with LEN bytes written, notifies the
  * guest if it wants to be, and drops E's memory reference. */
