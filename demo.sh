@@ -17,9 +17,11 @@ mnt=$demo/mnt
 sock=$demo/fsbridged.sock
 log=$demo/fsbridged.log
 daemon_pid=
+daemon_started=   # set once this run's fsbridged writes $log
+stage=
 
 if [[ -t 1 ]]; then B=$'\e[1m' C=$'\e[36m' N=$'\e[0m'; else B='' C='' N=''; fi
-title() { printf '\n%s== %s ==%s\n' "$B" "$*" "$N"; }
+title() { stage=$*; printf '\n%s== %s ==%s\n' "$B" "$*" "$N"; }
 note() { printf '%s# %s%s\n' "$C" "$*" "$N"; }
 # quote ARGS...: the arguments as one shell-readable line.
 quote() {
@@ -49,9 +51,15 @@ cleanup() {
         kill -TERM "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
     fi
-    if ((rc != 0)); then
-        echo "demo.sh: failed (exit $rc); daemon log: $log" >&2
-        [[ -f $log ]] && tail -n 20 "$log" >&2
+    ((rc == 0)) && return
+    # Point at the daemon's log only once this run started it: before
+    # that, $log is missing or a previous run's.
+    if [[ -n $daemon_started && -f $log ]]; then
+        echo "demo.sh: failed (exit $rc) in step \"$stage\"; fsbridged's log, $log, ends:" >&2
+        tail -n 20 "$log" >&2
+    else
+        echo "demo.sh: failed (exit $rc) in step \"$stage\", before fsbridged started;" \
+             "the messages above say why" >&2
     fi
 }
 trap cleanup EXIT
@@ -62,6 +70,11 @@ socket_listening() {
 }
 
 title "1. Dependencies and build"
+# Before the long part: FSB_DEMO_DIR must be a directory we can write.
+if ! mkdir -p "$demo" || [[ ! -w $demo ]]; then
+    echo "demo.sh: cannot work in FSB_DEMO_DIR=$demo (it must be a writable directory)" >&2
+    exit 1
+fi
 scripts/install-deps.sh
 if [[ ! -f build/meson-private/coredata.dat ]]; then
     run meson setup build --buildtype=release
@@ -86,9 +99,10 @@ note "(for a Firecracker VM the same socket would be its hybrid-vsock path, e.g.
 printf '%s$ %s &%s\n' "$B" "build/fsbridged --export demo=$export_dir,cache=auto --listen unix:$sock" "$N"
 build/fsbridged --export "demo=$export_dir,cache=auto" --listen "unix:$sock" 2>"$log" &
 daemon_pid=$!
+daemon_started=1
 for _ in $(seq 100); do
     socket_listening "$sock" && break
-    kill -0 "$daemon_pid" 2>/dev/null || { echo "demo.sh: fsbridged exited" >&2; exit 1; }
+    kill -0 "$daemon_pid" 2>/dev/null || { echo "demo.sh: fsbridged exited at start" >&2; exit 1; }
     sleep 0.05
 done
 socket_listening "$sock" || { echo "demo.sh: fsbridged did not start listening" >&2; exit 1; }

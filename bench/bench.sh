@@ -14,7 +14,15 @@
 #                    default_permissions, as fsbridge-mount mounts
 #   fsbridge auto    fsbridged --export ...,cache=auto   + fsbridge-mount over a
 #   fsbridge always  ...,cache=always                       Unix socket (the
+#   fsbridge coherent ...,cache=coherent (always's caching, host changes pushed)
 #   fsbridge writeback ...,cache=auto,writeback              stream transport)
+#   auto uring       fsbridge auto with the relay's modes (targets.sh,
+#   auto fd          relay_opts): FUSE-over-io_uring rings; /dev/fuse queues;
+#   auto old         the relay before per-CPU queues and polling
+#                    (uring=off,poll_us=0); auto 1q: one queue and connection
+#   fsbridge overlay ...,cache=auto,overlay=UPPER: the export is LOWER (a
+#                    copy-on-write export); the "unchanged" rows read LOWER's
+#                    files, the others write UPPER
 #
 # Each fsbridge cell also shows its ratio to passthrough_ll, oriented so that
 # >= 1.00x means at least as fast (throughput / passthrough_ll's, or
@@ -25,11 +33,16 @@
 #   BENCH_SIZE_MB     size of the sequential and random I/O file (default 1024)
 #   BENCH_FILES       files of the create/stat/unlink rows (default 10000)
 #   BENCH_TREE_FILES  files of the synthetic source tree (default 15000)
-#   BENCH_TARGETS     subset of: native pll auto always writeback
+#   BENCH_TARGETS     subset of: native pll auto always coherent writeback overlay
+#                     auto:uring auto:fd auto:old auto:1q (any cache mode
+#                     takes :RELAY)
+#   BENCH_COPYUP_MB   size of the file whose first write is timed (default 256)
 #   BENCH_DIR         work directory on a local disk (default /var/tmp/fsbridge-bench)
 #   FSB_BUILD_DIR     fsbridge build to measure (default: build-bench/, a
 #                     release build this script configures and builds)
 #   BENCH_MOUNT_OPTS  extra -o options for fsbridge-mount (e.g. threads=1)
+#   BENCH_WORKLOADS   subset of: unchanged io meta tree (default all); the
+#                     table shows - for the rows left out
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "$0")")/.."
@@ -38,7 +51,10 @@ runs=${BENCH_RUNS:-3}
 size_mb=${BENCH_SIZE_MB:-1024}
 nfiles=${BENCH_FILES:-10000}
 tree_files=${BENCH_TREE_FILES:-15000}
-read -r -a targets <<<"${BENCH_TARGETS:-native pll auto always writeback}"
+read -r -a targets <<<"${BENCH_TARGETS:-native pll auto always coherent writeback overlay auto:uring auto:old}"
+copyup_mb=${BENCH_COPYUP_MB:-256}
+read -r -a workloads <<<"${BENCH_WORKLOADS:-unchanged io meta tree}"
+seed_unchanged=1 # targets.sh: every target starts with the unchanged files
 work=${BENCH_DIR:-/var/tmp/fsbridge-bench}
 build=${FSB_BUILD_DIR:-$repo/build-bench}
 
@@ -104,7 +120,24 @@ seconds() {
 declare -A results
 record() { results[$1|$2]+=" $3"; }
 
-run_workloads() {
+# The files every target held before the run (seed, targets.sh): on an
+# overlay export they are LOWER's, read through the merged view; the first
+# write to big.dat is a copy-up there (per MiB), a plain write elsewhere.
+run_unchanged() {
+    local t=$1
+    grep -rq no_such_needle_here "$dir/unchanged" || true # warm
+    record u_read "$t" "$(seconds grep -r fsbridge_needle "$dir/unchanged")"
+    record u_stat "$t" "$(seconds find "$dir/unchanged" -printf '%s %m\n')"
+    drop_caches
+    record u_read_cold "$t" "$(seconds grep -r fsbridge_needle "$dir/unchanged")"
+    drop_caches
+    record u_stat_cold "$t" "$(seconds find "$dir/unchanged" -printf '%s %m\n')"
+    local s
+    s=$(seconds dd if=/dev/zero of="$dir/big.dat" bs=1 count=1 conv=notrunc,fsync status=none)
+    record copyup "$t" "$(awk -v s="$s" -v m="$copyup_mb" 'BEGIN { printf "%.2f", s * 1000 / m }')"
+}
+
+run_io() {
     local t=$1 v
     rm -f "$dir/seq.dat"
     read -r v _ < <(fio_run write 1M --end_fsync=1);  record seqwrite "$t" "$v"
@@ -113,24 +146,38 @@ run_workloads() {
     read -r v _ < <(fio_run read 1M);                 record seqread_warm "$t" "$v"
     read -r _ v < <(fio_run randread 4k);             record randread "$t" "$v"
     rm -f "$dir/seq.dat"
+}
 
+run_meta() {
+    local t=$1 c s u
     mkdir "$dir/meta"
-    local c s u
     read -r c s u < <("$work/bin/fileops" "$dir/meta" "$nfiles")
     record create "$t" "$c"; record stat "$t" "$s"; record unlink "$t" "$u"
     rmdir "$dir/meta"
+}
 
+run_tree() {
+    local t=$1 hits
     mkdir "$dir/tree"
     record untar "$t" "$(seconds tar -xf "$tree_tar" -C "$dir/tree")"
     record find "$t" "$(seconds find "$dir/tree")"
     record du "$t" "$(seconds du -s "$dir/tree")"
-    local hits
     hits=$(grep -rl fsbridge_needle "$dir/tree" | wc -l)
     ((hits > 0)) || die "$t: grep found nothing in the tree"
     record grep "$t" "$(seconds grep -r fsbridge_needle "$dir/tree")"
     drop_caches
     record find_cold "$t" "$(seconds find "$dir/tree")"
     record rm "$t" "$(seconds rm -rf "$dir/tree")"
+}
+
+run_workloads() {
+    local w
+    for w in "${workloads[@]}"; do
+        case $w in
+        unchanged | io | meta | tree) "run_$w" "$1" ;;
+        *) die "unknown workload '$w' in BENCH_WORKLOADS" ;;
+        esac
+    done
 }
 
 # Other work makes the per-request rows swing both ways (a busy CPU wakes
@@ -168,9 +215,19 @@ rows=(
     "grep|grep -r tree, warm (s)|l"
     "find_cold|find tree, cold (s)|l"
     "rm|rm -rf tree (s)|l"
+    "u_read|grep -r unchanged tree, warm (s)|l"
+    "u_stat|find -printf (stat) unchanged tree, warm (s)|l"
+    "u_read_cold|grep -r unchanged tree, cold (s)|l"
+    "u_stat_cold|find -printf unchanged tree, cold (s)|l"
+    "copyup|first 1-byte write to a $copyup_mb MiB file (ms/MiB)|l"
 )
-all=(native pll auto always writeback)
-heads=(native passthrough_ll "fsbridge auto" "fsbridge always" "fsbridge writeback")
+all=(native pll auto always coherent writeback overlay)
+heads=(native passthrough_ll "fsbridge auto" "fsbridge always" "fsbridge coherent" "fsbridge writeback" "fsbridge overlay")
+for t in "${targets[@]}"; do # relay-mode columns, as asked for
+    [[ $t == *:* ]] || continue
+    all+=("$t")
+    heads+=("${t%%:*} ${t#*:}")
+done
 
 src_dir=$(/usr/bin/python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["directories"]["source"])' \
     "$build/meson-info/meson-info.json" 2>/dev/null || echo "$repo")
@@ -187,7 +244,7 @@ echo
 printf '%-42s' "workload"
 for i in "${!all[@]}"; do printf ' | %18s' "${heads[$i]}"; done
 echo
-printf '%s\n' "$(printf '%.0s-' {1..145})"
+printf '%s\n' "$(printf '%.0s-' $(seq $((42 + 21 * ${#all[@]}))))"
 slow=()
 for row in "${rows[@]}"; do
     IFS='|' read -r key label better <<<"$row"
@@ -207,6 +264,13 @@ for row in "${rows[@]}"; do
     echo
 done
 echo
+# The overlay's target: unchanged files within 1.2x of the plain export.
+for key in u_read u_stat u_read_cold u_stat_cold; do
+    a=$(median <<<"${results[$key|auto]:-}") o=$(median <<<"${results[$key|overlay]:-}")
+    [[ $a != - && $o != - ]] || continue
+    awk -v k="$key" -v a="$a" -v o="$o" 'BEGIN { r = a > 0 ? o / a : 0
+        printf "overlay / auto, %s: %.2fx (target <= 1.20x)%s\n", k, r, r > 1.2 ? "  OVER" : "" }'
+done
 if ((${#slow[@]})); then
     echo "below 0.9x passthrough_ll:"
     printf '  %s\n' "${slow[@]}"

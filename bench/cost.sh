@@ -21,7 +21,12 @@
 #
 # The first lines also give what fsbridge pays on every request beyond
 # passthrough_ll, whatever its own code does: one round trip over a Unix
-# socket between two processes (bench/pingpong.c), relay to daemon and back.
+# socket between two processes (bench/pingpong.c), relay to daemon and back,
+# with both sides sleeping in poll() and with both spinning first (50 us, as
+# --poll-us does), free-running and on one CPU, each with its CPU time.
+#
+# Compare fsbridged settings with BENCH_DAEMON_OPTS, e.g. the hybrid
+# polling off and on:  BENCH_DAEMON_OPTS=--poll-us=0 bench/cost.sh
 #
 # Workloads (per operation): create, stat, unlink (bench/fileops.c, per
 # file), randread (fio 4 KiB random reads of a COST_SIZE_MB file with the
@@ -34,22 +39,18 @@
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "$0")")/.."
-repo=$PWD
+bench_name=cost
+# shellcheck source=bench/common.sh
+source bench/common.sh
 read -r -a targets <<<"${COST_TARGETS:-pll auto always writeback}"
 nfiles=${COST_FILES:-3000}
 size_mb=${COST_SIZE_MB:-64}
 tree_files=${COST_TREE_FILES:-3000}
-work=${BENCH_DIR:-/var/tmp/fsbridge-bench}
-build=${FSB_BUILD_DIR:-$repo/build-bench}
 events=task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_futex
 
-log() { printf 'cost: %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
-
-((EUID == 0)) || die "run as root (mounts, perf counters of other processes)"
+need_root "mounts, perf counters of other processes"
 command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
-[[ -x $build/fsbridged && -x $build/fsbridge-mount ]] ||
-    die "no fsbridge build in $build (run bench.sh once, or set FSB_BUILD_DIR)"
+need_build
 scripts/install-deps.sh fio >&2
 # shellcheck source=bench/targets.sh
 source bench/targets.sh
@@ -102,8 +103,19 @@ cc -O2 -Wall -o "$work/bin/pingpong" bench/pingpong.c >&2
 echo "cost per operation: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fsbridge: $build at $(git describe --always --dirty 2>/dev/null || echo '?')"
 echo "$pll_note"
-echo "the extra hop alone: a Unix socket round trip between two processes" \
-    "(bench/pingpong.c) takes $("$work/bin/pingpong") us"
+echo "fsbridged options: ${BENCH_DAEMON_OPTS:-(defaults)}; fsbridge-mount -o ${BENCH_MOUNT_OPTS:-(defaults)}"
+# pingpong_row WHAT CMD...: "WHAT: X us, cpu Y us" for one round trip.
+pingpong_row() {
+    local what=$1 r
+    shift
+    read -r -a r <<<"$("$@")"
+    printf '  %-28s %6s us, cpu %6s us\n' "$what:" "${r[0]}" "${r[1]}"
+}
+echo "the extra hop alone: one Unix socket round trip between two processes (bench/pingpong.c):"
+pingpong_row "sleeping in poll()" "$work/bin/pingpong"
+pingpong_row "spinning 50 us first" "$work/bin/pingpong" 20000 64 50
+pingpong_row "one CPU, sleeping" taskset -c 0 "$work/bin/pingpong"
+pingpong_row "one CPU, spinning" taskset -c 0 "$work/bin/pingpong" 20000 64 50
 printf '%-10s %-9s %9s %9s %11s %9s %10s\n' target workload "cpu us/op" ctxsw/op \
     syscalls/op futex/op "wall us/op"
 for t in "${targets[@]}"; do

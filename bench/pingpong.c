@@ -3,7 +3,8 @@
  * processes pass a small message back and forth over a Unix stream socket,
  * each waiting for it as fsbridged and fsbridge-mount do (poll, then read).
  *
- *   pingpong [ROUND_TRIPS [BYTES]]   ->   "US_PER_ROUND_TRIP"
+ *   pingpong [ROUND_TRIPS [BYTES [SPIN_US]]]
+ *       ->   "US_PER_ROUND_TRIP CPU_US_PER_ROUND_TRIP"
  *
  * A FUSE request through passthrough_ll crosses two processes (the program
  * and the daemon, through /dev/fuse); through fsbridge it crosses three,
@@ -12,11 +13,21 @@
  * request beyond passthrough_ll's, however fast both servers are.  Built
  * and run by bench/cost.sh; defaults 20000 round trips of 64 bytes (a small
  * FUSE request).
+ *
+ * SPIN_US (default 0): each side first polls without sleeping for up to
+ * that long, as fsbridged's --poll-us does (a fixed window here, to show
+ * the effect alone), with sched_yield() between checks as fsbridged does
+ * (PINGPONG_NO_YIELD=1: without; on one CPU the spinner then holds the CPU
+ * its peer needs to answer).  The CPU time (both processes, user and system) per
+ * round trip is printed beside the time, so that spinning's cost shows.
+ * Run it under `taskset -c 0` to see both processes on one CPU.
  */
 #define _GNU_SOURCE
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,14 +39,39 @@ static void die(const char *what)
     exit(1);
 }
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double spin_seconds;
+static int yield;
+
+/* Polls without sleeping for up to spin_seconds, then sleeps in poll(). */
+static void wait_readable(int fd)
+{
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    if (spin_seconds > 0) {
+        double until = now() + spin_seconds;
+        do {
+            if (poll(&p, 1, 0) > 0)
+                return;
+            if (yield)
+                sched_yield();
+        } while (now() < until);
+    }
+    if (poll(&p, 1, -1) < 0)
+        die("poll");
+}
+
 /* Waits for LEN bytes as the frame reader does: poll, then read. */
 static void receive(int fd, char *buf, size_t len)
 {
     size_t have = 0;
     while (have < len) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, -1) < 0)
-            die("poll");
+        wait_readable(fd);
         ssize_t n = read(fd, buf + have, len - have);
         if (n <= 0)
             die("read");
@@ -57,21 +93,24 @@ static void echo_loop(int fd, long rounds, char *buf, size_t len)
     }
 }
 
-static double now(void)
+static double cpu_seconds(int who)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    struct rusage ru;
+    getrusage(who, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 int main(int argc, char **argv)
 {
     long rounds = argc > 1 ? strtol(argv[1], NULL, 10) : 20000;
     size_t len = argc > 2 ? (size_t)strtoul(argv[2], NULL, 10) : 64;
+    spin_seconds = argc > 3 ? strtod(argv[3], NULL) / 1e6 : 0;
+    yield = getenv("PINGPONG_NO_YIELD") == NULL;
     char *buf = calloc(1, len ? len : 1);
     int sv[2];
     if (rounds < 1 || len < 1 || !buf) {
-        fprintf(stderr, "usage: pingpong [ROUND_TRIPS [BYTES]]\n");
+        fprintf(stderr, "usage: pingpong [ROUND_TRIPS [BYTES [SPIN_US]]]\n");
         return 2;
     }
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
@@ -92,6 +131,7 @@ int main(int argc, char **argv)
     }
     double t1 = now();
     waitpid(pid, NULL, 0);
-    printf("%.1f\n", (t1 - t0) * 1e6 / (double)rounds);
+    double cpu = cpu_seconds(RUSAGE_SELF) + cpu_seconds(RUSAGE_CHILDREN);
+    printf("%.1f %.1f\n", (t1 - t0) * 1e6 / (double)rounds, cpu * 1e6 / (double)rounds);
     return 0;
 }

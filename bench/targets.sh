@@ -6,13 +6,17 @@
 #   build_tools           passthrough_ll and fileops into $work/bin; drops
 #                         pll from $targets when libfuse's example is missing
 #                         and says so in $pll_note
-#   start_target T        T in native pll auto always writeback; leaves the
-#                         directory to measure in $dir and the pids of the
-#                         processes serving it in $server_pids
+#   start_target T        T in native pll auto always writeback overlay, or a
+#                         cache mode with a relay mode, MODE:RELAY (relay_opts);
+#                         overlay: cache=auto with overlay=$work/upper (the
+#                         target's directory is LOWER, its seed unchanged);
+#                         leaves the directory to measure in $dir and the
+#                         pids of the processes serving it in $server_pids
 #   stop_target T
 #   cleanup_target        for an EXIT trap
 # BENCH_MOUNT_OPTS (environment) adds -o options to fsbridge-mount, to
-# compare settings such as threads=N.
+# compare settings such as queues=N; BENCH_DAEMON_OPTS adds options to
+# fsbridged (e.g. --poll-us=0).
 
 pll_src=/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c
 pll='' pll_note=''
@@ -46,28 +50,72 @@ wait_for() { # wait_for WHAT CMD...: up to 10 s
 
 fresh_dir() { rm -rf "$1" && mkdir -p "$1"; }
 
+# seed DIR: what every target holds before it is mounted, for bench.sh's
+# rows on files the workload never changed (an overlay's LOWER objects):
+# the tree in DIR/unchanged and a $copyup_mb MiB file DIR/big.dat.  Only
+# when the sourcing script sets seed_unchanged=1 (cost.sh and requests.sh
+# measure empty directories).
+seed() {
+    [[ ${seed_unchanged:-} == 1 ]] || return 0
+    mkdir "$1/unchanged"
+    tar -xf "$tree_tar" -C "$1/unchanged"
+    head -c "${copyup_mb}M" /dev/urandom >"$1/big.dat"
+}
+
+# relay_opts RELAY: fsbridge-mount's -o options for a relay mode.
+#   uring  FUSE-over-io_uring rings (the fuse module's enable_uring is set
+#          to 1 for the run and put back)
+#   fd     cloned /dev/fuse queues, with the default poll_us (uring=off)
+#   old    the relay before per-CPU queues and polling: /dev/fuse queues
+#          and sleeping for every reply (uring=off, poll_us=0)
+#   1q     one queue, one connection (queues=1, uring=off)
+relay_opts() {
+    case $1 in
+    uring) echo uring=on ;;
+    fd) echo uring=off ;;
+    old) echo uring=off,poll_us=0 ;;
+    1q) echo queues=1,uring=off ;;
+    *) die "unknown relay mode '$1' (expected uring, fd, old or 1q)" ;;
+    esac
+}
+
+enable_uring=/sys/module/fuse/parameters/enable_uring
+uring_was=''
+
 start_target() {
-    local t=$1 src=$work/src-$1
-    mnt=$work/mnt-$1
+    # No ':' in the paths: fio reads it as a separator of --filename's files.
+    local t=$1 src=$work/src-${1//:/-}
+    mnt=$work/mnt-${1//:/-}
     case $t in
     native)
-        fresh_dir "$src"
+        fresh_dir "$src"; seed "$src"
         dir=$src server_pids=''
         return ;;
     pll)
-        fresh_dir "$src"; mkdir -p "$mnt"
+        fresh_dir "$src"; seed "$src"; mkdir -p "$mnt"
         "$pll" -f -o "source=$src,cache=auto,default_permissions" "$mnt" 2>"$work/pll.log" &
         daemon_pid=$! server_pids=$! ;;
-    auto | always | writeback)
-        local opts=cache=$t
-        [[ $t == writeback ]] && opts=cache=auto,writeback
-        fresh_dir "$src"; mkdir -p "$mnt"
+    auto | always | writeback | coherent | overlay | auto:* | always:* | writeback:* | coherent:*)
+        local cache=${t%%:*} relay='' mount_opts=${BENCH_MOUNT_OPTS:-}
+        [[ $t == *:* ]] && relay=$(relay_opts "${t#*:}")
+        mount_opts=$relay${relay:+${mount_opts:+,}}$mount_opts
+        if [[ $relay == uring=on ]]; then
+            [[ -w $enable_uring ]] || die "$t: this kernel has no FUSE-over-io_uring"
+            uring_was=$(cat "$enable_uring")
+            echo 1 >"$enable_uring"
+        fi
+        local opts=cache=$cache
+        [[ $cache == writeback ]] && opts=cache=auto,writeback
+        [[ $cache == overlay ]] && opts=cache=auto,overlay=$work/upper &&
+            fresh_dir "$work/upper" && rm -rf "$work/upper.work"
+        fresh_dir "$src"; seed "$src"; mkdir -p "$mnt"
+        # shellcheck disable=SC2086  # BENCH_DAEMON_OPTS: words on purpose
         "$build/fsbridged" --export "b=$src,$opts" --listen "unix:$fsb_sock" \
-            --log-level warn 2>"$work/fsbridged-$t.log" &
+            --log-level warn ${BENCH_DAEMON_OPTS:-} 2>"$work/fsbridged-$t.log" &
         daemon_pid=$!
         wait_for "fsbridged" listening "$fsb_sock"
         # In the foreground (-f) so that its pid is known; it exits at umount.
-        "$build/fsbridge-mount" -f -o "export=b${BENCH_MOUNT_OPTS:+,$BENCH_MOUNT_OPTS}" "unix:$fsb_sock" "$mnt" 2>>"$work/fsbridged-$t.log" &
+        "$build/fsbridge-mount" -f -o "export=b${mount_opts:+,$mount_opts}" "unix:$fsb_sock" "$mnt" 2>>"$work/fsbridged-$t.log" &
         mount_pid=$! server_pids="$daemon_pid,$mount_pid" ;;
     esac
     wait_for "the $t mount" mountpoint -q "$mnt"
@@ -83,10 +131,17 @@ stop_target() {
         [[ -z $mount_pid ]] || wait "$mount_pid" 2>/dev/null || true
         daemon_pid='' mount_pid=''
     fi
-    rm -rf "$work/src-$t"
+    put_back_uring
+    rm -rf "$work/src-${t//:/-}" "$work/upper" "$work/upper.work"
+}
+
+put_back_uring() {
+    [[ -z $uring_was ]] || echo "$([[ $uring_was == Y ]] && echo 1 || echo 0)" >"$enable_uring"
+    uring_was=''
 }
 
 cleanup_target() {
+    put_back_uring
     [[ -n $mnt ]] && mountpoint -q "$mnt" && { umount "$mnt" 2>/dev/null || umount -l "$mnt"; }
     [[ -n $daemon_pid ]] && kill -TERM "$daemon_pid" 2>/dev/null
     return 0

@@ -29,6 +29,7 @@
 #                        serves one)
 #   VHOST_BENCH_DIR      work directory (default /var/tmp/fsbridge-vhost-bench)
 #   VIRTIOFSD            the legacy daemon (default /usr/lib/qemu/virtiofsd)
+#   VHOST_BENCH_FSB_OPTS more fsbridged options (e.g. --poll-us=50)
 #   FSB_BUILD_DIR        fsbridge build to measure (default: build-bench/, a
 #                        release build this script configures and builds)
 set -euo pipefail
@@ -78,7 +79,7 @@ fi
 cat "$shared/bench.dat" >/dev/null # into the host page cache
 
 declare -A command=(
-    [fsbridged]="$build/fsbridged --socket-path=@SOCKET@ --shared-dir=$shared --cache=$cache --thread-pool-size=$threads --log-level=error"
+    [fsbridged]="$build/fsbridged --socket-path=@SOCKET@ --shared-dir=$shared --cache=$cache --thread-pool-size=$threads --log-level=error ${VHOST_BENCH_FSB_OPTS:-}"
     [virtiofsd]="$virtiofsd --socket-path=@SOCKET@ -o source=$shared -o cache=$legacy_cache --thread-pool-size=$threads -o log_level=err"
 )
 

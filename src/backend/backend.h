@@ -26,11 +26,25 @@
 
 #define FSB_ROOT_NODEID 1
 
+struct fsb_pipe; /* common/splice_io.h */
+
 /* Who is asking: the guest process's credentials. */
 struct fsb_ctx {
     uint32_t uid;
     uint32_t gid;
     uint32_t pid;
+    /* The caller lacks CAP_FSETID (the guest kernel said so with a
+     * KILL_SUIDGID flag): a write or truncate must clear the file's
+     * set-user-ID and set-group-ID bits, as a local filesystem does. */
+    bool kill_suidgid;
+    /* The caller's umask, for a creation the guest kernel did not mask
+     * (FUSE_DONT_MASK): applied by the host kernel, which skips it when
+     * the parent has a default ACL.  0 when the guest already applied it. */
+    uint32_t umask;
+    /* FUSE_CREATE_SUPP_GROUP: the parent directory's group, which the
+     * caller is in through a supplementary group (has_create_gid). */
+    bool has_create_gid;
+    uint32_t create_gid;
 };
 
 struct fsb_entry {
@@ -89,6 +103,10 @@ struct fsb_lock {
     off_t start;
     off_t end; /* inclusive; FSB_LOCK_TO_EOF for "to end of file" */
     pid_t pid;
+    /* The guest's lock owner (its kernel's files_struct, hashed): what a
+     * process's record locks have in common, so that any close of that
+     * process can drop them (flush). */
+    uint64_t owner;
 };
 
 struct fsb_backend;
@@ -125,17 +143,32 @@ struct fsb_backend_ops {
     int (*create)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                   const char *name, mode_t mode, int flags, struct fsb_entry *out,
                   uint64_t *fh);
+    /* An unnamed file in PARENT (O_TMPFILE), open; LINK may name it later. */
+    int (*tmpfile)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
+                   mode_t mode, int flags, struct fsb_entry *out, uint64_t *fh);
     ssize_t (*read)(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
                     int cnt);
-    ssize_t (*write)(struct fsb_backend *be, uint64_t fh, off_t off, const struct iovec *iov,
-                     int cnt);
-    int (*flush)(struct fsb_backend *be, uint64_t fh);
+    /* Optional (NULL: the engine uses read).  The same read, into the pipe
+     * P (empty, with room for SIZE bytes at OFF: fsb_pipe_file_slots)
+     * without copying: splice(2) from the host file.  Returns the bytes
+     * moved (fewer than SIZE only at end of file) or -errno, with nothing
+     * left in the pipe then; -EINVAL when the file cannot be spliced, so
+     * that the engine reads it instead. */
+    ssize_t (*read_to_pipe)(struct fsb_backend *be, uint64_t fh, off_t off, size_t size,
+                            struct fsb_pipe *p);
+    ssize_t (*write)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t fh, off_t off,
+                     const struct iovec *iov, int cnt);
+    /* At every close(2) in the guest: the record locks LOCK_OWNER holds on
+     * the file go, through whichever handle they were taken (POSIX). */
+    int (*flush)(struct fsb_backend *be, uint64_t fh, uint64_t lock_owner);
     int (*release)(struct fsb_backend *be, uint64_t fh);
     int (*fsync)(struct fsb_backend *be, uint64_t fh, bool datasync);
-    int (*fallocate)(struct fsb_backend *be, uint64_t fh, int mode, off_t off, off_t len);
+    int (*fallocate)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t fh, int mode,
+                     off_t off, off_t len);
     off_t (*lseek)(struct fsb_backend *be, uint64_t fh, off_t off, int whence);
-    ssize_t (*copy_file_range)(struct fsb_backend *be, uint64_t fh_in, off_t off_in,
-                               uint64_t fh_out, off_t off_out, size_t len);
+    ssize_t (*copy_file_range)(struct fsb_backend *be, const struct fsb_ctx *ctx,
+                               uint64_t fh_in, off_t off_in, uint64_t fh_out, off_t off_out,
+                               size_t len);
 
     int (*opendir)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
                    uint64_t *fh);

@@ -137,17 +137,49 @@ static int listen_on(int domain, const struct sockaddr *sa, socklen_t len)
     return fd;
 }
 
-int fsb_address_listen(const struct fsb_address *addr)
+/*
+ * bind() creates the socket file with 0777 & ~umask, so a umask of the
+ * complement gives exactly ACCESS's mode, whatever the caller's umask (a
+ * connect needs write permission: a group bit lost to umask 022 would
+ * lock the group out).  umask is per process: this runs at start-up,
+ * before any thread.  The group is changed between bind() and listen(),
+ * while a connect() is still refused.
+ */
+static int listen_unix(const char *path, const struct fsb_socket_access *access)
+{
+    int err = clear_stale_unix_socket(path);
+    if (err < 0)
+        return err;
+    struct sockaddr_un sun;
+    fill_sockaddr_un(&sun, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    mode_t old = umask(~access->mode & 0777);
+    err = bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ? -errno : 0;
+    umask(old);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    if (access->gid != (gid_t)-1 &&
+        fchownat(AT_FDCWD, path, (uid_t)-1, access->gid, AT_SYMLINK_NOFOLLOW) < 0)
+        err = -errno;
+    if (!err && listen(fd, 64) < 0)
+        err = -errno;
+    if (err) {
+        unlink(path);
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int fsb_address_listen(const struct fsb_address *addr, const struct fsb_socket_access *access)
 {
     switch (addr->kind) {
-    case FSB_ADDR_UNIX: {
-        int r = clear_stale_unix_socket(addr->path);
-        if (r < 0)
-            return r;
-        struct sockaddr_un sun;
-        fill_sockaddr_un(&sun, addr->path);
-        return listen_on(AF_UNIX, (struct sockaddr *)&sun, sizeof(sun));
-    }
+    case FSB_ADDR_UNIX:
+        return listen_unix(addr->path, access);
     case FSB_ADDR_VSOCK: {
         struct sockaddr_vm svm = { .svm_family = AF_VSOCK, .svm_cid = addr->cid,
                                    .svm_port = addr->port };

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 enum fsb_address_kind { FSB_ADDR_UNIX, FSB_ADDR_VSOCK, FSB_ADDR_FD, FSB_ADDR_SERIAL };
 
@@ -38,9 +39,23 @@ struct fsb_address {
 int fsb_address_parse(const char *text, bool for_client, struct fsb_address *out,
                       char *err, size_t errlen);
 
+/*
+ * Who may connect to a Unix socket the daemon creates: the permission bits
+ * and the group of its file.  Both are in place before listen(), so no
+ * connection is ever accepted under wider ones.
+ */
+struct fsb_socket_access {
+    mode_t mode;           /* exactly these bits (umask does not apply) */
+    gid_t gid;             /* (gid_t)-1: the daemon's own group */
+};
+
+#define FSB_SOCKET_MODE_DEFAULT 0600      /* the daemon's user only */
+#define FSB_SOCKET_MODE_GROUP_DEFAULT 0660 /* with a --socket-group */
+
 /* Listens (servers).  Returns the fd, or -errno.  Stale Unix sockets are
- * replaced; a socket some process still accepts on gives -EADDRINUSE. */
-int fsb_address_listen(const struct fsb_address *addr);
+ * replaced; a socket some process still accepts on gives -EADDRINUSE.  A
+ * Unix socket file gets ACCESS. */
+int fsb_address_listen(const struct fsb_address *addr, const struct fsb_socket_access *access);
 
 /*
  * A Unix socket file we created, removable even after the daemon lost

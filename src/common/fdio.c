@@ -2,8 +2,10 @@
  * fdio.c - see fdio.h.
  */
 #include "common/fdio.h"
+#include "common/halt_poll.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,36 @@ int fsb_read_full(int fd, void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+static long ms_until(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+int fsb_read_full_by(int fd, void *buf, size_t len, const struct timespec *deadline)
+{
+    if (!deadline)
+        return fsb_read_full(fd, buf, len);
+    char *p = buf;
+    while (len > 0) {
+        long ms = ms_until(deadline);
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        if (ms <= 0 || poll(&pfd, 1, ms > INT_MAX ? INT_MAX : (int)ms) == 0)
+            return -ETIMEDOUT;
+        ssize_t n = read(fd, p, len);
+        if (n == 0)
+            return -EPIPE;
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            return -errno;
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        }
     }
     return 0;
 }
@@ -73,30 +105,23 @@ void fsb_frame_reader_free(struct fsb_frame_reader *r)
 }
 
 /*
- * Waits for input in poll() rather than in read().  A thread asleep in
+ * Reads once, as much as the stream holds and the buffer's tail takes.
+ *
+ * It waits for input in poll() rather than in read().  A thread asleep in
  * read() on a Unix stream socket is woken, for nothing, each time the peer
  * consumes a message this side sent: the socket's write-space wake-up goes
  * to the same wait queue, and read() does not filter it.  That is one
  * wasted wake-up (and two context switches) per request or reply; poll()
- * only wakes for input.
+ * only wakes for input.  With r->poll, the wait spins first (halt_poll.h).
  */
-static int wait_readable(int fd)
+static int fill_once(struct fsb_frame_reader *r, size_t max)
 {
-    struct pollfd p = { .fd = fd, .events = POLLIN };
-    while (poll(&p, 1, -1) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return 0;
-}
-
-/* Reads once, as much as the stream holds and the buffer's tail takes. */
-static int fill_once(struct fsb_frame_reader *r)
-{
-    int err = wait_readable(r->fd);
+    int err = fsb_halt_poll_wait_fd(r->poll, r->fd);
     if (err)
         return err;
+    size_t room = r->cap - r->end;
     for (;;) {
-        ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
+        ssize_t n = read(r->fd, r->buf + r->end, max && max < room ? max : room);
         if (n > 0) {
             r->end += (size_t)n;
             return 0;
@@ -108,10 +133,11 @@ static int fill_once(struct fsb_frame_reader *r)
     }
 }
 
-/* Makes sure NEED (<= cap) bytes from start are buffered.  Moves the
- * unconsumed bytes to the front first if they would not fit: that copies
- * at most what one read brought in. */
-static int fill(struct fsb_frame_reader *r, size_t need)
+/* Makes sure NEED (<= cap) bytes from start are buffered, each read
+ * taking at most MAX (0: no limit).  Moves the unconsumed bytes to the
+ * front first if they would not fit: that copies at most what one read
+ * brought in. */
+static int fill(struct fsb_frame_reader *r, size_t need, size_t max)
 {
     if (r->start + need > r->cap) {
         memmove(r->buf, r->buf + r->start, r->end - r->start);
@@ -119,7 +145,7 @@ static int fill(struct fsb_frame_reader *r, size_t need)
         r->start = 0;
     }
     while (r->end - r->start < need) {
-        int err = fill_once(r);
+        int err = fill_once(r, max);
         if (err)
             return err;
     }
@@ -133,11 +159,19 @@ static void consume(struct fsb_frame_reader *r, size_t len)
         r->start = r->end = 0; /* the next read starts at the front */
 }
 
+int fsb_frame_peek(struct fsb_frame_reader *r, size_t n, const void **head)
+{
+    int err = fill(r, n, r->probe_max);
+    *head = r->buf + r->start;
+    return err;
+}
+
 int fsb_frame_next_len(struct fsb_frame_reader *r, uint32_t *len)
 {
-    int err = fill(r, sizeof(*len));
+    const void *head;
+    int err = fsb_frame_peek(r, sizeof(*len), &head);
     if (!err)
-        memcpy(len, r->buf + r->start, sizeof(*len));
+        memcpy(len, head, sizeof(*len));
     return err;
 }
 
@@ -145,7 +179,7 @@ int fsb_frame_take(struct fsb_frame_reader *r, size_t len, void **frame)
 {
     if (len > r->cap)
         return -EMSGSIZE;
-    int err = fill(r, len);
+    int err = fill(r, len, 0);
     if (err)
         return err;
     *frame = r->buf + r->start;
@@ -153,12 +187,20 @@ int fsb_frame_take(struct fsb_frame_reader *r, size_t len, void **frame)
     return 0;
 }
 
-int fsb_frame_take_into(struct fsb_frame_reader *r, void *dst, size_t len)
+size_t fsb_frame_take_head(struct fsb_frame_reader *r, size_t len, void **head)
 {
     size_t have = fsb_frame_buffered(r);
     if (have > len)
         have = len;
-    memcpy(dst, r->buf + r->start, have);
+    *head = r->buf + r->start;
     consume(r, have);
+    return have;
+}
+
+int fsb_frame_take_into(struct fsb_frame_reader *r, void *dst, size_t len)
+{
+    void *head;
+    size_t have = fsb_frame_take_head(r, len, &head);
+    memcpy(dst, head, have);
     return fsb_read_full(r->fd, (char *)dst + have, len - have);
 }

@@ -69,6 +69,46 @@ static int check_request(const struct fsb_session *s, const struct fuse_in_heade
     return 0;
 }
 
+/* One FUSE_EXT_GROUPS extension (struct fuse_supp_groups: a count, then
+ * the gids) of BODY bytes.  The kernel sends one group: the parent's. */
+static int read_supp_groups(struct iov_cursor *ext, size_t body, struct fsb_ctx *ctx)
+{
+    uint32_t nr_groups, gid;
+    if (body < 8 || !iov_cursor_read(ext, &nr_groups, 4) || nr_groups != 1 ||
+        !iov_cursor_read(ext, &gid, 4))
+        return -EINVAL;
+    ctx->has_create_gid = true;
+    ctx->create_gid = gid;
+    return iov_cursor_skip(ext, body - 8) ? 0 : -EINVAL;
+}
+
+/*
+ * Request extensions (7.38): total_extlen * 8 bytes after the opcode's
+ * arguments, each a fuse_ext_header (its size, a multiple of 8, counts the
+ * header) and a body.  Supplementary groups are read when negotiated
+ * (FUSE_CREATE_SUPP_GROUP); anything else (security contexts, which we do
+ * not negotiate) is skipped.  A size that does not tile the area: EINVAL.
+ */
+static int read_extensions(struct fsb_request *r, size_t extlen)
+{
+    struct iov_cursor ext = r->args;
+    iov_cursor_skip(&ext, r->args.left - extlen);
+    while (ext.left > 0) {
+        struct fuse_ext_header xh;
+        if (!iov_cursor_read(&ext, &xh, sizeof(xh)) || xh.size < sizeof(xh) || xh.size % 8 ||
+            xh.size - sizeof(xh) > ext.left)
+            return -EINVAL;
+        size_t body = xh.size - sizeof(xh);
+        int err = xh.type == FSB_FUSE_EXT_GROUPS && (r->s->flags & FUSE_CREATE_SUPP_GROUP)
+                      ? read_supp_groups(&ext, body, &r->ctx)
+                      : (iov_cursor_skip(&ext, body) ? 0 : -EINVAL);
+        if (err)
+            return err;
+    }
+    iov_cursor_limit(&r->args, r->args.left - extlen);
+    return 0;
+}
+
 static int dispatch(struct fsb_request *r, const struct fsb_op *op)
 {
     if (!op->fn || ((op->flags & OP_XATTR) && r->s->export->no_xattr))
@@ -78,10 +118,25 @@ static int dispatch(struct fsb_request *r, const struct fsb_op *op)
     return op->fn(r);
 }
 
-static size_t process(struct fsb_session *s, const struct iovec *in, int in_cnt,
-                      const struct iovec *out, int out_cnt, bool may_wait)
+void fsb_inval_attrs_msg(uint64_t nodeid, unsigned char msg[FSB_INVAL_ATTRS_MSG_SIZE])
 {
-    struct fsb_request r = { .s = s, .be = s->backend, .may_wait = may_wait };
+    struct fuse_out_header h = { .len = FSB_INVAL_ATTRS_MSG_SIZE,
+                                 .error = FUSE_NOTIFY_INVAL_INODE };
+    struct fuse_notify_inval_inode_out a = { .ino = nodeid, .off = -1, .len = 0 };
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), &a, sizeof(a));
+}
+
+size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                               const struct iovec *out, int out_cnt, bool may_wait,
+                               struct fsb_reply_pipe *lend)
+{
+    struct fsb_request r = { .s = s, .be = s->backend, .may_wait = may_wait, .lend = lend };
+    if (lend) {
+        lend->pipe = NULL;
+        lend->held = 0;
+        lend->stale_attrs = 0;
+    }
     iov_cursor_init(&r.args, in, in_cnt);
     size_t in_len = r.args.left;
     if (!iov_cursor_read(&r.args, &r.in, sizeof(r.in))) {
@@ -91,13 +146,13 @@ static size_t process(struct fsb_session *s, const struct iovec *in, int in_cnt,
     const struct fsb_op *op = fsb_op_lookup(r.in.opcode);
     int err = check_request(s, &r.in, in_len);
     if (!err) {
-        /* Request extensions (security context, supplementary groups)
-         * are only sent when negotiated, which we do not: skip them. */
-        iov_cursor_limit(&r.args, r.args.left - (size_t)r.in.total_extlen * 8);
         r.ctx = (struct fsb_ctx){ .uid = r.in.uid, .gid = r.in.gid, .pid = r.in.pid };
+        r.host_changes = atomic_load_explicit(&s->host_changes, memory_order_acquire);
         iov_cursor_init(&r.out, out, out_cnt);
         iov_cursor_skip(&r.out, sizeof(struct fuse_out_header));
-        err = dispatch(&r, op);
+        err = read_extensions(&r, (size_t)r.in.total_extlen * 8);
+        if (!err)
+            err = dispatch(&r, op);
     } else {
         log_debug("request %llu (opcode %u) refused: %s", (unsigned long long)r.in.unique,
                   r.in.opcode, strerror(-err));
@@ -116,11 +171,11 @@ static size_t process(struct fsb_session *s, const struct iovec *in, int in_cnt,
 size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_cnt,
                           const struct iovec *out, int out_cnt)
 {
-    return process(s, in, in_cnt, out, out_cnt, true);
+    return fsb_engine_process_lent(s, in, in_cnt, out, out_cnt, true, NULL);
 }
 
 size_t fsb_engine_process_no_wait(struct fsb_session *s, const struct iovec *in, int in_cnt,
                                   const struct iovec *out, int out_cnt)
 {
-    return process(s, in, in_cnt, out, out_cnt, false);
+    return fsb_engine_process_lent(s, in, in_cnt, out, out_cnt, false, NULL);
 }

@@ -17,12 +17,16 @@
 #include <linux/fuse.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* Oldest kernel protocol we serve: Linux 4.20 (7.27).  Debian 12's kernel
  * sends 7.37, current ones 7.4x; older minors only shorten structs that we
  * read by size (fuse_init_in, fuse_init_out). */
 #define FSB_FUSE_MIN_MINOR 27
+
+/* The largest READ or WRITE payload a session negotiates. */
+#define FSB_MAX_WRITE (1u << 20)
 
 /*
  * Processes one request.  IN holds exactly one request (its header's len
@@ -43,6 +47,42 @@ size_t fsb_engine_process(struct fsb_session *s, const struct iovec *in, int in_
  */
 size_t fsb_engine_process_no_wait(struct fsb_session *s, const struct iovec *in, int in_cnt,
                                   const struct iovec *out, int out_cnt);
+
+/*
+ * A transport that can send part of a reply from a pipe (the stream
+ * server: host file -> pipe -> socket, splice(2), so the daemon copies no
+ * READ data) lends one.  The engine asks for it only for a READ it has
+ * validated, and only the data goes into the pipe: the reply's header is
+ * in OUT as always, its len counting the data.  The transport sends the
+ * first (length - held) bytes of OUT, then the HELD bytes in the pipe.
+ */
+struct fsb_reply_pipe {
+    /* An empty pipe with room for SIZE bytes of a file at OFFSET, or NULL
+     * (the engine copies into OUT then). */
+    struct fsb_pipe *(*take)(struct fsb_reply_pipe *rp, size_t size, off_t offset);
+    void *arg;             /* the transport's */
+    struct fsb_pipe *pipe; /* out: what take() gave, or NULL */
+    size_t held;           /* out: reply bytes in it */
+    /* out: a node whose attributes the guest now caches wrongly (0: none),
+     * which a transport that can notify invalidates before it sends the
+     * reply (fsb_inval_attrs_msg).  A SETXATTR of system.posix_acl_access
+     * changes the mode on the host as a side effect; the kernel, without
+     * FUSE_POSIX_ACL, keeps the old one for the attribute timeout. */
+    uint64_t stale_attrs;
+};
+
+/* FUSE_NOTIFY_INVAL_INODE of NODEID's attributes only (offset -1: no
+ * page is touched, so the kernel takes no lock a request in flight may
+ * hold: safe to send from any thread, before or after any reply). */
+#define FSB_INVAL_ATTRS_MSG_SIZE                                               \
+    (sizeof(struct fuse_out_header) + sizeof(struct fuse_notify_inval_inode_out))
+void fsb_inval_attrs_msg(uint64_t nodeid, unsigned char msg[FSB_INVAL_ATTRS_MSG_SIZE]);
+
+/* fsb_engine_process (MAY_WAIT) or fsb_engine_process_no_wait, with LEND
+ * (may be NULL) offered for READ data. */
+size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, int in_cnt,
+                               const struct iovec *out, int out_cnt, bool may_wait,
+                               struct fsb_reply_pipe *lend);
 
 /* Requests that never block and have no reply: a transport may run them at
  * once instead of queueing them behind others (virtio-fs' hiprio queue). */

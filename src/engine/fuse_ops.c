@@ -10,9 +10,11 @@
  * open_reply_flags()).
  */
 #include "engine/fuse_request.h"
+#include "engine/xattr_map.h"
 #include "common/log.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h> /* RENAME_NOREPLACE, RENAME_EXCHANGE */
@@ -31,16 +33,25 @@
 
 /* ---- attributes and entries ---------------------------------------- */
 
+/* The cache mode a session is served with: cache=coherent is honoured only
+ * while its notifications flow (notify_out.h), else it is cache=auto. */
+static enum fsb_cache_mode session_cache(const struct fsb_session *s)
+{
+    enum fsb_cache_mode c = s->export->cache;
+    return c == FSB_CACHE_COHERENT && !s->coherent ? FSB_CACHE_AUTO : c;
+}
+
 /* Seconds the guest may cache attributes and names. */
 static uint64_t entry_timeout(const struct fsb_session *s)
 {
-    switch (s->export->cache) {
+    switch (session_cache(s)) {
     case FSB_CACHE_NEVER:
         return 0;
     case FSB_CACHE_AUTO:
         return 1;
     case FSB_CACHE_METADATA:
     case FSB_CACHE_ALWAYS:
+    case FSB_CACHE_COHERENT: /* every change is pushed */
         break;
     }
     return 86400; /* as virtiofsd: for exports that only the guest changes */
@@ -67,10 +78,29 @@ static void fill_attr(struct fuse_attr *a, const struct stat *st)
     };
 }
 
-static void fill_entry_out(const struct fsb_session *s, struct fuse_entry_out *eo,
+/*
+ * Seconds the guest may cache what this reply says.  A host change while
+ * the request was served may have been pushed before the guest had the
+ * node: the kernel drops an INVAL_INODE of an inode it has not made yet,
+ * and the reply would then install the old attributes for a day (the
+ * kernel's attr_version only protects inodes it already has).  So in
+ * cache=coherent, when any change of the export came in meanwhile
+ * (session.h host_changes, counted before its invalidation is queued),
+ * the reply is not cached: the guest asks again at its next use.
+ */
+static uint64_t reply_timeout(const struct fsb_request *r)
+{
+    const struct fsb_session *s = r->s;
+    if (s->coherent &&
+        atomic_load_explicit(&s->host_changes, memory_order_acquire) != r->host_changes)
+        return 0;
+    return entry_timeout(s);
+}
+
+static void fill_entry_out(const struct fsb_request *r, struct fuse_entry_out *eo,
                            const struct fsb_entry *e)
 {
-    uint64_t t = entry_timeout(s);
+    uint64_t t = reply_timeout(r);
     *eo = (struct fuse_entry_out){
         .nodeid = e->nodeid,
         .generation = e->generation,
@@ -83,13 +113,13 @@ static void fill_entry_out(const struct fsb_session *s, struct fuse_entry_out *e
 static int reply_entry(struct fsb_request *r, const struct fsb_entry *e)
 {
     struct fuse_entry_out eo;
-    fill_entry_out(r->s, &eo, e);
+    fill_entry_out(r, &eo, e);
     return reply_put(r, &eo, sizeof(eo));
 }
 
 static int reply_attr(struct fsb_request *r, const struct stat *st)
 {
-    struct fuse_attr_out ao = { .attr_valid = entry_timeout(r->s) };
+    struct fuse_attr_out ao = { .attr_valid = reply_timeout(r) };
     fill_attr(&ao.attr, st);
     return reply_put(r, &ao, sizeof(ao));
 }
@@ -97,16 +127,54 @@ static int reply_attr(struct fsb_request *r, const struct stat *st)
 /* FOPEN_* flags for an open file or directory, from the cache mode. */
 static uint32_t open_reply_flags(const struct fsb_session *s, bool dir)
 {
-    switch (s->export->cache) {
+    switch (session_cache(s)) {
     case FSB_CACHE_NEVER:
     case FSB_CACHE_METADATA:
         return dir ? 0 : FOPEN_DIRECT_IO;
     case FSB_CACHE_AUTO:
         return 0;
     case FSB_CACHE_ALWAYS:
+    case FSB_CACHE_COHERENT:
         return dir ? FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE : FOPEN_KEEP_CACHE;
     }
     return 0;
+}
+
+/*
+ * Directories without OPENDIR (cache=coherent).  There the guest keeps
+ * listings for good, so OPENDIR's reply would only ever say
+ * FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE, and that is what the kernel assumes
+ * by itself once OPENDIR is ENOSYS (fs/fuse/file.c, fuse_file_open:
+ * "Default for no-open"; it then sets no_opendir for the connection and
+ * sends neither OPENDIR nor RELEASEDIR again).  A warm directory's opendir,
+ * getdents and close (find, du, ls) then cost no round trip.  READDIR and
+ * FSYNCDIR come with fh 0 from then on: each opens the directory for
+ * itself, as the caller, and closes it before replying; the handle counts
+ * on the session's budget of open files meanwhile.
+ *
+ * Only where the kernel offers FUSE_NO_OPENDIR_SUPPORT (older ones fail
+ * opendir(3) with the ENOSYS), which fsbridge-mount withholds on a mount
+ * without default_permissions: a cached listing is shown to whoever opens
+ * the directory, so the guest kernel must be the one that checks who may
+ * (init_filter.h).  Not in cache=always, which virtio-fs guests use too:
+ * no relay stands between their kernel and the host to withhold the offer
+ * from a mount that checks no permission.  Only where the export's host
+ * filesystem keeps directory offsets valid across opens
+ * (passthrough_dir_offsets_stable): elsewhere a listing resumed by a fresh open
+ * skips entries while a guest removes them (rm -r of a big directory).  Files keep
+ * OPEN, FLUSH and RELEASE: the kernel's no_open is for the whole
+ * connection, writes and locks included, and record locks here belong to
+ * the open handle (passthrough_files.c); docs/architecture.md.
+ */
+static bool dirs_may_go_unopened(const struct fsb_session *s)
+{
+    return session_cache(s) == FSB_CACHE_COHERENT && !s->export->overlay[0] &&
+           s->export->dir_offsets_stable;
+}
+
+static bool dirs_without_open(const struct fsb_session *s)
+{
+    return (s->flags & FUSE_NO_OPENDIR_SUPPORT) != 0;
 }
 
 /* ---- INIT ------------------------------------------------------------ */
@@ -116,16 +184,22 @@ static uint64_t wanted_init_flags(const struct fsb_session *s)
 {
     uint64_t f = FUSE_ASYNC_READ | FUSE_POSIX_LOCKS | FUSE_ATOMIC_O_TRUNC | FUSE_BIG_WRITES |
                  FUSE_FLOCK_LOCKS | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
-                 FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
-    enum fsb_cache_mode c = s->export->cache;
-    if (c == FSB_CACHE_AUTO)
+                 FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT |
+                 FUSE_HANDLE_KILLPRIV_V2 | FUSE_EXPORT_SUPPORT | FUSE_DONT_MASK |
+                 FUSE_CREATE_SUPP_GROUP;
+    enum fsb_cache_mode c = session_cache(s);
+    /* coherent too: attributes refreshed by a lookup after a dropped cache
+     * (notify_out.h) then drop stale pages as well */
+    if (c == FSB_CACHE_AUTO || c == FSB_CACHE_COHERENT)
         f |= FUSE_AUTO_INVAL_DATA;
-    if (c == FSB_CACHE_AUTO || c == FSB_CACHE_ALWAYS)
+    if (c == FSB_CACHE_AUTO || c == FSB_CACHE_ALWAYS || c == FSB_CACHE_COHERENT)
         f |= FUSE_CACHE_SYMLINKS;
     if (c == FSB_CACHE_NEVER || c == FSB_CACHE_METADATA)
         f |= FUSE_DIRECT_IO_ALLOW_MMAP; /* shared mmap despite direct-io */
     if (s->export->writeback && !s->export->readonly)
         f |= FUSE_WRITEBACK_CACHE;
+    if (dirs_may_go_unopened(s))
+        f |= FUSE_NO_OPENDIR_SUPPORT;
     return f;
 }
 
@@ -135,7 +209,7 @@ static uint32_t frame_max_write(size_t max_frame)
     size_t room = max_frame - sizeof(struct fuse_in_header) - sizeof(struct fuse_write_in);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     room -= room % page;
-    return room > (1u << 20) ? (1u << 20) : (uint32_t)room;
+    return room > FSB_MAX_WRITE ? FSB_MAX_WRITE : (uint32_t)room;
 }
 
 static int op_init(struct fsb_request *r)
@@ -162,6 +236,7 @@ static int op_init(struct fsb_request *r)
         offered |= (uint64_t)in.flags2 << 32;
     s->flags = offered & wanted_init_flags(s);
     s->minor = in.minor < FUSE_KERNEL_MINOR_VERSION ? in.minor : FUSE_KERNEL_MINOR_VERSION;
+    s->kernel_minor = in.minor;
     s->max_write = frame_max_write(s->max_frame);
 
     out.minor = s->minor;
@@ -185,6 +260,38 @@ static int op_destroy(struct fsb_request *r)
 
 /* ---- names and inodes ------------------------------------------------ */
 
+/* With FUSE_DONT_MASK the guest kernel sends a creation's mode unmasked
+ * and the caller's umask beside it: the host kernel applies it (as the
+ * caller's, see fsb_ctx.umask) only when the parent has no default ACL,
+ * so new files get a default ACL's group::rwx as on ext4. */
+static void take_umask(struct fsb_request *r, uint32_t umask)
+{
+    if (r->s->flags & FUSE_DONT_MASK)
+        r->ctx.umask = umask & 0777;
+}
+
+/*
+ * A name that does not exist is cached by the guest as long as one that
+ * does (a node id of 0 with the entry timeout): programs probe far more
+ * missing names than they find (node's module resolution, compilers'
+ * include paths, git's per-directory ignore files), and without this each
+ * probe is a LOOKUP every time.  The guest's own creates replace the
+ * negative entry at once; a name created by the host or another guest
+ * appears within the timeout, as a name removed by them disappears.
+ * "." and ".." are never negative: the kernel asks for them only to
+ * reconnect file handles, where ENOENT has its own meaning.
+ */
+static bool is_dot_or_dotdot(const char *name)
+{
+    return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+static int reply_negative_entry(struct fsb_request *r)
+{
+    struct fuse_entry_out eo = { .nodeid = 0, .entry_valid = reply_timeout(r) };
+    return reply_put(r, &eo, sizeof(eo));
+}
+
 static int op_lookup(struct fsb_request *r)
 {
     char name[NAME_MAX + 1];
@@ -193,6 +300,10 @@ static int op_lookup(struct fsb_request *r)
     if (err || !req_args_done(r))
         return err ? err : -EINVAL;
     err = r->be->ops->lookup(r->be, &r->ctx, r->in.nodeid, name, &e);
+    if (r->s->test_lookup_delay_ms)
+        usleep(r->s->test_lookup_delay_ms * 1000u);
+    if (err == -ENOENT && reply_timeout(r) > 0 && !is_dot_or_dotdot(name))
+        return reply_negative_entry(r);
     return err ? err : reply_entry(r, &e);
 }
 
@@ -227,12 +338,26 @@ static int op_getattr(struct fsb_request *r)
     return err ? err : reply_attr(r, &st);
 }
 
+/*
+ * xattr=map: a write, truncate or chown of a file drops its (guest)
+ * security.capability, as a local one does.  The host kernel drops only
+ * its own, and the guest kernel under HANDLE_KILLPRIV_V2 on some paths
+ * only (not on direct I/O writes, for one), so the engine asks for it
+ * after each; the backend removes it under security.capability's rule
+ * (root, the owner or a writer).  Its answer (mostly ENODATA) changes
+ * nothing of the request's.
+ */
+static void drop_mapped_caps(struct fsb_request *r, uint64_t nodeid)
+{
+    if (r->s->export->xattr_map)
+        (void)r->be->ops->removexattr(r->be, &r->ctx, nodeid, FSB_XATTR_MAPPED_CAPS);
+}
+
 /* Translates FATTR_* into the backend's fields.  FATTR_CTIME comes only
  * from a guest with a writeback cache flushing the times it kept: ctime
  * itself cannot be set on Linux, but it marks the update as the kernel's
  * (FSB_SET_KERNEL_TIMES).  FATTR_LOCKOWNER carries nothing we need;
- * FATTR_KILL_SUIDGID is not negotiated (the guest kernel clears those bits
- * itself). */
+ * FATTR_KILL_SUIDGID is read by op_setattr. */
 static void to_setattr(const struct fuse_setattr_in *in, struct fsb_setattr *set)
 {
     static const struct { uint32_t fattr; unsigned fsb; } map[] = {
@@ -267,9 +392,18 @@ static int op_setattr(struct fsb_request *r)
     if (in.atimensec >= 1000000000 || in.mtimensec >= 1000000000)
         return -EINVAL;
     to_setattr(&in, &set);
+    /* With FUSE_HANDLE_KILLPRIV_V2 the kernel flags a truncate by a caller
+     * without CAP_FSETID, and every chown: a chown clears the bits on the
+     * host by itself, and its flag says nothing about the caller. */
+    if ((in.valid & FATTR_KILL_SUIDGID) && !(in.valid & (FATTR_UID | FATTR_GID)))
+        r->ctx.kill_suidgid = true;
     uint64_t fh = in.valid & FATTR_FH ? in.fh : FSB_NO_FH;
     int err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
-    return err ? err : reply_attr(r, &st);
+    if (err)
+        return err;
+    if (set.valid & (FSB_SET_SIZE | FSB_SET_UID | FSB_SET_GID))
+        drop_mapped_caps(r, r->in.nodeid);
+    return reply_attr(r, &st);
 }
 
 static int op_readlink(struct fsb_request *r)
@@ -312,6 +446,7 @@ static int op_mknod(struct fsb_request *r)
     if (!mknod_type_ok(in.mode))
         return -EINVAL;
     mode_t mode = (in.mode & S_IFMT) | (in.mode & 07777);
+    take_umask(r, in.umask);
     err = r->be->ops->mknod(r->be, &r->ctx, r->in.nodeid, name, mode, in.rdev, &e);
     return err ? err : reply_entry(r, &e);
 }
@@ -326,6 +461,7 @@ static int op_mkdir(struct fsb_request *r)
     int err = req_name(r, name, false);
     if (err || !req_args_done(r))
         return err ? err : -EINVAL;
+    take_umask(r, in.umask);
     err = r->be->ops->mkdir(r->be, &r->ctx, r->in.nodeid, name, in.mode & 07777, &e);
     return err ? err : reply_entry(r, &e);
 }
@@ -399,6 +535,24 @@ static int op_link(struct fsb_request *r)
     return err ? err : reply_entry(r, &e);
 }
 
+/* ---- directory handles ------------------------------------------------ */
+
+/* The handle a READDIR or FSYNCDIR works with: the guest's, or, without
+ * OPENDIR (dirs_without_open), one opened as the caller for this request
+ * alone, which dir_handle_give closes. */
+static int dir_handle_take(struct fsb_request *r, uint64_t *fh)
+{
+    if (!dirs_without_open(r->s))
+        return 0;
+    return r->be->ops->opendir(r->be, &r->ctx, r->in.nodeid, fh);
+}
+
+static void dir_handle_give(struct fsb_request *r, uint64_t fh)
+{
+    if (dirs_without_open(r->s))
+        r->be->ops->releasedir(r->be, fh);
+}
+
 /* ---- files ------------------------------------------------------------ */
 
 static bool open_writes(int flags)
@@ -421,7 +575,34 @@ static int op_open(struct fsb_request *r)
     int flags = (int)in.flags;
     if (r->s->export->readonly && open_writes(flags))
         return -EROFS;
+    r->ctx.kill_suidgid = in.open_flags & FUSE_OPEN_KILL_SUIDGID; /* O_TRUNC without FSETID */
     int err = r->be->ops->open(r->be, &r->ctx, r->in.nodeid, flags, &fh);
+    if (err)
+        return err;
+    if (flags & O_TRUNC)
+        drop_mapped_caps(r, r->in.nodeid);
+    return reply_open(r, fh, false);
+}
+
+/* CREATE and TMPFILE: fuse_create_in and a name (TMPFILE's is "/", read
+ * and not used). */
+static int read_create_args(struct fsb_request *r, struct fuse_create_in *in,
+                            char name[NAME_MAX + 1], bool tmpfile)
+{
+    if (!req_arg(r, in, sizeof(*in)))
+        return -EINVAL;
+    int err = tmpfile ? req_string(r, name, NAME_MAX + 1) : req_name(r, name, false);
+    if (err || !req_args_done(r))
+        return err ? err : -EINVAL;
+    r->ctx.kill_suidgid = in->open_flags & FUSE_OPEN_KILL_SUIDGID; /* O_TRUNC without FSETID */
+    take_umask(r, in->umask);
+    return 0;
+}
+
+/* CREATE's and TMPFILE's reply: the entry, then the open file. */
+static int reply_created(struct fsb_request *r, const struct fsb_entry *e, uint64_t fh)
+{
+    int err = reply_entry(r, e);
     return err ? err : reply_open(r, fh, false);
 }
 
@@ -431,17 +612,29 @@ static int op_create(struct fsb_request *r)
     char name[NAME_MAX + 1];
     struct fsb_entry e;
     uint64_t fh;
-    if (!req_arg(r, &in, sizeof(in)))
-        return -EINVAL;
-    int err = req_name(r, name, false);
-    if (err || !req_args_done(r))
-        return err ? err : -EINVAL;
-    mode_t mode = S_IFREG | (in.mode & 07777);
-    err = r->be->ops->create(r->be, &r->ctx, r->in.nodeid, name, mode, (int)in.flags, &e, &fh);
-    if (err)
-        return err;
-    err = reply_entry(r, &e);
-    return err ? err : reply_open(r, fh, false);
+    int err = read_create_args(r, &in, name, false);
+    if (!err)
+        err = r->be->ops->create(r->be, &r->ctx, r->in.nodeid, name, S_IFREG | (in.mode & 07777),
+                                 (int)in.flags, &e, &fh);
+    return err ? err : reply_created(r, &e, fh);
+}
+
+/* FUSE_TMPFILE (open(dir, O_TMPFILE)).  A backend without unnamed files
+ * (overlay) answers ENOSYS: the kernel then fails O_TMPFILE with
+ * EOPNOTSUPP, as a local filesystem without it does, and stops asking. */
+static int op_tmpfile(struct fsb_request *r)
+{
+    struct fuse_create_in in;
+    char name[NAME_MAX + 1];
+    struct fsb_entry e;
+    uint64_t fh;
+    int err = read_create_args(r, &in, name, true);
+    if (!err && !r->be->ops->tmpfile)
+        err = -ENOSYS;
+    if (!err)
+        err = r->be->ops->tmpfile(r->be, &r->ctx, r->in.nodeid, S_IFREG | (in.mode & 07777),
+                                  (int)in.flags, &e, &fh);
+    return err ? err : reply_created(r, &e, fh);
 }
 
 static bool offset_ok(uint64_t off, uint64_t len)
@@ -449,22 +642,52 @@ static bool offset_ok(uint64_t off, uint64_t len)
     return off <= INT64_MAX && len <= INT64_MAX - off;
 }
 
+/* The data of a READ into the transport's pipe (fsb_reply_pipe), spliced
+ * from the host file.  Returns the bytes, -errno, or -EOPNOTSUPP when
+ * there is no pipe or the file cannot be spliced: then it is copied. */
+static ssize_t read_to_pipe(struct fsb_request *r, const struct fuse_read_in *in)
+{
+    struct fsb_reply_pipe *lend = r->lend;
+    if (!lend || !r->be->ops->read_to_pipe)
+        return -EOPNOTSUPP;
+    lend->pipe = lend->take(lend, in->size, (off_t)in->offset);
+    if (!lend->pipe)
+        return -EOPNOTSUPP;
+    ssize_t n = r->be->ops->read_to_pipe(r->be, in->fh, (off_t)in->offset, in->size,
+                                         lend->pipe);
+    if (n == -EINVAL)
+        return -EOPNOTSUPP;
+    if (n >= 0)
+        lend->held = (size_t)n;
+    return n;
+}
+
+/* The data of a READ straight into the reply buffer (guest memory on
+ * virtio-fs). */
+static ssize_t read_to_reply(struct fsb_request *r, const struct fuse_read_in *in)
+{
+    struct iovec data[MAX_DATA_SLICES];
+    int cnt = iov_cursor_slice(&r->out, in->size, data, MAX_DATA_SLICES);
+    if (cnt < 0)
+        return -EINVAL;
+    ssize_t n = r->be->ops->read(r->be, in->fh, (off_t)in->offset, data, cnt);
+    if (n >= 0)
+        iov_cursor_skip(&r->out, (size_t)n);
+    return n;
+}
+
 static int op_read(struct fsb_request *r)
 {
     struct fuse_read_in in;
-    struct iovec data[MAX_DATA_SLICES];
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
     if (in.size > r->s->max_write || !offset_ok(in.offset, in.size))
         return -EINVAL;
-    /* Straight into the reply buffer (guest memory on virtio-fs). */
-    int cnt = iov_cursor_slice(&r->out, in.size, data, MAX_DATA_SLICES);
-    if (cnt < 0)
-        return -EINVAL;
-    ssize_t n = r->be->ops->read(r->be, in.fh, (off_t)in.offset, data, cnt);
+    ssize_t n = read_to_pipe(r, &in);
+    if (n == -EOPNOTSUPP)
+        n = read_to_reply(r, &in);
     if (n < 0)
         return (int)n;
-    iov_cursor_skip(&r->out, (size_t)n);
     r->out_len += (size_t)n;
     return 0;
 }
@@ -480,9 +703,11 @@ static int op_write(struct fsb_request *r)
     int cnt = iov_cursor_slice(&r->args, in.size, data, MAX_DATA_SLICES);
     if (cnt < 0)
         return -EINVAL;
-    ssize_t n = r->be->ops->write(r->be, in.fh, (off_t)in.offset, data, cnt);
+    r->ctx.kill_suidgid = in.write_flags & FUSE_WRITE_KILL_SUIDGID;
+    ssize_t n = r->be->ops->write(r->be, &r->ctx, in.fh, (off_t)in.offset, data, cnt);
     if (n < 0)
         return (int)n;
+    drop_mapped_caps(r, r->in.nodeid);
     struct fuse_write_out out = { .size = (uint32_t)n };
     return reply_put(r, &out, sizeof(out));
 }
@@ -492,7 +717,7 @@ static int op_flush(struct fsb_request *r)
     struct fuse_flush_in in;
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
-    return r->be->ops->flush(r->be, in.fh);
+    return r->be->ops->flush(r->be, in.fh, in.lock_owner);
 }
 
 static int release_op(struct fsb_request *r, bool dir)
@@ -512,8 +737,13 @@ static int op_release(struct fsb_request *r)
     return release_op(r, false);
 }
 
+/* Without OPENDIR the guest holds no directory handle: the only ones are
+ * those READDIR and FSYNCDIR open for themselves (dir_handle_take), and a
+ * RELEASEDIR with a guessed fh must not close one of another request. */
 static int op_releasedir(struct fsb_request *r)
 {
+    if (dirs_without_open(r->s))
+        return 0;
     return release_op(r, true);
 }
 
@@ -523,9 +753,15 @@ static int fsync_op(struct fsb_request *r, bool dir)
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
     bool datasync = in.fsync_flags & 1;
-    if (dir)
-        return r->be->ops->fsyncdir(r->be, in.fh, datasync);
-    return r->be->ops->fsync(r->be, in.fh, datasync);
+    if (!dir)
+        return r->be->ops->fsync(r->be, in.fh, datasync);
+    uint64_t fh = in.fh;
+    int err = dir_handle_take(r, &fh);
+    if (err)
+        return err;
+    err = r->be->ops->fsyncdir(r->be, fh, datasync);
+    dir_handle_give(r, fh);
+    return err;
 }
 
 static int op_fsync(struct fsb_request *r)
@@ -545,8 +781,15 @@ static int op_fallocate(struct fsb_request *r)
         return -EINVAL;
     if (!offset_ok(in.offset, in.length))
         return -EINVAL;
-    return r->be->ops->fallocate(r->be, in.fh, (int)in.mode, (off_t)in.offset,
-                                 (off_t)in.length);
+    /* FALLOCATE carries no KILL_SUIDGID flag, yet on a local filesystem it
+     * clears the bits as a write does.  Guest root is taken to hold
+     * CAP_FSETID; anyone else cannot. */
+    r->ctx.kill_suidgid = r->ctx.uid != 0;
+    int err = r->be->ops->fallocate(r->be, &r->ctx, in.fh, (int)in.mode, (off_t)in.offset,
+                                    (off_t)in.length);
+    if (!err)
+        drop_mapped_caps(r, r->in.nodeid);
+    return err;
 }
 
 static int op_lseek(struct fsb_request *r)
@@ -576,10 +819,14 @@ static int op_copy_file_range(struct fsb_request *r)
     uint64_t len = in.len > COPY_RANGE_MAX ? COPY_RANGE_MAX : in.len;
     if (!offset_ok(in.off_in, len) || !offset_ok(in.off_out, len))
         return -EINVAL;
-    ssize_t n = r->be->ops->copy_file_range(r->be, in.fh_in, (off_t)in.off_in, in.fh_out,
-                                            (off_t)in.off_out, len);
+    /* No KILL_SUIDGID flag either, yet the guest kernel leaves the
+     * clearing to us under HANDLE_KILLPRIV_V2: as for FALLOCATE. */
+    r->ctx.kill_suidgid = r->ctx.uid != 0;
+    ssize_t n = r->be->ops->copy_file_range(r->be, &r->ctx, in.fh_in, (off_t)in.off_in,
+                                            in.fh_out, (off_t)in.off_out, len);
     if (n < 0)
         return (int)n;
+    drop_mapped_caps(r, in.nodeid_out);
     struct fuse_write_out out = { .size = (uint32_t)n };
     return reply_put(r, &out, sizeof(out));
 }
@@ -619,24 +866,52 @@ static int op_syncfs(struct fsb_request *r)
 
 /* ---- extended attributes --------------------------------------------- */
 
+/* Reads the guest's xattr name: -ERANGE when too long, as the host says. */
+static int read_xattr_name(struct fsb_request *r, char name[XATTR_NAME_MAX_LEN + 1])
+{
+    int err = req_string(r, name, XATTR_NAME_MAX_LEN + 1);
+    if (err || name[0] == 0)
+        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
+    return 0;
+}
+
+/* The name the backend gets for the guest's NAME: NAME itself, or under
+ * xattr=map its host name, written to HOST (xattr_map.h). */
+static int host_xattr_name(const struct fsb_request *r, const char *name,
+                           char host[XATTR_NAME_MAX_LEN + 1], const char **out)
+{
+    *out = name;
+    if (!r->s->export->xattr_map)
+        return 0;
+    *out = host;
+    return xattr_map_to_host(name, host, XATTR_NAME_MAX_LEN + 1);
+}
+
 static int op_setxattr(struct fsb_request *r)
 {
     /* Without FUSE_SETXATTR_EXT (not negotiated) the kernel sends the
      * short, 8-byte form of fuse_setxattr_in. */
     struct fuse_setxattr_in in = { 0 };
-    char name[XATTR_NAME_MAX_LEN + 1];
+    char name[XATTR_NAME_MAX_LEN + 1], host[XATTR_NAME_MAX_LEN + 1];
+    const char *hname = NULL;
     if (!req_arg(r, &in, FUSE_COMPAT_SETXATTR_IN_SIZE))
         return -EINVAL;
-    int err = req_string(r, name, sizeof(name));
-    if (err || in.size != r->args.left || in.size > XATTR_VALUE_MAX || name[0] == 0)
-        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
+    int err = read_xattr_name(r, name);
+    if (!err && (in.size != r->args.left || in.size > XATTR_VALUE_MAX))
+        err = -EINVAL;
+    if (!err)
+        err = host_xattr_name(r, name, host, &hname);
+    if (err)
+        return err;
     void *value = malloc(in.size ? in.size : 1);
     if (!value)
         return -ENOMEM;
     req_arg(r, value, in.size);
-    err = r->be->ops->setxattr(r->be, &r->ctx, r->in.nodeid, name, value, in.size,
+    err = r->be->ops->setxattr(r->be, &r->ctx, r->in.nodeid, hname, value, in.size,
                                (int)in.flags);
     free(value);
+    if (!err && r->lend && strcmp(name, "system.posix_acl_access") == 0)
+        r->lend->stale_attrs = r->in.nodeid; /* the host may have changed the mode */
     return err;
 }
 
@@ -655,21 +930,48 @@ static int reply_xattr_data(struct fsb_request *r, uint32_t size, ssize_t n, con
 static int op_getxattr(struct fsb_request *r)
 {
     struct fuse_getxattr_in in;
-    char name[XATTR_NAME_MAX_LEN + 1];
+    char name[XATTR_NAME_MAX_LEN + 1], host[XATTR_NAME_MAX_LEN + 1];
+    const char *hname = NULL;
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
-    int err = req_string(r, name, sizeof(name));
-    if (err || !req_args_done(r) || name[0] == 0)
-        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
+    int err = read_xattr_name(r, name);
+    if (!err && !req_args_done(r))
+        err = -EINVAL;
+    if (!err)
+        err = host_xattr_name(r, name, host, &hname);
+    if (err)
+        return err;
     if (in.size > XATTR_VALUE_MAX)
         in.size = XATTR_VALUE_MAX;
     char *buf = malloc(in.size ? in.size : 1);
     if (!buf)
         return -ENOMEM;
-    ssize_t n = r->be->ops->getxattr(r->be, &r->ctx, r->in.nodeid, name, buf, in.size);
+    ssize_t n = r->be->ops->getxattr(r->be, &r->ctx, r->in.nodeid, hname, buf, in.size);
     err = reply_xattr_data(r, in.size, n, buf);
     free(buf);
     return err;
+}
+
+/* The guest's list in BUF (SIZE bytes, 0: only its length).  Under
+ * xattr=map the host's list is read whole and translated whatever SIZE
+ * is: the length the guest is told, and its ERANGE, must be the
+ * translated list's. */
+static ssize_t list_xattrs(struct fsb_request *r, char *buf, uint32_t size)
+{
+    if (!r->s->export->xattr_map)
+        return r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, buf, size);
+    char *all = malloc(XATTR_VALUE_MAX);
+    if (!all)
+        return -ENOMEM;
+    ssize_t n = r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, all, XATTR_VALUE_MAX);
+    if (n >= 0)
+        n = (ssize_t)xattr_map_list_to_guest(all, (size_t)n, r->ctx.uid == 0);
+    if (n > 0 && size && (size_t)n > size)
+        n = -ERANGE;
+    else if (n > 0 && size)
+        memcpy(buf, all, (size_t)n);
+    free(all);
+    return n;
 }
 
 static int op_listxattr(struct fsb_request *r)
@@ -682,7 +984,7 @@ static int op_listxattr(struct fsb_request *r)
     char *buf = malloc(in.size ? in.size : 1);
     if (!buf)
         return -ENOMEM;
-    ssize_t n = r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, buf, in.size);
+    ssize_t n = list_xattrs(r, buf, in.size);
     int err = reply_xattr_data(r, in.size, n, buf);
     free(buf);
     return err;
@@ -690,11 +992,14 @@ static int op_listxattr(struct fsb_request *r)
 
 static int op_removexattr(struct fsb_request *r)
 {
-    char name[XATTR_NAME_MAX_LEN + 1];
-    int err = req_string(r, name, sizeof(name));
-    if (err || !req_args_done(r) || name[0] == 0)
-        return err == -ENAMETOOLONG ? -ERANGE : -EINVAL;
-    return r->be->ops->removexattr(r->be, &r->ctx, r->in.nodeid, name);
+    char name[XATTR_NAME_MAX_LEN + 1], host[XATTR_NAME_MAX_LEN + 1];
+    const char *hname = NULL;
+    int err = read_xattr_name(r, name);
+    if (!err && !req_args_done(r))
+        err = -EINVAL;
+    if (!err)
+        err = host_xattr_name(r, name, host, &hname);
+    return err ? err : r->be->ops->removexattr(r->be, &r->ctx, r->in.nodeid, hname);
 }
 
 /* ---- directories ------------------------------------------------------ */
@@ -705,6 +1010,8 @@ static int op_opendir(struct fsb_request *r)
     uint64_t fh;
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
+    if (dirs_without_open(r->s))
+        return -ENOSYS; /* the kernel stops sending OPENDIR, see above */
     int err = r->be->ops->opendir(r->be, &r->ctx, r->in.nodeid, &fh);
     return err ? err : reply_open(r, fh, true);
 }
@@ -714,7 +1021,37 @@ struct dir_fill {
     size_t room; /* bytes the guest asked for, minus what was written */
     bool plus;
     bool full;   /* an entry did not fit */
+    bool delayed; /* the test delay after the first looked-up entry is done */
+    struct iov_cursor start; /* the reply's first payload byte */
+    size_t *entries;  /* READDIRPLUS: payload offsets of the fuse_entry_outs */
+    size_t n_entries;
+    size_t max_entries;
 };
+
+/* The most fuse_direntplus a reply of ROOM bytes can hold: each has a
+ * name of at least one byte. */
+static size_t max_direntplus(size_t room)
+{
+    return room / (sizeof(struct fuse_entry_out) + FUSE_DIRENT_ALIGN(FUSE_NAME_OFFSET + 1)) + 1;
+}
+
+/* Writes one fuse_entry_out of a READDIRPLUS reply and notes where. */
+static void put_dirent_entry(struct dir_fill *f, const struct fsb_dirent *d)
+{
+    struct fuse_entry_out eo = { 0 };
+    if (d->entry) {
+        fill_entry_out(f->r, &eo, d->entry);
+        if (f->n_entries < f->max_entries)
+            f->entries[f->n_entries++] = f->r->out_len;
+    }
+    reply_put(f->r, &eo, sizeof(eo));
+    /* Tests only: a host change to this entry lands while the rest of the
+     * reply is looked up (see uncache_listing). */
+    if (d->entry && !f->delayed && f->r->s->test_lookup_delay_ms) {
+        f->delayed = true;
+        usleep(f->r->s->test_lookup_delay_ms * 1000u);
+    }
+}
 
 /* Writes one fuse_dirent or fuse_direntplus; false if it does not fit. */
 static bool fill_dirent(void *cookie, const struct fsb_dirent *d)
@@ -727,12 +1064,8 @@ static bool fill_dirent(void *cookie, const struct fsb_dirent *d)
         f->full = true;
         return false;
     }
-    if (f->plus) {
-        struct fuse_entry_out eo = { 0 };
-        if (d->entry)
-            fill_entry_out(f->r->s, &eo, d->entry);
-        reply_put(f->r, &eo, sizeof(eo));
-    }
+    if (f->plus)
+        put_dirent_entry(f, d);
     struct fuse_dirent de = { .ino = d->ino, .off = d->next_offset,
                               .namelen = (uint32_t)namelen, .type = d->type };
     static const char zeros[8];
@@ -744,13 +1077,53 @@ static bool fill_dirent(void *cookie, const struct fsb_dirent *d)
     return true;
 }
 
+/*
+ * A READDIRPLUS reply's timeouts are decided once, after the backend
+ * listed and looked up every entry: a host change to entry 1 while
+ * entries 2..N were looked up was pushed at once (the session knew entry
+ * 1's node id), the guest dropped it (no such inode yet), and the reply
+ * would then install entry 1's old attributes for a day.  So when any
+ * change came in since the request did (reply_timeout), every entry
+ * already written is made uncached: its entry_valid, attr_valid and their
+ * nsec fields, which lie next to each other, are zeroed in place.
+ */
+static void uncache_listing(struct dir_fill *f)
+{
+    static const char zeros[offsetof(struct fuse_entry_out, attr) -
+                            offsetof(struct fuse_entry_out, entry_valid)];
+    _Static_assert(offsetof(struct fuse_entry_out, attr_valid_nsec) + sizeof(uint32_t) ==
+                       offsetof(struct fuse_entry_out, attr),
+                   "the timeouts end where the attributes begin");
+    if (reply_timeout(f->r) != 0)
+        return;
+    for (size_t i = 0; i < f->n_entries; i++) {
+        struct iov_cursor c = f->start;
+        iov_cursor_skip(&c, f->entries[i] + offsetof(struct fuse_entry_out, entry_valid));
+        iov_cursor_write(&c, zeros, sizeof(zeros));
+    }
+}
+
 static int readdir_op(struct fsb_request *r, bool plus)
 {
     struct fuse_read_in in;
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
-    struct dir_fill f = { .r = r, .room = in.size, .plus = plus };
-    int err = r->be->ops->readdir(r->be, r->in.nodeid, in.fh, in.offset, plus, fill_dirent, &f);
+    struct dir_fill f = { .r = r, .room = in.size, .plus = plus, .start = r->out };
+    if (plus && r->s->coherent) { /* only coherent replies are uncached afterwards */
+        f.max_entries = max_direntplus(in.size < r->out.left ? in.size : r->out.left);
+        f.entries = malloc(f.max_entries * sizeof(*f.entries));
+        if (!f.entries)
+            return -ENOMEM;
+    }
+    uint64_t fh = in.fh;
+    int err = dir_handle_take(r, &fh);
+    if (!err) {
+        err = r->be->ops->readdir(r->be, r->in.nodeid, fh, in.offset, plus, fill_dirent, &f);
+        dir_handle_give(r, fh);
+    }
+    if (!err)
+        uncache_listing(&f);
+    free(f.entries);
     /* An empty reply means the end of the directory: a buffer too small
      * for the next entry must say so instead, as getdents does. */
     if (!err && f.full && r->out_len == 0)
@@ -787,7 +1160,7 @@ static int read_lock_args(struct fsb_request *r, struct fuse_lk_in *in, struct f
         return -EINVAL;
     *lock = (struct fsb_lock){ .type = (int)lk->type, .start = (off_t)lk->start,
                                .end = lk->end > INT64_MAX ? FSB_LOCK_TO_EOF : (off_t)lk->end,
-                               .pid = (pid_t)lk->pid };
+                               .pid = (pid_t)lk->pid, .owner = in->owner };
     return 0;
 }
 
@@ -906,6 +1279,7 @@ static const struct fsb_op ops[] = {
     OP(FUSE_LSEEK, op_lseek, 0),
     OP(FUSE_COPY_FILE_RANGE, op_copy_file_range, OP_MODIFIES),
     OP(FUSE_SYNCFS, op_syncfs, 0),
+    OP(FUSE_TMPFILE, op_tmpfile, OP_MODIFIES),
 };
 
 const struct fsb_op *fsb_op_lookup(uint32_t opcode)

@@ -9,6 +9,12 @@
 #include "engine/fuse_engine.h"
 #include "engine/iov_cursor.h"
 
+/* 7.38 parts missing from Debian 12's <linux/fuse.h>; values from upstream. */
+#ifndef FUSE_CREATE_SUPP_GROUP
+#define FUSE_CREATE_SUPP_GROUP (1ULL << 34)
+#endif
+#define FSB_FUSE_EXT_GROUPS 32 /* enum fuse_ext_type: struct fuse_supp_groups */
+
 struct fsb_request {
     struct fsb_session *s;
     struct fsb_backend *be;
@@ -18,6 +24,8 @@ struct fsb_request {
     struct iov_cursor out;   /* after the reply header */
     size_t out_len;          /* payload bytes written */
     bool may_wait;           /* a SETLKW may block (see fsb_engine_process_no_wait) */
+    struct fsb_reply_pipe *lend; /* NULL, or where READ data may go */
+    uint64_t host_changes;   /* the session's count when the request came */
 };
 
 /* Copies the opcode's fixed argument struct; false if the request is

@@ -3,6 +3,7 @@
  */
 #include "engine/session.h"
 #include "backend/passthrough/passthrough.h"
+#include "engine/xattr_map.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,13 +12,27 @@
  * real fds: their limit comes from RLIMIT_NOFILE (passthrough.c). */
 #define SESSION_MAX_INODES 1000000
 
-struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame, int *err)
+struct fsb_backend *fsb_export_backend(const struct fsb_export *exp,
+                                       const struct passthrough_config *cfg, int *err)
+{
+    if (exp->overlay[0])
+        return overlay_new(cfg, &exp->overlay_dirs, err);
+    return passthrough_new(cfg, err);
+}
+
+struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame,
+                                    struct fsb_guest *guest, int *err)
 {
     struct fsb_session *s = calloc(1, sizeof(*s));
     if (!s) {
         *err = -ENOMEM;
         return NULL;
     }
+    /* Tests only: widens the window between a LOOKUP's host lookup and
+     * its reply, and after the first looked-up entry of a READDIRPLUS,
+     * where a host change must not get lost (fuse_ops.c). */
+    const char *delay = getenv("FSBRIDGE_TEST_LOOKUP_DELAY_MS");
+    s->test_lookup_delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
     struct passthrough_config cfg = {
         .root_fd = exp->root_fd,
         .max_inodes = SESSION_MAX_INODES,
@@ -27,14 +42,18 @@ struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_fra
         /* Stream guests run fsbridge-mount, which mounts with
          * default_permissions: their kernel checks group membership. */
         .trust_guest_groups = true,
+        .guest = guest,
+        .watch = exp->watch,
+        .mapped_caps_xattr = exp->xattr_map ? FSB_XATTR_MAPPED_CAPS : NULL,
     };
-    s->backend = passthrough_new(&cfg, err);
+    s->backend = fsb_export_backend(exp, &cfg, err);
     if (!s->backend) {
         free(s);
         return NULL;
     }
     s->export = exp;
     s->max_frame = max_frame;
+    s->guest = guest;
     pthread_mutex_init(&s->waiters_lock, NULL);
     return s;
 }

@@ -10,14 +10,27 @@
 #define FSB_SESSION_H
 
 #include "backend/backend.h"
+#include "common/id_set.h"
+#include "backend/overlay/overlay.h"
+#include "common/budget.h"
+
+struct change_watch;
+struct fsb_notify_out;
 
 #include <limits.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-enum fsb_cache_mode { FSB_CACHE_NEVER, FSB_CACHE_METADATA, FSB_CACHE_AUTO, FSB_CACHE_ALWAYS };
+enum fsb_cache_mode {
+    FSB_CACHE_NEVER,
+    FSB_CACHE_METADATA,
+    FSB_CACHE_AUTO,
+    FSB_CACHE_ALWAYS,
+    FSB_CACHE_COHERENT, /* ALWAYS's timeouts, kept true by notifications (notify_out.h) */
+};
 
 /* One exported directory, as configured on the command line. */
 struct fsb_export {
@@ -29,7 +42,25 @@ struct fsb_export {
     bool writeback;
     bool allow_devices;
     bool no_xattr;          /* xattr requests get ENOSYS */
+    bool xattr_map;         /* xattr=map: guest trusted.*, security.* mapped (xattr_map.h) */
+    struct fsb_id_set vsock_cids; /* cid=: the vsock peers it is served to; empty: any */
+    /* Copy-on-write (overlay.h): UPPER and its work dir, "" for none. */
+    char overlay[PATH_MAX];
+    char overlay_work[PATH_MAX];
+    struct overlay_dirs overlay_dirs; /* opened at start-up */
+    /* cache=coherent: host changes (change_watch.h), opened before the
+     * sandbox; NULL when they cannot be tracked (served as cache=auto). */
+    struct change_watch *watch;
+    /* Its host filesystem keeps directory offsets across opens
+     * (passthrough_dir_offsets_stable): cache=coherent may then list without
+     * OPENDIR (fuse_ops.c). */
+    bool dir_offsets_stable;
 };
+
+/* The backend instance for one session of EXP: passthrough, or overlay
+ * over it.  NULL with *err set. */
+struct fsb_backend *fsb_export_backend(const struct fsb_export *exp,
+                                       const struct passthrough_config *cfg, int *err);
 
 /* A request that may wait (a blocking lock): INTERRUPT can find it. */
 struct fsb_waiter {
@@ -44,15 +75,28 @@ struct fsb_session {
     const struct fsb_export *export;
     struct fsb_backend *backend;
     size_t max_frame;      /* largest request or reply, header included */
+    /* Whose budgets the session's files and inodes count on (NULL: none).
+     * Every connection of a session belongs to this guest. */
+    struct fsb_guest *guest;
 
     /* Set once by FUSE_INIT (which the transport runs before any other
      * request of the session is dispatched). */
     bool initialized;
     uint32_t minor;
+    uint32_t kernel_minor; /* the kernel's own, for notifications it knows */
     uint32_t max_write;    /* also the largest READ we answer */
     uint64_t flags;        /* negotiated FUSE_* init flags, flags2 << 32 */
 
     atomic_bool closing;   /* the transport is tearing the session down */
+    /* cache=coherent: notifications flow (set before the first request,
+     * never cleared), so the guest may cache for long. */
+    bool coherent;
+    struct fsb_notify_out *notify; /* the transport's, see notify_out.h */
+    /* cache=coherent: host changes of the export this session was not
+     * the origin of, counted as the watcher sees them (fuse_ops.c,
+     * reply_timeout) */
+    atomic_uint_least64_t host_changes;
+    unsigned test_lookup_delay_ms; /* FSBRIDGE_TEST_LOOKUP_DELAY_MS, session.c */
 
     pthread_mutex_t waiters_lock;
     struct fsb_waiter *waiters;
@@ -61,8 +105,10 @@ struct fsb_session {
     unsigned early_next;
 };
 
-/* Creates a session with its own backend instance, or NULL with *err. */
-struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame, int *err);
+/* Creates a session of GUEST (may be NULL) with its own backend instance,
+ * or NULL with *err. */
+struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame,
+                                    struct fsb_guest *guest, int *err);
 void fsb_session_free(struct fsb_session *s);
 
 /* Lock waits register here for INTERRUPT; see fuse_ops.c. */

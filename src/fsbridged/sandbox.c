@@ -7,8 +7,9 @@
  *
  * - namespace: a private mount namespace whose root is an empty, read-only
  *   tmpfs holding only /proc (the backend reopens files through
- *   /proc/self/fd) and the exports bound at /exports/N, and an empty
- *   network namespace.  No path reaches the host's tree, not even `..`
+ *   /proc/self/fd), the exports bound at /exports/N and each overlay
+ *   export's UPPER and work dir under /layers/N, and an empty network
+ *   namespace.  No path reaches the host's tree, not even `..`
  *   from an export.  (virtiofsd pivots into the shared directory itself;
  *   with several exports there is no one directory to pivot into.)  File
  *   handles are the exception no namespace closes: open_by_handle_at with
@@ -21,6 +22,7 @@
  */
 #include "fsbridged/sandbox.h"
 #include "common/log.h"
+#include "fsbridged/export_paths.h"
 
 #include <cap-ng.h>
 #include <errno.h>
@@ -28,6 +30,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -105,11 +108,123 @@ static int bind_exports(struct fsb_export *const *exports, unsigned n)
         snprintf(target, sizeof(target), "exports/%u", i);
         if (mkdir(target, 0555) < 0 || mount(source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
             return fail("binding an export into the empty root");
-        if (exports[i]->readonly &&
-            mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+        /* An overlay's LOWER is never written: the kernel enforces it. */
+        bool readonly = exports[i]->readonly || exports[i]->overlay[0];
+        if (readonly && mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
             return fail("making a read-only export's mount read-only");
     }
     return 0;
+}
+
+/*
+ * An overlay export's UPPER and work dir follow the same rule, with one
+ * difference: copy-up renames from the work dir's staging directory into
+ * UPPER, and a rename never crosses mounts, so both must be reached
+ * through one mount (overlayfs requires the same).  Their nearest common
+ * directory is bound at /layers/N (writable): nothing above it is
+ * reachable, but what else it holds is, so UPPER and the work dir are
+ * best kept in a directory of their own (fsbridged(8)); a pair that
+ * shares only "/" is refused.
+ */
+struct layer_bind {
+    int fd;                 /* the common directory, opened in the new namespace */
+    size_t common_len;      /* its length in the paths below */
+    char upper[PATH_MAX], work[PATH_MAX]; /* canonical */
+};
+
+static int open_layer_bind(const struct fsb_export *e, struct layer_bind *b)
+{
+    char common[PATH_MAX];
+    if (export_path_canonical(e->overlay, b->upper) < 0 ||
+        export_path_canonical(e->overlay_work, b->work) < 0)
+        return fail("resolving an overlay's upper and work dirs");
+    export_path_common(b->upper, b->work, common);
+    if (strcmp(common, "/") == 0) {
+        log_error("sandbox: export %s: upper %s and work dir %s share no directory but /, "
+                  "which the sandbox would have to bind whole: put both in one directory",
+                  e->name, b->upper, b->work);
+        return -1;
+    }
+    b->common_len = strlen(common);
+    b->fd = open(common, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return b->fd < 0 ? fail("opening an overlay's layers in the new namespace") : 0;
+}
+
+/* The layer binds of the overlay exports (fd -1 for the others). */
+static struct layer_bind *open_layer_binds(struct fsb_export *const *exports, unsigned n)
+{
+    struct layer_bind *binds = calloc(n ? n : 1, sizeof(*binds));
+    if (!binds) {
+        fail("allocating the layer binds");
+        return NULL;
+    }
+    for (unsigned i = 0; i < n; i++)
+        binds[i].fd = -1;
+    for (unsigned i = 0; i < n; i++)
+        if (exports[i]->overlay[0] && open_layer_bind(exports[i], &binds[i]) < 0) {
+            free(binds);
+            return NULL;
+        }
+    return binds;
+}
+
+static int bind_layers(const struct layer_bind *binds, unsigned n)
+{
+    bool made = false; /* /layers only with an overlay export */
+    for (unsigned i = 0; i < n; i++) {
+        if (binds[i].fd < 0)
+            continue;
+        if (!made && mkdir("layers", 0555) < 0)
+            return fail("preparing /layers");
+        made = true;
+        char source[64], target[32];
+        snprintf(source, sizeof(source), "/proc/self/fd/%d", binds[i].fd);
+        snprintf(target, sizeof(target), "layers/%u", i);
+        if (mkdir(target, 0555) < 0 || mount(source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+            return fail("binding an overlay's layers into the empty root");
+    }
+    return 0;
+}
+
+/* Replaces *FD by /layers/I/REL (+ SUFFIX), which must be the same
+ * directory. */
+static int reopen_layer(unsigned i, const char *rel, const char *suffix, int *fd)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "/layers/%u%s%s", i, rel, suffix);
+    struct stat then, now;
+    int nfd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (nfd < 0 || fstat(nfd, &now) < 0 || fstat(*fd, &then) < 0 ||
+        now.st_dev != then.st_dev || now.st_ino != then.st_ino) {
+        log_error("sandbox: %s is not the overlay directory opened at start-up", path);
+        if (nfd >= 0)
+            close(nfd);
+        return -1;
+    }
+    close(*fd);
+    *fd = nfd;
+    return 0;
+}
+
+static int reopen_layers(struct fsb_export *const *exports, const struct layer_bind *binds,
+                         unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        const struct layer_bind *b = &binds[i];
+        struct overlay_dirs *d = &exports[i]->overlay_dirs;
+        if (b->fd >= 0 && (reopen_layer(i, b->upper + b->common_len, "", &d->upper_fd) < 0 ||
+                           reopen_layer(i, b->work + b->common_len, "/staging", &d->work_fd) < 0))
+            return -1;
+    }
+    return 0;
+}
+
+static void close_layer_binds(struct layer_bind *binds, unsigned n)
+{
+    for (unsigned i = 0; binds && i < n; i++)
+        if (binds[i].fd >= 0)
+            close(binds[i].fd);
+    free(binds);
 }
 
 static int reopen_in_root(struct fsb_export *const *exports, unsigned n)
@@ -126,24 +241,49 @@ static int reopen_in_root(struct fsb_export *const *exports, unsigned n)
     return 0;
 }
 
-static int enter_namespace(struct fsb_export *const *exports, unsigned n)
+/*
+ * Our copies of the mounts must stop propagating before we mount anything,
+ * or the empty root would appear in the host's namespace too.  That needs
+ * "/" to be the root of a mount.  Inside a chroot whose directory is not a
+ * mount point it is not (EINVAL), and nothing can be done safely from in
+ * here: the mount holding "/" cannot be named, and any mount made on it
+ * (binding the root onto itself included) reaches the host's namespace
+ * when that mount is shared, as it is under systemd.  So say what to do
+ * instead: one (recursive) bind mount of the directory onto itself
+ * before chroot.
+ */
+static int make_mounts_private(void)
 {
-    if (unshare(CLONE_NEWNS | CLONE_NEWNET) < 0)
-        return fail("unshare (mount and network namespaces)");
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0)
+        return 0;
+    if (errno != EINVAL)
         return fail("making mounts private");
-    if (reopen_in_namespace(exports, n) < 0)
-        return -1;
+    log_error("sandbox: / is not a mount point (a chroot?), so the sandbox cannot be built "
+              "without touching the host's mounts: make the directory one before chroot "
+              "(mount --rbind DIR DIR), or run with --sandbox none");
+    return -1;
+}
+
+/* The new root on STAGING: /proc, the exports, the overlays' layers. */
+static int build_root(struct fsb_export *const *exports, const struct layer_bind *binds,
+                      unsigned n)
+{
     if (mount("fsbridged", STAGING, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "size=16k,mode=0755") < 0)
-        return fail("mounting the empty root");
+        return fail("mounting the empty root on " STAGING);
     if (chdir(STAGING) < 0 || mkdir("proc", 0555) < 0)
         return fail("preparing the empty root");
-    if (bind_exports(exports, n) < 0)
+    if (bind_exports(exports, n) < 0 || bind_layers(binds, n) < 0)
         return -1;
     if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return fail("mounting /proc");
-    /* pivot_root(".", "."): the old root ends up on top, then goes. */
+    return 0;
+}
+
+/* pivot_root(".", "."): the old root ends up on top, then goes. */
+static int pivot_into_root(struct fsb_export *const *exports, const struct layer_bind *binds,
+                           unsigned n)
+{
     if (syscall(SYS_pivot_root, ".", ".") < 0)
         return fail("pivot_root");
     if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
@@ -151,20 +291,43 @@ static int enter_namespace(struct fsb_export *const *exports, unsigned n)
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
               NULL) < 0)
         return fail("making the root read-only");
-    return reopen_in_root(exports, n);
+    return reopen_in_root(exports, n) < 0 ? -1 : reopen_layers(exports, binds, n);
+}
+
+static int enter_namespace(struct fsb_export *const *exports, unsigned n)
+{
+    if (unshare(CLONE_NEWNS | CLONE_NEWNET) < 0)
+        return fail("unshare (mount and network namespaces)");
+    if (make_mounts_private() < 0)
+        return -1;
+    if (reopen_in_namespace(exports, n) < 0)
+        return -1;
+    struct layer_bind *binds = open_layer_binds(exports, n);
+    int r = binds ? build_root(exports, binds, n) : -1;
+    if (r == 0)
+        r = pivot_into_root(exports, binds, n);
+    close_layer_binds(binds, n);
+    return r;
 }
 
 /* ---- capabilities --------------------------------------------------------- */
 
 /* Acting as the guest's users: chown and mode bits of others' files (for
  * a guest root), permission checks as the caller (setfsuid/setfsgid and
- * lent groups), opening inodes from file handles, device nodes. */
-static int drop_capabilities(void)
+ * lent groups), opening inodes from file handles, device nodes.  An
+ * overlay export also needs CAP_SYS_ADMIN, for overlayfs's trusted.overlay.*
+ * xattrs: it stays permitted but not effective, and the overlay raises it
+ * in one thread around its own metadata calls only (credentials.h), so
+ * that no guest reads or sets trusted.* with it on any export.  Threads
+ * start after this, with these sets.  (Nothing else of CAP_SYS_ADMIN:
+ * mount, setns and the like stay out of reach of the seccomp filter.) */
+static int drop_capabilities(bool trusted_xattrs)
 {
     capng_clear(CAPNG_SELECT_BOTH);
     if (capng_updatev(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED, CAP_CHOWN, CAP_DAC_OVERRIDE,
                       CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_SETUID, CAP_SETGID,
                       CAP_MKNOD, -1) < 0 ||
+        (trusted_xattrs && capng_update(CAPNG_ADD, CAPNG_PERMITTED, CAP_SYS_ADMIN) < 0) ||
         capng_apply(CAPNG_SELECT_BOTH) < 0) {
         log_error("sandbox: dropping capabilities failed");
         return -1;
@@ -185,6 +348,12 @@ static const char *const allowed_calls[] = {
     "lgetxattr", "setxattr", "lsetxattr", "listxattr", "llistxattr", "removexattr",
     "lremovexattr", "fstatfs", "statfs", "flock", "fcntl", "copy_file_range", "dup", "dup3",
     "faccessat", "faccessat2",
+    /* READ data: file -> pipe -> socket (transport/read_pipes.h) */
+    "splice",
+    /* cache=coherent's change watcher (change_watch.c): its fanotify or
+     * inotify fd is opened before the sandbox; inotify mode adds a watch
+     * for each directory a guest looks up */
+    "inotify_add_watch",
     /* memory and threads */
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "futex",
     "set_robust_list", "rseq", "set_tid_address", "exit", "exit_group", "sched_yield",
@@ -197,6 +366,10 @@ static const char *const allowed_calls[] = {
     /* acting as the caller */
     "setfsuid", "setfsgid", "setgroups", "getuid", "geteuid", "getgid", "getegid", "getgroups",
     "capget",
+    /* capset: a writer without CAP_FSETID is served with it dropped from the
+     * thread's effective set (credentials.h); capset can never raise a
+     * capability beyond the permitted set, which is already cut down. */
+    "capset",
     /* misc */
     "getrandom", "uname", "sysinfo", "umask", "prctl",
 };
@@ -247,6 +420,11 @@ static int allow_with_arguments(scmp_filter_ctx ctx, uint32_t default_act)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, self));
     if (!r)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, self));
+    /* A thread's own fs_struct, for a guest caller's umask (credentials.c),
+     * never a namespace. */
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unshare), 1,
+                             SCMP_A0(SCMP_CMP_EQ, CLONE_FS));
     /* Our own limits (pid 0) only. */
     if (!r)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));
@@ -296,7 +474,10 @@ int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp,
         seccomp = root ? SECCOMP_ERRNO : SECCOMP_NONE;
     if (sandbox == SANDBOX_NAMESPACE && enter_namespace(exports, nexports) < 0)
         return -1;
-    if (root && sandbox != SANDBOX_NONE && drop_capabilities() < 0)
+    bool overlay = false;
+    for (unsigned i = 0; i < nexports; i++)
+        overlay |= exports[i]->overlay[0] != 0;
+    if (root && sandbox != SANDBOX_NONE && drop_capabilities(overlay) < 0)
         return -1;
     if (seccomp != SECCOMP_NONE && install_seccomp(seccomp) < 0)
         return -1;

@@ -27,6 +27,7 @@ void vhost_options_init(struct vhost_options *v)
     memset(v, 0, sizeof(*v));
     v->fd = -1;
     v->thread_pool_size = 4; /* see virtio_fs.h: bursts in parallel */
+    v->poll_us = FSB_DEFAULT_POLL_US;
     v->export = (struct fsb_export){ .cache = FSB_CACHE_AUTO, .root_fd = -1 };
     strcpy(v->export.name, "virtio-fs");
 }
@@ -88,6 +89,14 @@ static int set_shared_dir(struct vhost_options *v, const char *dir)
     return 0;
 }
 
+static int set_overlay(struct vhost_options *v, const char *dir)
+{
+    if (!*dir || strlen(dir) >= sizeof(v->export.overlay))
+        return fail("bad overlay directory", dir);
+    strcpy(v->export.overlay, dir);
+    return 0;
+}
+
 static int set_socket_path(struct vhost_options *v, const char *path)
 {
     if (strlen(path) >= sizeof(v->socket_path))
@@ -131,6 +140,8 @@ static int legacy_key(struct vhost_options *v, char *key)
         *value++ = 0;
     if (value && strcmp(key, "source") == 0)
         return set_shared_dir(v, value);
+    if (value && strcmp(key, "overlay") == 0)
+        return set_overlay(v, value);
     if (value && strcmp(key, "cache") == 0)
         return parse_cache(value, &v->export.cache);
     if (value && strcmp(key, "log_level") == 0)
@@ -181,10 +192,13 @@ int vhost_option(struct vhost_options *v, int code, const char *arg)
     case VOPT_READONLY: v->export.readonly = true; return 0;
     case VOPT_XATTR: v->export.no_xattr = false; return 0;
     case VOPT_NO_XATTR: v->export.no_xattr = true; return 0;
+    case VOPT_XATTR_MAP: v->export.xattr_map = true; return 0;
     case VOPT_WRITEBACK: v->export.writeback = true; return 0;
+    case VOPT_OVERLAY_DIR: return set_overlay(v, arg);
     case VOPT_SANDBOX: return set_sandbox(v, arg);
     case VOPT_SECCOMP: return set_seccomp(v, arg);
     case VOPT_THREAD_POOL_SIZE: return parse_number(arg, 1024, &v->thread_pool_size);
+    case VOPT_POLL_US: return parse_number(arg, FSB_MAX_POLL_US, &v->poll_us);
     case VOPT_PRINT_CAPABILITIES:
         puts("{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}");
         return 1;

@@ -10,6 +10,10 @@
 
 #include <stdbool.h>
 
+/* --poll-us: the default is measured (bench/README.md, "Hybrid polling"). */
+#define FSB_DEFAULT_POLL_US 0
+#define FSB_MAX_POLL_US 1000
+
 struct vhost_options {
     bool wanted;                  /* --socket-path or --fd given */
     char socket_path[108];
@@ -17,6 +21,9 @@ struct vhost_options {
     struct fsb_export export;     /* --shared-dir and its cache/xattr/... options */
     bool have_shared_dir;
     unsigned thread_pool_size;
+    /* Process-wide: how long a waiting reader (stream connection, virtqueue)
+     * spins before it sleeps, at most (common/halt_poll.h); 0: never. */
+    unsigned poll_us;
     /* Process-wide (streams too), but set by virtiofsd's options. */
     enum sandbox_mode sandbox;
     enum seccomp_mode seccomp;
@@ -26,7 +33,8 @@ struct vhost_options {
 enum {
     VOPT_SOCKET_PATH = 512, VOPT_FD, VOPT_SHARED_DIR, VOPT_CACHE, VOPT_READONLY, VOPT_XATTR,
     VOPT_NO_XATTR, VOPT_WRITEBACK, VOPT_SANDBOX, VOPT_SECCOMP, VOPT_THREAD_POOL_SIZE,
-    VOPT_PRINT_CAPABILITIES, VOPT_LOG_LEVEL, VOPT_LEGACY_O = 'o', VOPT_FOREGROUND = 'f',
+    VOPT_PRINT_CAPABILITIES, VOPT_LOG_LEVEL, VOPT_OVERLAY_DIR, VOPT_POLL_US, VOPT_XATTR_MAP, VOPT_LEGACY_O = 'o',
+    VOPT_FOREGROUND = 'f',
     VOPT_DEBUG = 'd',
 };
 

@@ -229,7 +229,7 @@ enum field_type {
     F_I32,
     F_I64,
     F_BOOL,
-    F_PATH,    /* char[PATH_MAX], no NUL inside */
+    F_PATH,    /* char[ML_PATH_SIZE], no NUL inside */
     F_NAME,    /* char[NAME_MAX + 1] (checked as a component by the caller) */
     F_BYTES,   /* const void * at off, size_t at len_off */
     F_STAT,    /* struct ml_stat at off, bool at len_off */
@@ -427,7 +427,7 @@ static bool read_field(struct reader *r, const struct field *f, void *base, int 
         *(bool *)at = tok.u != 0;
         return true;
     case F_PATH:
-        return read_text(r, at, PATH_MAX);
+        return read_text(r, at, ML_PATH_SIZE);
     case F_NAME:
         return read_text(r, at, NAME_MAX + 1);
     case F_BYTES:
@@ -511,6 +511,17 @@ int ml_decode_request(const void *body, size_t len, struct ml_request *out, cons
             *why = "data over the size limit";
         return -EBADMSG;
     }
+    return ret;
+}
+
+int ml_request_opcode(const void *body, size_t len, uint64_t *op)
+{
+    struct opcode_only {
+        uint64_t op;
+    } out;
+    static const struct field op_field[] = { FIELD("op", F_U64, struct opcode_only, op) };
+    int ret = decode_message(body, len, op_field, COUNT(op_field), &out, sizeof(out), NULL);
+    *op = out.op;
     return ret;
 }
 
@@ -712,8 +723,8 @@ static ssize_t put_frame(const struct kv *kvs, size_t n, uint8_t *buf, size_t ca
 
 static bool c_string_len(const char *s, size_t *len)
 {
-    *len = strnlen(s, PATH_MAX);
-    return *len < PATH_MAX;
+    *len = strnlen(s, ML_PATH_SIZE);
+    return *len < ML_PATH_SIZE;
 }
 
 ssize_t ml_encode_request(const struct ml_request *req, uint8_t *buf, size_t cap)

@@ -34,10 +34,22 @@
 #define ML_FRAME_HEADER_SIZE 4u
 /* Largest read size served and largest write payload accepted. */
 #define ML_DATA_MAX (1024u * 1024u)
-/* Longest path, in bytes without the NUL. */
-#define ML_PATH_MAX (PATH_MAX - 1)
-/* Largest request body: a full write plus two paths and the keys. */
-#define ML_REQUEST_MAX (ML_DATA_MAX + 2u * PATH_MAX + 256u)
+/*
+ * Paths.  A guest path is a prefix (an export's on the host: "/" and a name
+ * of at most 255 bytes, see fsbridged's options.c; the guest's prefix=)
+ * followed by the path below it.  The path below may be as long as a
+ * local filesystem allows one path to be (PATH_MAX - 1 bytes), so the
+ * prefix is measured out of the limit: the longest path on the wire is
+ * the longest prefix, '/', and PATH_MAX - 1 bytes.  Lengths are in bytes
+ * without the NUL; ML_PATH_SIZE is a buffer that holds one.
+ */
+#define ML_PREFIX_MAX 256u
+#define ML_BELOW_PREFIX_MAX (PATH_MAX - 1u)
+#define ML_PATH_MAX (ML_PREFIX_MAX + 1u + ML_BELOW_PREFIX_MAX)
+#define ML_PATH_SIZE (ML_PATH_MAX + 1u)
+/* Largest request body: a full write plus two paths and the keys (all
+ * the known keys with their largest values take under 256 bytes). */
+#define ML_REQUEST_MAX (ML_DATA_MAX + 2u * ML_PATH_SIZE + 256u)
 /* Largest response body: a whole directory listing is one response. */
 #define ML_RESPONSE_MAX (16u * 1024u * 1024u)
 /* Containers nested deeper than this are refused (unknown keys included). */
@@ -135,8 +147,8 @@ enum {
 
 struct ml_request {
     uint32_t op;
-    char path[PATH_MAX];
-    char new_path[PATH_MAX];
+    char path[ML_PATH_SIZE];
+    char new_path[ML_PATH_SIZE];
     uint64_t fh;
     int64_t off;
     uint32_t sz;
@@ -235,6 +247,16 @@ int ml_encode_dirent(const struct ml_dirent *d, uint8_t *buf, size_t cap, size_t
  * such as "key \"fh\": wrong type".  On error *out is unspecified.
  */
 int ml_decode_request(const void *body, size_t len, struct ml_request *out, const char **why);
+
+/*
+ * The opcode of a request body, whatever its other fields hold: only the
+ * "op" key is read (any unsigned integer), the rest is checked as CBOR and
+ * skipped.  For a body ml_decode_request refused: an opcode the server does
+ * not know is then answered ENOSYS, not EINVAL, as matchlock's server does
+ * (clients probe for features by it, and a newer op may carry fields of
+ * its own).  Returns 0 with *op (0 when there is no "op"), or -EBADMSG.
+ */
+int ml_request_opcode(const void *body, size_t len, uint64_t *op);
 int ml_decode_response(const void *body, size_t len, struct ml_response *out, const char **why);
 
 /* Walk the entries of a decoded response. */

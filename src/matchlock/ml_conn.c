@@ -14,10 +14,10 @@
 #define ML_MAX_INODES 1000000
 
 int ml_conn_init(struct ml_conn *c, int fd, unsigned id, const struct fsb_export *exports,
-                 unsigned nexports)
+                 unsigned nexports, uint64_t visible)
 {
     *c = (struct ml_conn){ .fd = fd, .id = id, .exports = exports, .nexports = nexports };
-    c->map = ml_exports_new(exports, nexports);
+    c->map = ml_exports_new(exports, nexports, visible);
     c->backends = calloc(nexports ? nexports : 1, sizeof(*c->backends));
     c->max_handles = passthrough_session_handle_limit();
     if (!c->map || !c->backends) {
@@ -41,7 +41,7 @@ void ml_conn_destroy(struct ml_conn *c)
     memset(c, 0, sizeof(*c));
 }
 
-int ml_backend(struct ml_conn *c, unsigned export, struct fsb_backend **out)
+struct fsb_backend *ml_backend(struct ml_conn *c, unsigned export, int *err)
 {
     if (!c->backends[export]) {
         const struct fsb_export *exp = &c->exports[export];
@@ -54,14 +54,12 @@ int ml_backend(struct ml_conn *c, unsigned export, struct fsb_backend **out)
              * sends no supplementary groups: the host's check is the only
              * one, so no group is lent after EACCES. */
             .trust_guest_groups = false,
+            .guest = c->guest,
+            .watch = exp->watch, /* its changes reach coherent sessions */
         };
-        int err;
-        c->backends[export] = passthrough_new(&cfg, &err);
-        if (!c->backends[export])
-            return err;
+        c->backends[export] = fsb_export_backend(exp, &cfg, err);
     }
-    *out = c->backends[export];
-    return 0;
+    return c->backends[export];
 }
 
 /* ---------------------------------------------------------------------- */
@@ -90,9 +88,9 @@ static int step(struct ml_call *call, struct fsb_backend *be, uint64_t parent,
 int ml_walk_mkdir(struct ml_call *call, unsigned export, const char *rel, size_t len,
                   const mode_t *mkdir_mode, struct ml_node *out)
 {
-    struct fsb_backend *be;
-    int err = ml_backend(call->conn, export, &be);
-    if (err)
+    int err;
+    struct fsb_backend *be = ml_backend(call->conn, export, &err);
+    if (!be)
         return err;
     *out = (struct ml_node){ .be = be, .export = export, .nodeid = FSB_ROOT_NODEID };
     if (len == 0)

@@ -45,6 +45,7 @@ struct ml_conn {
     unsigned nexports;
     struct ml_exports *map;
     struct fsb_backend **backends; /* per export, NULL until first used */
+    struct fsb_guest *guest;       /* whose budgets the backends count on */
     unsigned max_handles;
     struct ml_handle *handles;
     unsigned nhandles, handle_cap, open_handles;
@@ -72,10 +73,13 @@ struct ml_call {
 };
 
 /* ml_conn.c */
+/* VISIBLE: the exports this client may reach (ml_exports_new). */
 int ml_conn_init(struct ml_conn *c, int fd, unsigned id, const struct fsb_export *exports,
-                 unsigned nexports);
+                 unsigned nexports, uint64_t visible);
 void ml_conn_destroy(struct ml_conn *c);
-int ml_backend(struct ml_conn *c, unsigned export, struct fsb_backend **out);
+/* The connection's backend instance for EXPORT, made on first use; NULL
+ * with *ERR set when it cannot be made. */
+struct fsb_backend *ml_backend(struct ml_conn *c, unsigned export, int *err);
 
 /* Resolves the first LEN bytes of REL (a path below the root of EXPORT). */
 int ml_walk(struct ml_call *call, unsigned export, const char *rel, size_t len,

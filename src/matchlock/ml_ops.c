@@ -351,7 +351,7 @@ static int op_write(struct ml_call *c)
         return -EINVAL;
     struct iovec iov = { (void *)c->req->data, c->req->data_len };
     struct fsb_backend *be = c->conn->backends[h->export];
-    ssize_t n = be->ops->write(be, h->backend_fh, c->req->off, &iov, 1);
+    ssize_t n = be->ops->write(be, &c->ctx, h->backend_fh, c->req->off, &iov, 1);
     if (n < 0)
         return (int)n;
     c->resp->written = (uint32_t)n;
@@ -398,10 +398,18 @@ static bool add_dirent(struct listing *l, const struct ml_dirent *d)
     struct ml_call *c = l->call;
     size_t len = c->resp->entries_len;
     while (ml_encode_dirent(d, c->entries, c->entries_cap, &len) < 0) {
+        /* Doubling, with a last step to ENTRIES_MAX itself: the documented
+         * bound, not the power of two below it. */
         size_t cap = c->entries_cap ? c->entries_cap * 2 : 16384;
-        uint8_t *p = cap <= ENTRIES_MAX ? realloc(c->entries, cap) : NULL;
+        if (cap > ENTRIES_MAX)
+            cap = ENTRIES_MAX;
+        if (cap <= c->entries_cap) {
+            l->err = -ENOBUFS;
+            return false;
+        }
+        uint8_t *p = realloc(c->entries, cap);
         if (!p) {
-            l->err = cap <= ENTRIES_MAX ? -ENOMEM : -ENOBUFS;
+            l->err = -ENOMEM;
             return false;
         }
         c->entries = p;
@@ -473,7 +481,7 @@ static int list_children(struct listing *l, const char *dir)
     struct ml_location *loc = malloc(sizeof(*loc));
     if (!loc)
         return -ENOMEM;
-    char path[PATH_MAX];
+    char path[ML_PATH_SIZE];
     int err = 0;
     for (unsigned i = 0; i < l->nshadowed && !err; i++) {
         if (snprintf(path, sizeof(path), "%s/%s", strcmp(dir, "/") ? dir : "",
@@ -512,7 +520,13 @@ static int op_readdir(struct ml_call *c)
     return err ? err : list_children(&l, loc.path);
 }
 
-static int op_mkdir(struct ml_call *c)
+/* Makes NAME in DIR for C (mkdir, symlink): 0 with *E filled, or -errno. */
+typedef int (*make_fn)(struct ml_call *c, const struct ml_node *dir, const char *name,
+                       struct fsb_entry *e);
+
+/* The shape of Mkdir and Symlink: the parent of `path`, MAKE in it, the
+ * new entry's attributes as the answer. */
+static int make_entry(struct ml_call *c, make_fn make)
 {
     struct ml_location loc;
     struct ml_node dir;
@@ -521,12 +535,23 @@ static int op_mkdir(struct ml_call *c)
     if (err)
         return create_error(err);
     struct fsb_entry e;
-    err = dir.be->ops->mkdir(dir.be, &c->ctx, dir.nodeid, name,
-                             c->req->mode & PERMISSION_BITS, &e);
+    err = make(c, &dir, name, &e);
     if (!err)
         answer_entry(c, dir.be, &e);
     ml_node_put(&dir);
     return err;
+}
+
+static int make_dir(struct ml_call *c, const struct ml_node *dir, const char *name,
+                    struct fsb_entry *e)
+{
+    return dir->be->ops->mkdir(dir->be, &c->ctx, dir->nodeid, name,
+                               c->req->mode & PERMISSION_BITS, e);
+}
+
+static int op_mkdir(struct ml_call *c)
+{
+    return make_entry(c, make_dir);
 }
 
 /* MkdirAll: mkdir -p below an export root.  Existing directories are
@@ -574,27 +599,35 @@ static int op_rmdir(struct ml_call *c)
     return remove_entry(c, true);
 }
 
-/* Rename and Link stay inside one export, as inside one mount: EXDEV
- * before anything else, as rename(2) does.  LOC has room for two. */
-static int same_export(struct ml_call *c, struct ml_location loc[2])
+/*
+ * Rename and Link name two paths, `path` and `new_path`: their locations
+ * (allocated, they are large: the caller frees them) with *err 0, or
+ * -EXDEV when they are in two exports.  Both stay inside one export, as
+ * inside one mount, and EXDEV comes before anything else, as from
+ * rename(2).  NULL (and -ENOMEM) when out of memory.
+ */
+static struct ml_location *locate_pair(struct ml_call *c, int *err)
 {
-    int err = ml_locate(c->conn->map, c->req->path, &loc[0]);
-    if (!err)
-        err = ml_locate(c->conn->map, c->req->new_path, &loc[1]);
-    if (!err && loc[0].place == ML_PLACE_EXPORT && loc[1].place == ML_PLACE_EXPORT &&
+    struct ml_location *loc = malloc(2 * sizeof(*loc));
+    if (!loc) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    *err = ml_locate(c->conn->map, c->req->path, &loc[0]);
+    if (!*err)
+        *err = ml_locate(c->conn->map, c->req->new_path, &loc[1]);
+    if (!*err && loc[0].place == ML_PLACE_EXPORT && loc[1].place == ML_PLACE_EXPORT &&
         loc[0].export != loc[1].export)
-        err = -EXDEV;
-    return err;
+        *err = -EXDEV;
+    return loc;
 }
 
 static int op_rename(struct ml_call *c)
 {
-    struct ml_location *loc = malloc(2 * sizeof(*loc));
-    if (!loc)
-        return -ENOMEM;
     struct ml_node from = { 0 }, to = { 0 };
     const char *from_name, *to_name;
-    int err = same_export(c, loc);
+    int err;
+    struct ml_location *loc = locate_pair(c, &err);
     if (!err)
         err = find_parent(c, c->req->path, &loc[0], &from, &from_name);
     if (!err)
@@ -611,23 +644,18 @@ static int op_rename(struct ml_call *c)
 /* ---------------------------------------------------------------------- */
 /* Links (fsbridge defines these; matchlock answers ENOSYS)                 */
 
+static int make_symlink(struct ml_call *c, const struct ml_node *dir, const char *name,
+                        struct fsb_entry *e)
+{
+    return dir->be->ops->symlink(dir->be, &c->ctx, dir->nodeid, name, c->req->new_path, e);
+}
+
 /* Symlink: `path` is the link to make, `new_path` its target text. */
 static int op_symlink(struct ml_call *c)
 {
     if (!c->req->new_path[0])
         return -ENOENT; /* as symlink(2) with an empty target */
-    struct ml_location loc;
-    struct ml_node dir;
-    const char *name;
-    int err = find_parent(c, c->req->path, &loc, &dir, &name);
-    if (err)
-        return create_error(err);
-    struct fsb_entry e;
-    err = dir.be->ops->symlink(dir.be, &c->ctx, dir.nodeid, name, c->req->new_path, &e);
-    if (!err)
-        answer_entry(c, dir.be, &e);
-    ml_node_put(&dir);
-    return err;
+    return make_entry(c, make_symlink);
 }
 
 /* Readlink: the target's bytes in `data`, never followed on the host. */
@@ -657,12 +685,10 @@ static int op_readlink(struct ml_call *c)
 /* Link: `path` is the existing file, `new_path` the new name. */
 static int op_link(struct ml_call *c)
 {
-    struct ml_location *loc = malloc(2 * sizeof(*loc));
-    if (!loc)
-        return -ENOMEM;
     struct ml_node node = { 0 }, dir = { 0 };
     const char *name;
-    int err = same_export(c, loc);
+    int err;
+    struct ml_location *loc = locate_pair(c, &err);
     if (!err)
         err = find(c, c->req->path, &loc[0], &node);
     if (!err && !node.be)

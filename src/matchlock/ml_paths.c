@@ -12,6 +12,7 @@
 struct ml_prefix {
     char *path; /* cleaned: "/" or "/a/b" */
     size_t len;
+    unsigned export; /* its index in the exports given */
 };
 
 struct ml_exports {
@@ -19,12 +20,12 @@ struct ml_exports {
     struct ml_prefix prefix[];
 };
 
-void ml_export_prefix(const char *name, char out[PATH_MAX])
+void ml_export_prefix(const char *name, char out[ML_PATH_SIZE])
 {
     if (name[0] == '/')
-        snprintf(out, PATH_MAX, "%s", name);
+        snprintf(out, ML_PATH_SIZE, "%s", name);
     else
-        snprintf(out, PATH_MAX, "/%s", name);
+        snprintf(out, ML_PATH_SIZE, "/%s", name);
 }
 
 void ml_exports_free(struct ml_exports *ex)
@@ -36,8 +37,8 @@ void ml_exports_free(struct ml_exports *ex)
     free(ex);
 }
 
-/* Lexical cleaning into out (PATH_MAX bytes), like Go's path.Clean on an
- * absolute path. */
+/* Lexical cleaning into out (ML_PATH_SIZE bytes), like Go's path.Clean on
+ * an absolute path. */
 static int clean_path(const char *in, char *out)
 {
     if (in[0] != '/')
@@ -59,7 +60,7 @@ static int clean_path(const char *in, char *out)
                 len--; /* the '/' before the removed component */
             continue;
         }
-        if (n > NAME_MAX || len + 1 + n >= PATH_MAX)
+        if (n > NAME_MAX || len + 1 + n >= ML_PATH_SIZE)
             return -ENAMETOOLONG;
         out[len++] = '/';
         memcpy(out + len, start, n);
@@ -71,22 +72,27 @@ static int clean_path(const char *in, char *out)
     return 0;
 }
 
-struct ml_exports *ml_exports_new(const struct fsb_export *exports, unsigned n)
+struct ml_exports *ml_exports_new(const struct fsb_export *exports, unsigned n,
+                                  uint64_t visible)
 {
     struct ml_exports *ex = calloc(1, sizeof(*ex) + n * sizeof(ex->prefix[0]));
     if (!ex)
         return NULL;
-    char raw[PATH_MAX], clean[PATH_MAX];
-    for (unsigned i = 0; i < n; i++) {
+    char raw[ML_PATH_SIZE], clean[ML_PATH_SIZE];
+    for (unsigned i = 0; i < n && i < 64; i++) {
+        if (!(visible >> i & 1))
+            continue;
         /* options.c accepted the name, so cleaning only removes what it
          * may hold redundantly (a trailing '/'). */
+        struct ml_prefix *pre = &ex->prefix[ex->n];
         ml_export_prefix(exports[i].name, raw);
-        if (clean_path(raw, clean) < 0 || !(ex->prefix[i].path = strdup(clean))) {
+        if (clean_path(raw, clean) < 0 || !(pre->path = strdup(clean))) {
             ml_exports_free(ex);
             return NULL;
         }
-        ex->prefix[i].len = strlen(clean);
-        ex->n = i + 1;
+        pre->len = strlen(clean);
+        pre->export = i;
+        ex->n++;
     }
     return ex;
 }
@@ -121,14 +127,14 @@ int ml_locate(const struct ml_exports *ex, const char *guest_path, struct ml_loc
         const struct ml_prefix *pre = &ex->prefix[i];
         if (below(loc->path, pre) && (loc->place != ML_PLACE_EXPORT || pre->len > best_len)) {
             loc->place = ML_PLACE_EXPORT;
-            loc->export = i;
+            loc->export = pre->export;
             best_len = pre->len;
         }
     }
     if (loc->place == ML_PLACE_EXPORT) {
         const char *rel = loc->path + (best_len == 1 ? 0 : best_len);
         loc->rel = *rel == '/' ? rel + 1 : rel;
-        return 0;
+        return strlen(loc->rel) > ML_BELOW_PREFIX_MAX ? -ENAMETOOLONG : 0;
     }
     if (ml_leads_to_export(ex, loc->path))
         loc->place = ML_PLACE_SYNTHETIC;
@@ -147,7 +153,7 @@ bool ml_leads_to_export(const struct ml_exports *ex, const char *clean_path)
 int ml_locate_parent(const struct ml_exports *ex, const struct ml_location *loc,
                      struct ml_location *parent)
 {
-    char dir[PATH_MAX];
+    char dir[ML_PATH_SIZE];
     const char *base = ml_basename(loc->path);
     size_t len = (size_t)(base - loc->path);
     memcpy(dir, loc->path, len);

@@ -20,8 +20,10 @@
 #define FSB_ML_PATHS_H
 
 #include "engine/session.h"
+#include "matchlock/ml_codec.h"
 
 #include <limits.h>
+#include <stdint.h>
 
 struct ml_exports;
 
@@ -34,23 +36,28 @@ enum ml_place {
 struct ml_location {
     enum ml_place place;
     unsigned export;     /* ML_PLACE_EXPORT: index into the exports */
-    char path[PATH_MAX]; /* the cleaned guest path */
+    char path[ML_PATH_SIZE]; /* the cleaned guest path */
     const char *rel;     /* ML_PLACE_EXPORT: the path below the export root,
                           * without a leading '/', "" for the root itself;
                           * points into path */
 };
 
-/* The prefix table of these exports, or NULL (out of memory). */
-struct ml_exports *ml_exports_new(const struct fsb_export *exports, unsigned n);
+/* The prefix table of the exports of EXPORTS[0..N) whose bit is set in
+ * VISIBLE (bit i: EXPORTS[i]; the others do not exist for this client), or
+ * NULL (out of memory).  Locations keep the index into EXPORTS. */
+struct ml_exports *ml_exports_new(const struct fsb_export *exports, unsigned n,
+                                  uint64_t visible);
 void ml_exports_free(struct ml_exports *ex);
 
 /* The guest path prefix of an export name ("/workspace" or "/NAME"). */
-void ml_export_prefix(const char *name, char out[PATH_MAX]);
+void ml_export_prefix(const char *name, char out[ML_PATH_SIZE]);
 
 /*
  * Cleans GUEST_PATH and finds its place.  Returns 0, or -EINVAL for a path
- * that is not absolute, -ENAMETOOLONG for a component over NAME_MAX or a
- * path over PATH_MAX.
+ * that is not absolute, -ENAMETOOLONG for a component over NAME_MAX, a
+ * path over ML_PATH_MAX, or a path in an export whose part below the
+ * export's prefix is over ML_BELOW_PREFIX_MAX (PATH_MAX - 1, as on a local
+ * disk: the prefix does not count).
  */
 int ml_locate(const struct ml_exports *ex, const char *guest_path, struct ml_location *loc);
 

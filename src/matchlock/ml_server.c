@@ -5,8 +5,9 @@
  * Frame lengths are checked before anything is allocated or read: a
  * length over ML_REQUEST_MAX closes the connection with one log line
  * (matchlock's own server would allocate whatever the length says).  A
- * body that does not decode is answered EINVAL and the connection goes on:
- * the framing is intact, so the next request can still be understood.
+ * body that does not decode is answered EINVAL (ENOSYS when its opcode is
+ * one we do not know) and the connection goes on: the framing is intact,
+ * so the next request can still be understood.
  */
 #include "matchlock/ml_server.h"
 #include "common/fdio.h"
@@ -29,21 +30,32 @@ struct frame_io {
     uint8_t *body;     /* ML_REQUEST_MAX bytes */
     uint8_t *out;
     size_t out_cap;
+    const struct timespec *first_by; /* the first frame's deadline, then NULL */
 };
 
-/* Reads one request body.  Returns its length, or -1 at the end of the
- * connection (logged unless the peer just closed between frames). */
+static void log_read_error(unsigned id, int err, const char *what)
+{
+    if (err == -ETIMEDOUT)
+        log_warn("session %u: matchlock: no complete first frame within the HELLO's time "
+                 "limit: closing", id);
+    else
+        log_warn("session %u: matchlock: %s: %s", id, what,
+                 err == -EPIPE ? "connection closed mid-frame" : strerror(-err));
+}
+
+/* Reads one request body, by io->first_by for the first one.  Returns its
+ * length, or -1 at the end of the connection (logged unless the peer just
+ * closed between frames). */
 static ssize_t read_request(struct frame_io *io)
 {
     unsigned id = io->conn->id;
-    int err = fsb_read_full(io->conn->fd, io->header + io->have,
-                            ML_FRAME_HEADER_SIZE - io->have);
+    int err = fsb_read_full_by(io->conn->fd, io->header + io->have,
+                               ML_FRAME_HEADER_SIZE - io->have, io->first_by);
     bool between_frames = io->have == 0;
     io->have = 0;
     if (err) {
         if (!(err == -EPIPE && between_frames) && err != -ECONNRESET)
-            log_warn("session %u: matchlock: reading a frame: %s", id,
-                     err == -EPIPE ? "connection closed mid-frame" : strerror(-err));
+            log_read_error(id, err, "reading a frame");
         return -1;
     }
     uint32_t len = ml_frame_length(io->header);
@@ -52,12 +64,12 @@ static ssize_t read_request(struct frame_io *io)
                  len, (unsigned)ML_REQUEST_MAX);
         return -1;
     }
-    err = fsb_read_full(io->conn->fd, io->body, len);
+    err = fsb_read_full_by(io->conn->fd, io->body, len, io->first_by);
     if (err) {
-        log_warn("session %u: matchlock: truncated frame (%s): closing", id,
-                 err == -EPIPE ? "connection closed" : strerror(-err));
+        log_read_error(id, err, "truncated frame, closing");
         return -1;
     }
+    io->first_by = NULL;
     return len;
 }
 
@@ -105,9 +117,12 @@ static bool answer(struct frame_io *io, struct ml_request *req, size_t len)
     struct ml_response resp = { 0 };
     struct ml_call call = { .conn = io->conn, .req = req, .resp = &resp };
     const char *why = NULL;
+    uint64_t op;
     if (ml_decode_request(io->body, len, req, &why) < 0) {
-        log_debug("session %u: matchlock: undecodable request (%s): EINVAL", io->conn->id, why);
-        resp.err = -EINVAL;
+        bool unknown = ml_request_opcode(io->body, len, &op) == 0 && op >= ML_OP_COUNT;
+        resp.err = unknown ? -ENOSYS : -EINVAL;
+        log_debug("session %u: matchlock: undecodable request (%s): %s", io->conn->id, why,
+                  unknown ? "unknown op, ENOSYS" : "EINVAL");
     } else {
         ml_dispatch(&call);
         log_request(io->conn->id, req, &resp);
@@ -120,18 +135,21 @@ static bool answer(struct frame_io *io, struct ml_request *req, size_t len)
 }
 
 void ml_serve_connection(int fd, unsigned id, const struct fsb_export *exports,
-                         unsigned nexports, const uint8_t *already, size_t already_len)
+                         unsigned nexports, uint64_t visible, struct fsb_guest *guest,
+                         const uint8_t *already, size_t already_len,
+                         const struct timespec *first_by)
 {
     struct ml_conn conn;
-    struct frame_io io = { .conn = &conn };
+    struct frame_io io = { .conn = &conn, .first_by = first_by };
     struct ml_request *req = malloc(sizeof(*req));
     io.body = malloc(ML_REQUEST_MAX);
-    if (!req || !io.body || ml_conn_init(&conn, fd, id, exports, nexports) < 0) {
+    if (!req || !io.body || ml_conn_init(&conn, fd, id, exports, nexports, visible) < 0) {
         log_error("session %u: matchlock: out of memory", id);
         free(req);
         free(io.body);
         return;
     }
+    conn.guest = guest;
     log_info("session %u: matchlock client", id);
     if (already_len > ML_FRAME_HEADER_SIZE)
         already_len = ML_FRAME_HEADER_SIZE;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,9 +36,10 @@
 
 #include "common/log.h"
 #include "mount/handshake.h"
-#include "mount/matchlock_mount.h"
+#include "mount_matchlock/matchlock_mount.h"
 #include "mount/options.h"
 #include "mount/relay.h"
+#include "mount/remount.h"
 
 /* Everything one mount needs once the host session is open. */
 struct mount_job {
@@ -45,7 +47,7 @@ struct mount_job {
     const char *mountpoint; /* absolute: the daemon changes to / */
     struct fuse_session *se;
     int sock;
-    uint32_t max_frame;
+    struct fsb_session_ticket ticket; /* of the session sock opened */
     struct relay *relay;
 };
 
@@ -146,37 +148,71 @@ static void *signal_waiter_main(void *arg)
     return NULL;
 }
 
+/* queues= or one per online CPU. */
+static unsigned relay_queues(const struct mount_options *o)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (o->queues)
+        return o->queues;
+    return cpus < 1 ? 1 : cpus > RELAY_MAX_QUEUES ? RELAY_MAX_QUEUES : (unsigned)cpus;
+}
+
+/* relay_config.join: one more connection of the job's session. */
+static int join_session(void *arg)
+{
+    const struct mount_job *job = arg;
+    return handshake_join(&job->opts->addr, job->opts->export_name, &job->ticket);
+}
+
+/* A serial port or an inherited fd is the only way to the host there is;
+ * a version-1 host takes one connection per session. */
+static bool can_join(const struct mount_job *job)
+{
+    enum fsb_address_kind kind = job->opts->addr.kind;
+    return job->ticket.joinable && (kind == FSB_ADDR_UNIX || kind == FSB_ADDR_VSOCK);
+}
+
 static int start_relay(struct mount_job *job)
 {
     struct relay_config cfg = {
         .sock = job->sock,
+        .join = can_join(job) ? join_session : NULL,
+        .join_arg = job,
         .session_fd = fuse_session_fd(job->se),
-        .max_frame = job->max_frame,
-        .threads = job->opts->threads,
+        .max_frame = job->ticket.max_frame,
+        .queues = relay_queues(job->opts),
+        .poll_us = job->opts->poll_us,
+        .uring = job->opts->uring,
+        .host_checks_permissions = !job->opts->default_permissions,
         .address = job->opts->addr.text,
     };
     pthread_t tid;
-    int err = relay_start(&cfg, &job->relay);
-    if (!err)
-        err = -pthread_create(&tid, NULL, signal_waiter_main, job->relay);
+    if (relay_start(&cfg, &job->relay) < 0)
+        return -1; /* logged */
+    int err = pthread_create(&tid, NULL, signal_waiter_main, job->relay);
     if (err) {
-        log_error("cannot start the relay: %s", strerror(-err));
+        log_error("cannot start the relay: %s", strerror(err));
         return -1;
     }
     pthread_detach(tid);
     return 0;
 }
 
+/* Longest description relay_describe() gives, with its NUL. */
+#define DESCRIPTION_MAX 96
+
 /* The mount is live.  In the foreground, say so; in the background, tell
- * the waiting parent (which says so), then let go of the terminal. */
+ * the waiting parent (which says so) how the relay runs, then let go of
+ * the terminal. */
 static void report_mounted(const struct mount_job *job, int ready_fd)
 {
+    char how[DESCRIPTION_MAX];
+    snprintf(how, sizeof(how), "%s", relay_describe(job->relay));
     if (ready_fd < 0) {
-        log_info("mounted %s on %s", job->opts->addr.text, job->mountpoint);
+        log_info("mounted %s on %s (%s)", job->opts->addr.text, job->mountpoint, how);
         return;
     }
-    char ok = 0;
-    if (write(ready_fd, &ok, 1) != 1)
+    if (write(ready_fd, how, strlen(how) + 1) < 0)
         log_debug("parent gone before the mount was live");
     close(ready_fd);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -232,17 +268,18 @@ static int serve(struct mount_job *job, int ready_fd)
  * Background
  */
 
-/* The parent's side: exits 0 only when the child says the mount is live,
+/* The parent's side: exits 0 only when the child says the mount is live
+ * (by sending how the relay runs),
  * else with the child's status (its error message went to the terminal). */
 static int wait_for_child(const struct mount_job *job, pid_t pid, int ready_fd)
 {
-    char byte;
+    char how[DESCRIPTION_MAX] = "";
     ssize_t n;
     do
-        n = read(ready_fd, &byte, 1);
+        n = read(ready_fd, how, sizeof(how) - 1);
     while (n < 0 && errno == EINTR);
-    if (n == 1) {
-        log_info("mounted %s on %s", job->opts->addr.text, job->mountpoint);
+    if (n > 0) {
+        log_info("mounted %s on %s (%s)", job->opts->addr.text, job->mountpoint, how);
         return 0;
     }
     int status;
@@ -292,7 +329,7 @@ static int mount_native(const struct mount_options *o, const char *mountpoint)
     if (!job.se)
         return 1;
     if (!o->fake)
-        job.sock = handshake_connect(&o->addr, o->export_name, &job.max_frame);
+        job.sock = handshake_open(&o->addr, o->export_name, &job.ticket);
     if (o->fake || job.sock < 0) {
         fuse_session_destroy(job.se);
         return o->fake ? 0 : 1;
@@ -325,6 +362,22 @@ static int mount_matchlock(const struct mount_options *o, const char *mountpoint
     return status;
 }
 
+/* The mountpoint as an absolute path, checked before anything connects.
+ * The kernel would mount our directory root on a regular file too, and
+ * every access would then fail with EIO: refuse it here. */
+static int check_mountpoint(const char *given, char resolved[PATH_MAX])
+{
+    struct stat st;
+    int err = 0;
+    if (!realpath(given, resolved) || stat(resolved, &st) < 0)
+        err = errno;
+    else if (!S_ISDIR(st.st_mode))
+        err = ENOTDIR;
+    if (err)
+        log_error("mountpoint %s: %s", given, strerror(err));
+    return err ? -1 : 0;
+}
+
 static int run(const struct mount_options *opts)
 {
     char mountpoint[PATH_MAX];
@@ -332,10 +385,10 @@ static int run(const struct mount_options *opts)
         fsb_log_level = FSB_LOG_DEBUG;
     /* A host that closes the stream must give EPIPE, not kill us. */
     signal(SIGPIPE, SIG_IGN);
-    if (!realpath(opts->mountpoint, mountpoint)) {
-        log_error("mountpoint %s: %s", opts->mountpoint, strerror(errno));
+    if (check_mountpoint(opts->mountpoint, mountpoint) < 0)
         return 1;
-    }
+    if (opts->remount)
+        return opts->fake || mount_remount(mountpoint, opts->fuse_opts) == 0 ? 0 : 1;
     switch (opts->protocol) {
     case MOUNT_PROTOCOL_NATIVE:
         return mount_native(opts, mountpoint);

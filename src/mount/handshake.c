@@ -14,23 +14,27 @@
 
 #include "common/fdio.h"
 #include "common/log.h"
+#include "mount/connect_error.h"
 #include "transport/stream_hello.h"
 
-static int send_hello(int fd, const char *export_name)
+/* A HELLO; with a JOIN ticket, one that joins its session. */
+static int send_hello(int fd, const char *export_name, const struct fsb_session_ticket *join)
 {
     struct fsb_hello h = {
         .version = FSB_STREAM_VERSION,
         .byte_order = fsb_native_byte_order(),
-        .max_frame = FSB_DEFAULT_MAX_FRAME,
+        .flags = join ? FSB_HELLO_JOIN : 0,
+        .max_frame = join ? join->max_frame : FSB_DEFAULT_MAX_FRAME,
         .name_len = (uint16_t)strlen(export_name),
     };
     uint8_t fixed[FSB_HELLO_SIZE];
     fsb_hello_encode(&h, fixed);
-    struct iovec iov[2] = {
+    struct iovec iov[3] = {
         { .iov_base = fixed, .iov_len = sizeof(fixed) },
         { .iov_base = (void *)export_name, .iov_len = h.name_len },
+        { .iov_base = join ? (void *)join->token : NULL, .iov_len = join ? FSB_SESSION_TOKEN_SIZE : 0 },
     };
-    return fsb_writev_full(fd, iov, 2);
+    return fsb_writev_full(fd, iov, 3);
 }
 
 /*
@@ -56,9 +60,7 @@ static int wait_writable(int fd, const struct fsb_address *addr)
     return -ETIMEDOUT;
 }
 
-/* Returns 0, -ETIMEDOUT, -EPIPE if the host hung up, -EPROTO if what came
- * back is not a HELLO reply, or -errno. */
-static int read_hello_reply(int fd, struct fsb_hello_reply *reply)
+static int read_within_timeout(int fd, void *buf, size_t len)
 {
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
     int n = poll(&pfd, 1, HANDSHAKE_TIMEOUT_MS);
@@ -66,9 +68,21 @@ static int read_hello_reply(int fd, struct fsb_hello_reply *reply)
         return -errno;
     if (n == 0)
         return -ETIMEDOUT;
+    return fsb_read_full(fd, buf, len);
+}
+
+/* Reads the reply and, after a version-2 success, the session token.
+ * Returns 0, -ETIMEDOUT, -EPIPE if the host hung up, -EPROTO if what came
+ * back is not a HELLO reply, or -errno. */
+static int read_hello_reply(int fd, struct fsb_hello_reply *reply, uint8_t *token)
+{
     uint8_t buf[FSB_HELLO_REPLY_SIZE];
-    int err = fsb_read_full(fd, buf, sizeof(buf));
-    return err ? err : fsb_hello_reply_decode(buf, reply);
+    int err = read_within_timeout(fd, buf, sizeof(buf));
+    if (!err)
+        err = fsb_hello_reply_decode(buf, reply);
+    if (!err && reply->status == 0 && reply->version >= FSB_STREAM_VERSION_JOIN)
+        err = read_within_timeout(fd, token, FSB_SESSION_TOKEN_SIZE);
+    return err;
 }
 
 static void log_read_error(const struct fsb_address *addr, int err)
@@ -92,6 +106,8 @@ static void log_refusal(const struct fsb_hello_reply *reply, const char *export_
         log_error("host has no default export");
     else if (reply->status == EPROTO)
         log_error("host refused the session: unsupported protocol version or byte order");
+    else if (reply->status == ESTALE)
+        log_error("host refused to join the session: it has ended, or has not answered INIT yet");
     else
         log_error("host refused the session: %s", strerror((int)reply->status));
 }
@@ -116,11 +132,26 @@ static int check_reply(const struct fsb_address *addr, const struct fsb_hello_re
     return 0;
 }
 
-/* The HELLO exchange on a connected FD.  Returns 0 or -1 (logged). */
+/* A join's reply must name the same session: same token, same frames. */
+static int check_join(const struct fsb_address *addr, const struct fsb_session_ticket *t,
+                      const struct fsb_hello_reply *reply, const uint8_t *token)
+{
+    if (reply->version != t->version || reply->max_frame != t->max_frame ||
+        memcmp(token, t->token, FSB_SESSION_TOKEN_SIZE) != 0) {
+        log_error("%s answered a join with another session (version %u, frames %u)",
+                  addr->text, reply->version, reply->max_frame);
+        return -1;
+    }
+    return 0;
+}
+
+/* The HELLO exchange on a connected FD: opens a session and fills *T, or
+ * (JOIN) joins the session of *T.  Returns 0 or -1 (logged). */
 static int hello(int fd, const struct fsb_address *addr, const char *export_name,
-                 uint32_t *max_frame)
+                 struct fsb_session_ticket *t, bool join)
 {
     struct fsb_hello_reply reply;
+    uint8_t token[FSB_SESSION_TOKEN_SIZE];
     int err = wait_writable(fd, addr);
     if (err == -ETIMEDOUT) {
         log_error("%s: no host on the other side within %d s", addr->text,
@@ -128,12 +159,12 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
         return -1;
     }
     if (!err)
-        err = send_hello(fd, export_name);
+        err = send_hello(fd, export_name, join ? t : NULL);
     if (err) {
         log_error("%s: sending HELLO: %s", addr->text, strerror(-err));
         return -1;
     }
-    err = read_hello_reply(fd, &reply);
+    err = read_hello_reply(fd, &reply, token);
     if (err) {
         log_read_error(addr, err);
         return -1;
@@ -144,24 +175,63 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
     }
     if (check_reply(addr, &reply) < 0)
         return -1;
+    if (join)
+        return check_join(addr, t, &reply, token);
     /* The host should answer the minimum of both; never trust it to. */
-    *max_frame = reply.max_frame < FSB_DEFAULT_MAX_FRAME ? reply.max_frame
-                                                         : FSB_DEFAULT_MAX_FRAME;
+    *t = (struct fsb_session_ticket){
+        .joinable = reply.version >= FSB_STREAM_VERSION_JOIN,
+        .version = reply.version,
+        .max_frame = reply.max_frame < FSB_DEFAULT_MAX_FRAME ? reply.max_frame
+                                                             : FSB_DEFAULT_MAX_FRAME,
+    };
+    memcpy(t->token, token, sizeof(token));
     return 0;
+}
+
+/* Connects and runs the handshake.  Returns the fd or -1 (logged). */
+static int connect_and_hello(const struct fsb_address *addr, const char *export_name,
+                             struct fsb_session_ticket *t, bool join)
+{
+    int fd = fsb_address_connect(addr);
+    if (fd < 0) {
+        log_connect_error(addr, fd, "fsbridged");
+        return -1;
+    }
+    if (hello(fd, addr, export_name, t, join) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int handshake_open(const struct fsb_address *addr, const char *export_name,
+                   struct fsb_session_ticket *ticket)
+{
+    int fd = connect_and_hello(addr, export_name, ticket, false);
+    if (fd >= 0)
+        log_debug("session open on %s: protocol %u, frames up to %u bytes", addr->text,
+                  ticket->version, ticket->max_frame);
+    return fd;
 }
 
 int handshake_connect(const struct fsb_address *addr, const char *export_name,
                       uint32_t *max_frame)
 {
-    int fd = fsb_address_connect(addr);
-    if (fd < 0) {
-        log_error("cannot connect to %s: %s", addr->text, strerror(-fd));
-        return -1;
-    }
-    if (hello(fd, addr, export_name, max_frame) < 0) {
-        close(fd);
-        return -1;
-    }
-    log_debug("session open on %s: frames up to %u bytes", addr->text, *max_frame);
+    struct fsb_session_ticket t;
+    int fd = handshake_open(addr, export_name, &t);
+    if (fd >= 0)
+        *max_frame = t.max_frame;
     return fd;
+}
+
+int handshake_join(const struct fsb_address *addr, const char *export_name,
+                   const struct fsb_session_ticket *ticket)
+{
+    if (!ticket->joinable) {
+        log_error("%s: the host speaks protocol %u: a session has one connection",
+                  addr->text, ticket->version);
+        return -1;
+    }
+    struct fsb_session_ticket t = *ticket;
+    return connect_and_hello(addr, export_name, &t, true);
 }

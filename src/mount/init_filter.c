@@ -28,9 +28,15 @@
  * (FUSE_DEFAULT_MAX_PAGES_PER_REQ in fs/fuse/fuse_i.h). */
 #define KERNEL_DEFAULT_MAX_PAGES 32
 
-/* What a relay over a byte stream cannot carry (see init_filter.h). */
+/* What a relay over a byte stream cannot carry, and what the relay decides
+ * itself (see init_filter.h): none of it reaches the host. */
 static const uint64_t uncarried =
     FUSE_MAP_ALIGNMENT | FUSE_HAS_INODE_DAX | FUSE_PASSTHROUGH | FUSE_OVER_IO_URING;
+
+bool init_filter_offers_uring(const struct init_filter *f)
+{
+    return (f->offered & FUSE_OVER_IO_URING) != 0;
+}
 
 /* Bytes of the INIT struct present after the header, if LEN covers the
  * header at all; 0 otherwise. */
@@ -50,14 +56,17 @@ void init_filter_request(struct init_filter *f, void *msg, size_t len)
     size_t body = body_len(len, sizeof(struct fuse_in_header));
 
     f->offered = 0;
+    f->uring = false;
     if (!has_field(body, offsetof(struct fuse_init_in, flags), sizeof(in->flags)))
         return;
-    in->flags &= ~(uint32_t)uncarried;
     f->offered = in->flags;
+    in->flags &= ~(uint32_t)uncarried;
+    if (f->host_checks_permissions)
+        in->flags &= ~(uint32_t)FUSE_NO_OPENDIR_SUPPORT;
     if ((in->flags & FUSE_INIT_EXT) &&
         has_field(body, offsetof(struct fuse_init_in, flags2), sizeof(in->flags2))) {
-        in->flags2 &= ~(uint32_t)(uncarried >> 32);
         f->offered |= (uint64_t)in->flags2 << 32;
+        in->flags2 &= ~(uint32_t)(uncarried >> 32);
     }
     log_debug("INIT from kernel: protocol 7.%u, flags %#llx", in->minor,
               (unsigned long long)f->offered);
@@ -82,6 +91,21 @@ static void mask_reply_flags(struct fuse_init_out *out, size_t body)
         out->flags2 &= ~(uint32_t)(uncarried >> 32);
 }
 
+/* FUSE_OVER_IO_URING is a flags2 bit: it needs FUSE_INIT_EXT, which the
+ * kernel offers along with it, and a reply long enough for flags2. */
+static void grant_uring(struct init_filter *f, struct fuse_init_out *out, size_t body)
+{
+    if (!f->want_uring || !init_filter_offers_uring(f) ||
+        !has_field(body, offsetof(struct fuse_init_out, flags2), sizeof(out->flags2)))
+        return;
+    if (!(out->flags & FUSE_INIT_EXT)) {
+        out->flags |= FUSE_INIT_EXT;
+        out->flags2 = 0;
+    }
+    out->flags2 |= (uint32_t)(FUSE_OVER_IO_URING >> 32);
+    f->uring = true;
+}
+
 /* Without FUSE_MAX_PAGES the kernel sends READs of up to 32 pages: when the
  * frame is smaller than that, negotiate a smaller max_pages (if the kernel
  * offered the flag at all). */
@@ -101,7 +125,7 @@ static void cap_max_pages(const struct init_filter *f, struct fuse_init_out *out
     }
 }
 
-int init_filter_reply(const struct init_filter *f, void *msg, size_t len, uint32_t max_frame)
+int init_filter_reply(struct init_filter *f, void *msg, size_t len, uint32_t max_frame)
 {
     const struct fuse_out_header *oh = msg;
     struct fuse_init_out *out = (void *)((char *)msg + sizeof(*oh));
@@ -111,6 +135,7 @@ int init_filter_reply(const struct init_filter *f, void *msg, size_t len, uint32
     if (oh->error != 0)
         return oh->error;
     mask_reply_flags(out, body);
+    grant_uring(f, out, body);
     if (!has_field(body, offsetof(struct fuse_init_out, max_write), sizeof(out->max_write)))
         return 0;
     uint32_t cap = max_write_cap(max_frame, page);

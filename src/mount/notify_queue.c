@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,9 +21,10 @@ struct notify_msg {
 
 struct notify_queue {
     pthread_mutex_t lock;
-    pthread_cond_t changed; /* a message arrived, or one left */
+    pthread_cond_t changed; /* a message arrived */
     struct notify_msg *head, **tail;
-    unsigned count;
+    size_t bytes;
+    bool overflow_logged;
     int dev_fd;
 };
 
@@ -35,8 +37,7 @@ static struct notify_msg *pop(struct notify_queue *q)
     q->head = m->next;
     if (!q->head)
         q->tail = &q->head;
-    q->count--;
-    pthread_cond_broadcast(&q->changed);
+    q->bytes -= m->len;
     pthread_mutex_unlock(&q->lock);
     return m;
 }
@@ -86,11 +87,19 @@ void notify_queue_push(struct notify_queue *q, const void *msg, size_t len)
     m->len = len;
     memcpy(m->data, msg, len);
     pthread_mutex_lock(&q->lock);
-    while (q->count >= NOTIFY_QUEUE_MAX)
-        pthread_cond_wait(&q->changed, &q->lock);
-    *q->tail = m;
-    q->tail = &m->next;
-    q->count++;
-    pthread_cond_broadcast(&q->changed);
+    bool full = q->bytes + len > NOTIFY_QUEUE_MAX_BYTES;
+    bool first = full && !q->overflow_logged;
+    if (!full) {
+        *q->tail = m;
+        q->tail = &m->next;
+        q->bytes += len;
+        pthread_cond_signal(&q->changed);
+    }
+    q->overflow_logged |= full;
     pthread_mutex_unlock(&q->lock);
+    if (full)
+        free(m);
+    if (first)
+        log_warn("the host sends notifications faster than the kernel takes them: dropping "
+                 "some (the guest's cache may be stale)");
 }

@@ -15,16 +15,22 @@
 
 #include <stddef.h>
 
-/* Queued notifications before the host's stream stalls behind them. */
-#define NOTIFY_QUEUE_MAX 1024
+/* Bytes of notifications queued at most.  The reader that pushes them must
+ * never wait for room: the delivery thread may be blocked in the kernel
+ * until a reply that this reader has still to deliver arrives, so waiting
+ * would be a deadlock.  The host bounds its own queue per session (and
+ * drops the guest's whole cache when that overflows, engine/notify_out.h),
+ * so this bound is only reached by a host gone wrong: notifications beyond
+ * it are dropped, with a warning. */
+#define NOTIFY_QUEUE_MAX_BYTES (64u << 20)
 
 struct notify_queue;
 
 /* Starts the delivery thread writing to DEV_FD.  Returns 0 or -errno. */
 int notify_queue_start(struct notify_queue **out, int dev_fd);
 
-/* Queues a copy of MSG (LEN bytes).  Blocks while NOTIFY_QUEUE_MAX are
- * queued; drops the message (logged at debug level) if out of memory. */
+/* Queues a copy of MSG (LEN bytes).  Never blocks: drops the message
+ * (logged) beyond NOTIFY_QUEUE_MAX_BYTES or when out of memory. */
 void notify_queue_push(struct notify_queue *q, const void *msg, size_t len);
 
 #endif

@@ -39,17 +39,27 @@ static void print_help(void)
            "  -d                 debug logging; implies -f\n"
            "  -o OPTIONS         comma-separated mount options:\n"
            "       export=NAME              export to mount (default: the host's default)\n"
-           "       threads=N                /dev/fuse reader threads, 1-%d (default %d)\n"
+           "       queues=N                 relay queues and host connections, 1-%d\n"
+           "                                (default: one per CPU)\n"
+           "       uring=auto|on|off        FUSE-over-io_uring queues (default auto: when the\n"
+           "                                kernel offers them)\n"
+           "       poll_us=N                spin up to N us for a reply before sleeping,\n"
+           "                                0-%d (default %d; 0: sleep at once)\n"
+           "       threads=N                matchlock: /dev/fuse threads, 1-%d (default %d);\n"
+           "                                native: the old name of queues=\n"
            "       connections=N            matchlock: most host connections, 1-%d (default %d)\n"
            "       prefix=PATH              matchlock: guest path of the mount (default MOUNTPOINT)\n"
            "       protocol=NAME            as --protocol (for mount(8) and fstab)\n"
            "       no_default_permissions   leave permission checks to the host alone\n"
+           "       remount                  change the VFS flags (ro, rw, nosuid, ...) of the\n"
+           "                                fsbridge mount at MOUNTPOINT\n"
            "       ro, allow_other, nosuid, nodev, noexec, ...  as for any FUSE mount\n"
            "  --protocol=NAME    the host's protocol: native (fsbridged's, the default) or\n"
            "                     matchlock (matchlock's CBOR paths: fsbridged or a matchlock host)\n"
            "  -h, --help         this text\n"
            "      --version      print the version\n",
-           RELAY_MAX_THREADS, RELAY_DEFAULT_THREADS, MOUNT_MAX_CONNECTIONS,
+           RELAY_MAX_QUEUES, RELAY_MAX_POLL_US, RELAY_DEFAULT_POLL_US, RELAY_MAX_QUEUES,
+           MOUNT_DEFAULT_THREADS, MOUNT_MAX_CONNECTIONS,
            MOUNT_DEFAULT_CONNECTIONS);
 }
 
@@ -60,6 +70,56 @@ static bool parse_count(const char *text, long max, unsigned *out)
     if (end == text || *end || n < 1 || n > max)
         return false;
     *out = (unsigned)n;
+    return true;
+}
+
+static bool parse_number(const char *text, long max, unsigned *out)
+{
+    char *end;
+    long n = strtol(text, &end, 10);
+    if (end == text || *end || n < 0 || n > max)
+        return false;
+    *out = (unsigned)n;
+    return true;
+}
+
+static bool parse_uring(const char *mode, struct mount_options *o)
+{
+    static const char *const names[] = { [RELAY_URING_AUTO] = "auto", [RELAY_URING_ON] = "on",
+                                         [RELAY_URING_OFF] = "off" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(mode, names[i]) == 0) {
+            o->uring = (enum relay_uring)i;
+            return true;
+        }
+    }
+    log_error("bad option 'uring=%s' (expected auto, on or off)", mode);
+    return false;
+}
+
+/* The relay's own options (native protocol).  False (logged) for a bad
+ * value; *known false for an option that is not one of them. */
+static bool parse_relay_option(const char *opt, struct mount_options *o, bool *known)
+{
+    *known = true;
+    if (strncmp(opt, "queues=", 7) == 0) {
+        if (parse_count(opt + 7, RELAY_MAX_QUEUES, &o->queues))
+            return true;
+        log_error("bad option '%s' (queues must be 1-%d)", opt, RELAY_MAX_QUEUES);
+        return false;
+    }
+    if (strncmp(opt, "poll_us=", 8) == 0) {
+        o->relay_set = true;
+        if (parse_number(opt + 8, RELAY_MAX_POLL_US, &o->poll_us))
+            return true;
+        log_error("bad option '%s' (poll_us must be 0-%d)", opt, RELAY_MAX_POLL_US);
+        return false;
+    }
+    if (strncmp(opt, "uring=", 6) == 0) {
+        o->relay_set = true;
+        return parse_uring(opt + 6, o);
+    }
+    *known = false;
     return true;
 }
 
@@ -100,9 +160,15 @@ static bool check_protocol_options(struct mount_options *o)
         }
         if (!o->connections)
             o->connections = MOUNT_DEFAULT_CONNECTIONS;
+        if (o->queues || o->relay_set) {
+            log_error("queues=, uring= and poll_us= do not apply to --protocol=matchlock");
+            return false;
+        }
     } else if (o->connections || *o->prefix) {
         log_error("connections= and prefix= need --protocol=matchlock");
         return false;
+    } else if (o->threads_set && !o->queues) {
+        o->queues = o->threads; /* threads= is queues='s old name */
     }
     return true;
 }
@@ -123,6 +189,10 @@ static bool parse_protocol(const char *name, struct mount_options *o);
 
 static bool parse_one_option(const char *opt, struct mount_options *o)
 {
+    bool relay_option;
+    bool ok = parse_relay_option(opt, o, &relay_option);
+    if (relay_option)
+        return ok;
     if (strncmp(opt, "export=", 7) == 0) {
         if (!parse_export(opt + 7, o)) {
             log_error("bad export name '%s' (printable ASCII without '/' or ',', at most %d "
@@ -130,10 +200,11 @@ static bool parse_one_option(const char *opt, struct mount_options *o)
             return false;
         }
     } else if (strncmp(opt, "threads=", 8) == 0) {
-        if (!parse_count(opt + 8, RELAY_MAX_THREADS, &o->threads)) {
-            log_error("bad option '%s' (threads must be 1-%d)", opt, RELAY_MAX_THREADS);
+        if (!parse_count(opt + 8, RELAY_MAX_QUEUES, &o->threads)) {
+            log_error("bad option '%s' (threads must be 1-%d)", opt, RELAY_MAX_QUEUES);
             return false;
         }
+        o->threads_set = true;
     } else if (strncmp(opt, "protocol=", 9) == 0) {
         return parse_protocol(opt + 9, o); /* for mount(8) and fstab */
     } else if (strncmp(opt, "connections=", 12) == 0) {
@@ -147,6 +218,8 @@ static bool parse_one_option(const char *opt, struct mount_options *o)
                       "components)", opt);
             return false;
         }
+    } else if (strcmp(opt, "remount") == 0) {
+        o->remount = true; /* the other options name the flags: remount.h */
     } else if (strcmp(opt, "default_permissions") == 0) {
         o->default_permissions = true;
     } else if (strcmp(opt, "no_default_permissions") == 0) {
@@ -269,10 +342,14 @@ static bool parse_positionals(int count, char **args, bool helper, struct mount_
     return true;
 }
 
+/* mount.fsbridge for `mount -t fsbridge`; mount.fuse.fsbridge for what
+ * mount(8) runs on a mounted fsbridge directory (its type is fuse.fsbridge),
+ * e.g. for `mount -o remount,ro`. */
 static bool invoked_as_helper(const char *argv0)
 {
     const char *base = strrchr(argv0, '/');
-    return strcmp(base ? base + 1 : argv0, "mount.fsbridge") == 0;
+    base = base ? base + 1 : argv0;
+    return strcmp(base, "mount.fsbridge") == 0 || strcmp(base, "mount.fuse.fsbridge") == 0;
 }
 
 enum mount_parse_result mount_options_parse(int argc, char **argv, struct mount_options *o)
@@ -284,7 +361,8 @@ enum mount_parse_result mount_options_parse(int argc, char **argv, struct mount_
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->threads = RELAY_DEFAULT_THREADS;
+    o->threads = MOUNT_DEFAULT_THREADS;
+    o->poll_us = RELAY_DEFAULT_POLL_US;
     o->default_permissions = true;
     o->foreground = false;
     opterr = 0;

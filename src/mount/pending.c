@@ -63,7 +63,7 @@ void pending_init(struct pending *p)
     pthread_cond_init(&p->room, NULL);
 }
 
-int pending_add(struct pending *p, uint64_t unique, int fd)
+int pending_add(struct pending *p, uint64_t unique, struct reply_dest *dest)
 {
     int ret = 0;
     pthread_mutex_lock(&p->lock);
@@ -77,46 +77,46 @@ int pending_add(struct pending *p, uint64_t unique, int fd)
         size_t i = home_slot(unique);
         while (p->slots[i].unique != 0)
             i = (i + 1) & SLOT_MASK;
-        p->slots[i] = (struct pending_entry){ .unique = unique, .fd = fd };
+        p->slots[i] = (struct pending_entry){ .unique = unique, .dest = dest };
         p->count++;
     }
     pthread_mutex_unlock(&p->lock);
     return ret;
 }
 
-int pending_take(struct pending *p, uint64_t unique)
+struct reply_dest *pending_take(struct pending *p, uint64_t unique)
 {
-    int fd = -1;
+    struct reply_dest *dest = NULL;
     pthread_mutex_lock(&p->lock);
     long i = unique ? find_slot(p, unique) : -1;
     if (i >= 0) {
-        fd = p->slots[i].fd;
+        dest = p->slots[i].dest;
         remove_slot(p, (size_t)i);
         p->count--;
         pthread_cond_signal(&p->room);
     }
     pthread_mutex_unlock(&p->lock);
-    return fd;
+    return dest;
 }
 
-int pending_find(struct pending *p, uint64_t unique)
+struct reply_dest *pending_find(struct pending *p, uint64_t unique)
 {
     pthread_mutex_lock(&p->lock);
     long i = unique ? find_slot(p, unique) : -1;
-    int fd = i >= 0 ? p->slots[i].fd : -1;
+    struct reply_dest *dest = i >= 0 ? p->slots[i].dest : NULL;
     pthread_mutex_unlock(&p->lock);
-    return fd;
+    return dest;
 }
 
-void pending_close(struct pending *p, void (*fail)(uint64_t unique, int fd, void *arg),
-                   void *arg)
+void pending_close(struct pending *p,
+                   void (*fail)(uint64_t unique, struct reply_dest *dest, void *arg), void *arg)
 {
     pthread_mutex_lock(&p->lock);
     p->closed = true;
     for (size_t i = 0; i < PENDING_SLOTS; i++) {
         if (p->slots[i].unique == 0)
             continue;
-        fail(p->slots[i].unique, p->slots[i].fd, arg);
+        fail(p->slots[i].unique, p->slots[i].dest, arg);
         p->slots[i].unique = 0;
     }
     p->count = 0;

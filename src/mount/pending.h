@@ -2,9 +2,11 @@
  * pending.h - the set of requests the relay has sent to the host and not
  * yet seen answered.
  *
- * Each entry maps a request's unique to the /dev/fuse fd it was read from:
- * with cloned fds every fd has its own processing queue in the kernel, so a
- * reply is only accepted on the fd that carried the request.  The set also
+ * Each entry maps a request's unique to the queue it came from (its
+ * struct reply_dest, relay_internal.h): with cloned fds every fd has its own
+ * processing queue in the kernel, so a reply is only accepted on the fd
+ * that carried the request, and an io_uring request is answered through
+ * its ring entry.  The set also
  * bounds how many requests are in flight (a slow host then stalls the
  * reader threads instead of growing memory), and when the connection is
  * lost it is the list of requests the relay must fail itself, so that no
@@ -24,9 +26,11 @@
 /* Open addressing at load <= 1/4: probes stay short without tombstones. */
 #define PENDING_SLOTS (4 * PENDING_MAX)
 
+struct reply_dest;
+
 struct pending_entry {
     uint64_t unique; /* 0: free slot (the kernel never uses unique 0) */
-    int fd;
+    struct reply_dest *dest;
 };
 
 struct pending {
@@ -40,25 +44,27 @@ struct pending {
 void pending_init(struct pending *p);
 
 /*
- * Records that request UNIQUE, read from FD, awaits a reply.  Blocks while
+ * Records that request UNIQUE, from DEST, awaits a reply.  Blocks while
  * PENDING_MAX requests are in flight.  Returns 0, -ENOTCONN once the set is
  * closed (the connection is gone: answer the request locally), or -EEXIST
  * for a unique already in flight (a kernel bug; never expected).
  */
-int pending_add(struct pending *p, uint64_t unique, int fd);
+int pending_add(struct pending *p, uint64_t unique, struct reply_dest *dest);
 
-/* Removes UNIQUE and returns its fd, or -1 if it is not in flight. */
-int pending_take(struct pending *p, uint64_t unique);
+/* Removes UNIQUE and returns its destination, or NULL if it is not in
+ * flight. */
+struct reply_dest *pending_take(struct pending *p, uint64_t unique);
 
-/* Returns the fd of UNIQUE without removing it, or -1. */
-int pending_find(struct pending *p, uint64_t unique);
+/* Returns the destination of UNIQUE without removing it, or NULL. */
+struct reply_dest *pending_find(struct pending *p, uint64_t unique);
 
 /*
  * Closes the set: later pending_add() calls fail with -ENOTCONN.  Calls
- * FAIL(unique, fd, arg) for every entry still in flight, under the lock (so
+ * FAIL(unique, dest, arg) for every entry still in flight, under the lock (so
  * no reply can race with it), then empties the set.
  */
-void pending_close(struct pending *p, void (*fail)(uint64_t unique, int fd, void *arg),
+void pending_close(struct pending *p,
+                   void (*fail)(uint64_t unique, struct reply_dest *dest, void *arg),
                    void *arg);
 
 #endif

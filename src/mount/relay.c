@@ -1,11 +1,12 @@
 /*
  * relay.c - see relay.h.
  *
- * Threads: N fuse readers (kernel -> host), one socket reader (host ->
- * kernel), one notification writer (notify_queue.c).  Shared state is the
- * send mutex (one frame at a time on the stream), the pending set (its own
- * lock), and the ending (state_lock).  No thread is ever joined: the
- * program exits once the relay has ended.
+ * Threads: one reader per fd queue (kernel -> host), one per io_uring
+ * queue (uring_queue.c), one reader per host connection (host -> kernel),
+ * one notification writer (notify_queue.c).  Shared state is each
+ * connection's send mutex (one frame at a time on a stream), the pending
+ * set (its own lock), and the ending (state_lock).  No thread is ever
+ * joined: the program exits once the relay has ended.
  */
 #include "mount/relay.h"
 
@@ -27,16 +28,34 @@
 #include "mount/init_filter.h"
 #include "mount/notify_queue.h"
 #include "mount/pending.h"
+#include "mount/relay_internal.h"
+#include "mount/uring_queue.h"
 
 /* Bit 0 of a unique marks the kernel's INTERRUPT requests and the replies
  * to them (FUSE_INT_REQ_BIT in fs/fuse/dev.c; not in the UAPI header).
  * Such a reply belongs to the fd of the interrupted request. */
 #define INT_REQ_BIT 1ULL
 
-struct fuse_reader {
+/* The kernel's READs without FUSE_MAX_PAGES (see init_filter.c). */
+#define KERNEL_DEFAULT_MAX_PAGES 32
+
+/* A reply at least this large whose rest is still in the socket goes
+ * socket -> pipe -> /dev/fuse (splice_reply), not through the reader's
+ * buffer: three system calls instead of two, and one copy of the data
+ * (the kernel's, into the page cache) instead of two.  Smaller ones are
+ * cheaper to copy. */
+#define SPLICE_MIN_REPLY (32 * 1024)
+/* With a pipe, a read that looks for the next reply takes at most this
+ * much: a burst of small replies still comes in one read, and most of a
+ * large one stays in the socket for the splice. */
+#define REPLY_PROBE_READ (16 * 1024)
+
+/* A /dev/fuse queue: a clone of the session fd and its reader thread. */
+struct fd_queue {
+    struct reply_dest dest; /* dest.dev_fd: the queue's fd */
     struct relay *relay;
-    int fd;             /* the session fd or a clone of it */
-    unsigned char *buf; /* cfg.max_frame bytes */
+    struct relay_conn *conn;
+    unsigned char *buf;     /* cfg.max_frame bytes */
 };
 
 struct relay {
@@ -45,18 +64,30 @@ struct relay {
     struct init_filter init;
     _Atomic uint64_t init_unique; /* of the kernel's FUSE_INIT, once read */
     struct notify_queue *notify;
-    pthread_mutex_t send_lock;
-    /* The socket reader's; cfg.max_frame bytes, so every message fits and
-     * is written to the kernel straight from it. */
-    struct fsb_frame_reader replies;
+    struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
+    unsigned nconns;
+    struct uring_queue **rings;   /* nrings, or none */
+    unsigned nrings;
+    bool uring_live;              /* the kernel uses the rings */
+    bool rings_read_conns;        /* ring i reads connection i + 1 itself */
 
     pthread_mutex_t state_lock;
     pthread_cond_t state_changed;
     bool mounted;
     enum relay_end end;
+    char description[96];
 
-    struct fuse_reader readers[];
+    struct fd_queue fdq[];
 };
+
+static int conn_init(struct relay *r, struct relay_conn *c, int sock);
+static void start_conn_reader(struct relay_conn *c);
+
+/* Ring I's own connection (rings_read_conns). */
+static struct relay_conn *ring_conn(struct relay *r, unsigned i)
+{
+    return &r->conns[i + 1];
+}
 
 /* Records the ending if the relay has not ended yet.  True if it was the
  * first, so that one ending is logged once. */
@@ -92,25 +123,33 @@ static int write_to_kernel(int fd, const void *msg, size_t len)
     return err == ENOENT ? 0 : -err;
 }
 
-/* Answers request UNIQUE ourselves, with ERROR (a negative errno). */
-static void reply_error(int fd, uint64_t unique, int error)
+static void deliver_to_fd(struct reply_dest *d, const void *msg, size_t len)
 {
-    struct fuse_out_header oh = { .len = sizeof(oh), .error = error, .unique = unique };
-    write_to_kernel(fd, &oh, sizeof(oh));
+    write_to_kernel(d->dev_fd, msg, len);
 }
 
-static void fail_pending(uint64_t unique, int fd, void *arg)
+void relay_reply_error(struct reply_dest *dest, uint64_t unique, int error)
+{
+    struct fuse_out_header oh = { .len = sizeof(oh), .error = error, .unique = unique };
+    dest->deliver(dest, &oh, sizeof(oh));
+}
+
+static void fail_pending(uint64_t unique, struct reply_dest *dest, void *arg)
 {
     (void)arg;
-    reply_error(fd, unique, -ENOTCONN);
+    relay_reply_error(dest, unique, -ENOTCONN);
 }
 
 /*
- * The host is gone.  Every request it still owed an answer gets ENOTCONN
- * now, and later ones get it from pending_add().  The mount itself stays:
- * when the program exits, closing /dev/fuse aborts the connection, so every
- * later access fails with ENOTCONN, where an unmount would instead let
- * programs silently write into the guest's own directory underneath.
+ * The host is gone (the loss of any one connection counts: a mount with a
+ * dead queue cannot be trusted to make progress).  Every request it still
+ * owed an answer gets ENOTCONN now, and later ones get it from
+ * pending_add().  The mount itself stays: when the program exits, closing
+ * /dev/fuse aborts the connection, so every later access fails with
+ * ENOTCONN, where an unmount would instead let programs silently write into
+ * the guest's own directory underneath.  (A request the kernel had just
+ * queued on one of the program's io_uring entries as it exits ends with
+ * ECANCELED instead: the kernel's choice, as lost as ENOTCONN.)
  */
 static void connection_lost(struct relay *r, const char *reason)
 {
@@ -132,14 +171,27 @@ static bool expects_reply(uint32_t opcode)
            opcode != FUSE_INTERRUPT && opcode != FUSE_NOTIFY_REPLY;
 }
 
-static void send_to_host(struct relay *r, void *msg, size_t len)
+static void send_to_host(struct relay_conn *c, struct iovec *iov, int cnt)
 {
-    struct iovec iov = { .iov_base = msg, .iov_len = len };
-    pthread_mutex_lock(&r->send_lock);
-    int err = fsb_writev_full(r->cfg.sock, &iov, 1);
-    pthread_mutex_unlock(&r->send_lock);
+    pthread_mutex_lock(&c->send_lock);
+    int err = fsb_writev_full(c->sock, iov, cnt);
+    pthread_mutex_unlock(&c->send_lock);
     if (err)
-        connection_lost(r, strerror(-err));
+        connection_lost(c->relay, strerror(-err));
+}
+
+void relay_forward(struct relay_conn *c, struct reply_dest *dest,
+                   const struct fuse_in_header *ih, struct iovec *iov, int cnt)
+{
+    if (expects_reply(ih->opcode)) {
+        /* Before sending: the reply may arrive before send_to_host returns. */
+        int err = pending_add(&c->relay->pending, ih->unique, dest);
+        if (err) {
+            relay_reply_error(dest, ih->unique, err == -ENOTCONN ? -ENOTCONN : -EIO);
+            return;
+        }
+    }
+    send_to_host(c, iov, cnt);
 }
 
 static void note_init(struct relay *r, void *msg, size_t len)
@@ -151,26 +203,17 @@ static void note_init(struct relay *r, void *msg, size_t len)
         init_filter_request(&r->init, msg, len);
 }
 
-static void forward_request(struct fuse_reader *rd, size_t len)
+static void forward_from_fd(struct fd_queue *q, size_t len)
 {
-    struct relay *r = rd->relay;
-    struct fuse_in_header *ih = (void *)rd->buf;
-
+    struct fuse_in_header *ih = (void *)q->buf;
     if (len < sizeof(*ih) || ih->len != len)
         return; /* the kernel never does this */
     log_debug("request %llu: opcode %u, %zu bytes", (unsigned long long)ih->unique,
               ih->opcode, len);
     if (ih->opcode == FUSE_INIT)
-        note_init(r, rd->buf, len);
-    if (expects_reply(ih->opcode)) {
-        /* Before sending: the reply may arrive before send_to_host returns. */
-        int err = pending_add(&r->pending, ih->unique, rd->fd);
-        if (err) {
-            reply_error(rd->fd, ih->unique, err == -ENOTCONN ? -ENOTCONN : -EIO);
-            return;
-        }
-    }
-    send_to_host(r, rd->buf, len);
+        note_init(q->relay, q->buf, len);
+    struct iovec iov = { .iov_base = q->buf, .iov_len = len };
+    relay_forward(q->conn, &q->dest, ih, &iov, 1);
 }
 
 static void device_ended(struct relay *r, int err)
@@ -186,20 +229,20 @@ static void device_ended(struct relay *r, int err)
     }
 }
 
-static void *fuse_reader_main(void *arg)
+static void *fd_queue_main(void *arg)
 {
-    struct fuse_reader *rd = arg;
+    struct fd_queue *q = arg;
     for (;;) {
-        ssize_t n = read(rd->fd, rd->buf, rd->relay->cfg.max_frame);
+        ssize_t n = read(q->dest.dev_fd, q->buf, q->relay->cfg.max_frame);
         if (n >= 0) {
-            forward_request(rd, (size_t)n);
+            forward_from_fd(q, (size_t)n);
             continue;
         }
         /* EINTR, EAGAIN: nothing was read.  ENOENT: the request was
          * interrupted while being read.  libfuse restarts on the same. */
         if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
             continue;
-        device_ended(rd->relay, errno);
+        device_ended(q->relay, errno);
         return NULL;
     }
 }
@@ -208,90 +251,349 @@ static void *fuse_reader_main(void *arg)
  * Host -> kernel
  */
 
-/* Reads one message; points *msg at it (in r->replies: valid until the
- * next read).  Returns 0, -EPIPE at end of stream, -EMSGSIZE for a length
- * outside [header, max_frame], or -errno. */
-static int read_message(struct relay *r, void **msg, size_t *len)
+/* Waits for the next message from C and stores its length in *len.
+ * Returns 0, -EPIPE at end of stream, -EMSGSIZE for a length outside
+ * [header, max_frame], or -errno. */
+static int next_message(struct relay_conn *c, size_t *len)
 {
     uint32_t n;
-    int err = fsb_frame_next_len(&r->replies, &n);
+    int err = fsb_frame_next_len(&c->replies, &n);
     if (err)
         return err;
     *len = n;
-    if (n < sizeof(struct fuse_out_header) || n > r->cfg.max_frame)
+    if (n < sizeof(struct fuse_out_header) || n > c->relay->cfg.max_frame)
         return -EMSGSIZE;
-    return fsb_frame_take(&r->replies, n, msg);
+    return 0;
+}
+
+static void describe(struct relay *r)
+{
+    snprintf(r->description, sizeof(r->description), "%s, %u queue%s, %u connection%s%s",
+             r->uring_live ? "io_uring" : "/dev/fuse",
+             r->uring_live ? r->nrings : r->cfg.queues,
+             (r->uring_live ? r->nrings : r->cfg.queues) == 1 ? "" : "s", r->nconns,
+             r->nconns == 1 ? "" : "s", r->cfg.poll_us ? "" : ", no polling");
+}
+
+/* After the INIT reply that enabled FUSE_OVER_IO_URING: every ring
+ * registers its entries.  A refusal makes the kernel fall back to
+ * /dev/fuse (it clears io_uring on a failed REGISTER), where the fd queues
+ * already read. */
+static bool register_rings(struct relay *r)
+{
+    int err = 0;
+    unsigned i;
+    for (i = 0; i < r->nrings && !err; i++)
+        err = r->rings_read_conns
+                  ? uring_queue_register(r->rings[i], ring_conn(r, i), true)
+                  : uring_queue_register(r->rings[i], &r->conns[i % r->nconns], false);
+    for (unsigned j = i; j < r->nrings; j++)
+        uring_queue_discard(r->rings[j]);
+    r->uring_live = !err;
+    if (!err)
+        return true;
+    /* The connections of the rings that did not register have nobody
+     * reading them now; the fd queues may send on them. */
+    for (unsigned j = i - 1; r->rings_read_conns && j < r->nrings; j++)
+        start_conn_reader(ring_conn(r, j));
+    if (r->cfg.uring == RELAY_URING_ON) {
+        if (set_end(r, RELAY_INIT_REFUSED))
+            log_error("uring=on: the kernel refused io_uring queue %u: %s", i - 1,
+                      strerror(-err));
+        return false;
+    }
+    log_info("the kernel refused io_uring queue %u (%s): using /dev/fuse queues", i - 1,
+             strerror(-err));
+    return true;
+}
+
+/* uring=on needs the kernel's offer; without it the mount fails before
+ * the INIT reply (the caller then unmounts).  True to go on. */
+static bool uring_offer_ok(struct relay *r)
+{
+    if (r->cfg.uring != RELAY_URING_ON || init_filter_offers_uring(&r->init))
+        return true;
+    if (set_end(r, RELAY_INIT_REFUSED))
+        log_error("uring=on: the kernel does not offer FUSE-over-io_uring (it needs Linux "
+                  "6.14+ with CONFIG_FUSE_IO_URING and the fuse module's enable_uring=1)");
+    return false;
+}
+
+/* Connections wanted: one per queue that will carry requests (rings if
+ * the INIT reply grants them, at most queues= of them, else fd queues).
+ * With a ring per CPU and queues= not below them, one more: each ring then
+ * reads the replies of a connection of its own in its own io_uring, and
+ * connection 0 stays with what comes through /dev/fuse (INIT, FORGET,
+ * INTERRUPT) and the host's notifications. */
+static unsigned connections_wanted(const struct relay *r)
+{
+    unsigned want = r->cfg.queues;
+    if (r->init.uring)
+        want = r->nrings <= want ? r->nrings + 1 : want;
+    return want > RELAY_MAX_CONNS ? RELAY_MAX_CONNS : want;
+}
+
+/* Opens the connections wanted, when the host lets connections join.  A
+ * join that fails leaves the queues sharing the connections there are,
+ * read by reader threads. */
+static void join_connections(struct relay *r)
+{
+    unsigned want = connections_wanted(r);
+    while (r->cfg.join && r->nconns < want) {
+        struct relay_conn *c = &r->conns[r->nconns];
+        int fd = r->cfg.join(r->cfg.join_arg);
+        if (fd < 0)
+            break;
+        if (conn_init(r, c, fd) < 0) {
+            log_error("cannot set up a connection: out of resources");
+            close(fd);
+            break;
+        }
+        r->nconns++;
+    }
+    r->rings_read_conns = r->init.uring && r->nconns == r->nrings + 1;
+    for (unsigned i = 1; !r->rings_read_conns && i < r->nconns; i++)
+        start_conn_reader(&r->conns[i]);
+    for (unsigned i = 0; i < r->cfg.queues; i++)
+        r->fdq[i].conn = &r->conns[i % r->nconns];
 }
 
 /* init_filter edits the reply through its structs, and messages lie at any
  * offset in the reader's buffer: it works on an aligned copy of the part
  * it knows, which then goes back in place. */
-static void deliver_init_reply(struct relay *r, int fd, void *msg, size_t len)
+static void deliver_init_reply(struct relay *r, struct reply_dest *dest, void *msg, size_t len)
 {
     struct {
         struct fuse_out_header oh;
         struct fuse_init_out out;
     } head = { 0 };
     size_t known = len < sizeof(head) ? len : sizeof(head);
+    if (!uring_offer_ok(r))
+        return;
     memcpy(&head, msg, known);
     int refused = init_filter_reply(&r->init, &head, known, r->cfg.max_frame);
     memcpy(msg, &head, known);
-    int err = write_to_kernel(fd, msg, len);
+    if (!refused)
+        join_connections(r);
+    int err = write_to_kernel(dest->dev_fd, msg, len);
     if (refused) {
         if (set_end(r, RELAY_INIT_REFUSED))
             log_error("host refused FUSE_INIT: %s", strerror(refused < 0 ? -refused : refused));
     } else if (err) {
         if (set_end(r, RELAY_DEVICE_ERROR))
             log_error("kernel refused the host's FUSE_INIT reply: %s", strerror(-err));
-    } else {
+    } else if (!r->init.uring || register_rings(r)) {
+        for (unsigned i = 0; !r->init.uring && i < r->nrings; i++)
+            uring_queue_discard(r->rings[i]);
+        describe(r);
         set_mounted(r);
     }
 }
 
-static void deliver(struct relay *r, void *msg, size_t len)
+/* Replies that go to their request's queue (not notifications, replies
+ * to INTERRUPT, or the INIT reply). */
+static bool is_plain_reply(struct relay *r, uint64_t unique)
 {
+    return unique != 0 && !(unique & INT_REQ_BIT) && unique != atomic_load(&r->init_unique);
+}
+
+/*
+ * An invalidation of attributes alone (FUSE_NOTIFY_INVAL_INODE, offset
+ * below 0) touches no page and takes no lock a request may hold, so it
+ * cannot block: it goes to the kernel at once, in its order with the
+ * replies of this connection.  The host sends one before a reply whose
+ * request changed attributes the kernel does not know of (a mode set by
+ * an ACL): the caller must see them once its call returns.
+ */
+static bool is_attr_invalidation(const void *msg, size_t len, const struct fuse_out_header *oh)
+{
+    struct fuse_notify_inval_inode_out a;
+    if (oh->error != FUSE_NOTIFY_INVAL_INODE || len != sizeof(*oh) + sizeof(a))
+        return false;
+    memcpy(&a, (const char *)msg + sizeof(*oh), sizeof(a));
+    return a.off < 0;
+}
+
+static void deliver(struct relay_conn *c, void *msg, size_t len)
+{
+    struct relay *r = c->relay;
     struct fuse_out_header oh;
     memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
+    if (oh.unique == 0 && is_attr_invalidation(msg, len, &oh)) {
+        write_to_kernel(r->cfg.session_fd, msg, len);
+        return;
+    }
     if (oh.unique == 0) {
         notify_queue_push(r->notify, msg, len);
         return;
     }
     if (oh.unique & INT_REQ_BIT) {
-        int fd = pending_find(&r->pending, oh.unique & ~INT_REQ_BIT);
-        if (fd >= 0)
-            write_to_kernel(fd, msg, len);
+        struct reply_dest *d = pending_find(&r->pending, oh.unique & ~INT_REQ_BIT);
+        if (d)
+            write_to_kernel(d->dev_fd, msg, len);
         return;
     }
-    int fd = pending_take(&r->pending, oh.unique);
-    if (fd < 0) {
+    struct reply_dest *d = pending_take(&r->pending, oh.unique);
+    if (!d) {
         log_debug("reply to unknown request %llu dropped", (unsigned long long)oh.unique);
         return;
     }
     if (oh.unique == atomic_load(&r->init_unique))
-        deliver_init_reply(r, fd, msg, len);
+        deliver_init_reply(r, d, msg, len);
     else
-        write_to_kernel(fd, msg, len);
+        d->deliver(d, msg, len);
 }
 
-static void *socket_reader_main(void *arg)
+/* The socket took no splice (EINVAL before the first byte): the HAVE bytes
+ * of the reply already in the pipe come back out, the rest is read, and
+ * the reply is copied to D; the connection copies from now on. */
+static int copy_after_refusal(struct relay_conn *c, struct reply_dest *d, size_t len, size_t have)
 {
-    struct relay *r = arg;
-    size_t len = 0;
-    void *msg;
-    int err;
-    while ((err = read_message(r, &msg, &len)) == 0)
-        deliver(r, msg, len);
+    log_info("the connection to %s takes no splice: replies are copied", c->relay->cfg.address);
+    char *msg = malloc(len);
+    int err = msg ? fsb_pipe_drain(&c->pipe, msg, have) : -ENOMEM;
+    if (!err)
+        err = fsb_read_full(c->sock, msg + have, len - have);
+    if (!err)
+        d->deliver(d, msg, len);
+    free(msg);
+    fsb_pipe_close(&c->pipe);
+    c->replies.probe_max = 0;
+    return err;
+}
 
+/*
+ * A large reply for a /dev/fuse queue, LEN bytes: what the reader has of
+ * it goes into the pipe, the rest is spliced from the socket behind it
+ * (the daemon spliced it from the host file, so these are its page-cache
+ * pages), and the whole message is spliced into /dev/fuse, which copies
+ * the data into the guest's page cache.  The relay checked the length
+ * (next_message) and the unique (the pending set knew it); the kernel
+ * checks the rest, as for a write().  Returns 0 or -errno: the stream is
+ * broken then.
+ */
+static int splice_reply(struct relay_conn *c, struct reply_dest *d, size_t len)
+{
+    void *head;
+    size_t have = fsb_frame_take_head(&c->replies, len, &head);
+    int err = fsb_write_full(c->pipe.wr, head, have);
+    ssize_t n = err ? err : fsb_splice_in(c->sock, NULL, &c->pipe, len - have);
+    if (n == -EINVAL)
+        return copy_after_refusal(c, d, len, have);
+    if (n >= 0 && (size_t)n < len - have)
+        n = -EPIPE; /* the stream ended inside the reply */
+    if (n < 0) {
+        fsb_pipe_empty(&c->pipe);
+        return (int)n;
+    }
+    err = fsb_splice_out(&c->pipe, d->dev_fd, len, SPLICE_F_MOVE, NULL);
+    if (err) {
+        /* ENOENT: interrupted meanwhile, as in write_to_kernel. */
+        if (err != -ENOENT)
+            log_debug("reply dropped by the kernel: %s", strerror(-err));
+        if (fsb_pipe_empty(&c->pipe))
+            return -EIO;
+    }
+    return 0;
+}
+
+/* A large reply for a ring entry: its payload is read from the socket
+ * straight into the entry's buffer (what the reader has of it copied
+ * there), not through the reader's buffer.  False when it does not fit
+ * there: then it takes the usual way, which answers EIO. */
+static bool read_in_place(struct relay_conn *c, struct reply_dest *d, size_t len,
+                          const struct fuse_out_header *oh, int *err)
+{
+    size_t payload = len - sizeof(*oh);
+    void *buf = d->payload_buf(d, payload);
+    if (!buf)
+        return false;
+    void *head;
+    fsb_frame_take_head(&c->replies, sizeof(*oh), &head); /* peeked: buffered */
+    *err = fsb_frame_take_into(&c->replies, buf, payload);
+    if (!*err)
+        d->deliver_in_place(d, oh, payload);
+    return true;
+}
+
+/* Whether the next reply, LEN bytes, is large and mostly still in the
+ * socket: worth splicing, or reading in place. */
+static bool large_and_unread(const struct relay_conn *c, size_t len)
+{
+    return c->replies.probe_max && len >= SPLICE_MIN_REPLY &&
+           len - fsb_frame_buffered(&c->replies) >= SPLICE_MIN_REPLY / 2;
+}
+
+/* Reads one reply of LEN bytes (next_message checked the length) and
+ * hands it on.  Returns 0 or -errno. */
+static int relay_reply(struct relay_conn *c, size_t len)
+{
+    struct reply_dest *d = NULL;
+    const void *head;
+    struct fuse_out_header oh;
+    int err;
+    if (large_and_unread(c, len)) {
+        if ((err = fsb_frame_peek(&c->replies, sizeof(oh), &head)))
+            return err;
+        memcpy(&oh, head, sizeof(oh));
+        if (is_plain_reply(c->relay, oh.unique))
+            d = pending_take(&c->relay->pending, oh.unique);
+        if (d && d->to_dev_fd && c->pipe.rd >= 0 &&
+            fsb_pipe_stream_slots(len) <= c->pipe.slots)
+            return splice_reply(c, d, len);
+        if (d && d->payload_buf && read_in_place(c, d, len, &oh, &err))
+            return err;
+    }
+    void *msg;
+    if ((err = fsb_frame_take(&c->replies, len, &msg)))
+        return err;
+    if (d)
+        d->deliver(d, msg, len); /* taken above: a ring entry's */
+    else
+        deliver(c, msg, len);
+    return 0;
+}
+
+/* Reading C failed with ERR (LEN: the length read, for -EMSGSIZE). */
+static void conn_failed(struct relay_conn *c, int err, size_t len)
+{
     char reason[96];
     if (err == -EPIPE)
         snprintf(reason, sizeof(reason), "connection closed by the host");
     else if (err == -EMSGSIZE)
         snprintf(reason, sizeof(reason), "message of %zu bytes from the host (limit %u)", len,
-                 r->cfg.max_frame);
+                 c->relay->cfg.max_frame);
     else
         snprintf(reason, sizeof(reason), "%s", strerror(-err));
-    connection_lost(r, reason);
+    connection_lost(c->relay, reason);
+}
+
+static void *conn_reader_main(void *arg)
+{
+    struct relay_conn *c = arg;
+    size_t len = 0;
+    int err;
+    while ((err = next_message(c, &len)) == 0 && (err = relay_reply(c, len)) == 0)
+        ;
+    conn_failed(c, err, len);
     return NULL;
+}
+
+int relay_conn_read_ready(struct relay_conn *c)
+{
+    /* Readable: a message (or the end) has begun; what is buffered after
+     * it has begun too, so reading it waits at most for its rest. */
+    size_t len = 0;
+    do {
+        int err = next_message(c, &len);
+        if (!err)
+            err = relay_reply(c, len);
+        if (err) {
+            conn_failed(c, err, len);
+            return err;
+        }
+    } while (fsb_frame_buffered(&c->replies) > 0);
+    return 0;
 }
 
 /* ----------------------------------------------------------------------
@@ -314,10 +616,10 @@ static int clone_session_fd(int session_fd)
     return fd;
 }
 
-/* Reader I's fd.  Without permission to open /dev/fuse (a mount made by a
- * user through fusermount3) readers share the session fd: the kernel
- * allows concurrent reads of one fd, only with one queue for all. */
-static int reader_fd(const struct relay_config *cfg, unsigned i)
+/* Queue I's fd.  Without permission to open /dev/fuse (a mount made by a
+ * user through fusermount3) queues share the session fd: the kernel
+ * allows concurrent reads of one fd, only with one processing list. */
+static int queue_fd(const struct relay_config *cfg, unsigned i)
 {
     if (i == 0)
         return cfg->session_fd;
@@ -325,34 +627,122 @@ static int reader_fd(const struct relay_config *cfg, unsigned i)
     if (fd >= 0)
         return fd;
     if (i == 1)
-        log_debug("cannot clone /dev/fuse (%s): readers share one fd", strerror(-fd));
+        log_debug("cannot clone /dev/fuse (%s): queues share one fd", strerror(-fd));
     return cfg->session_fd;
 }
 
+/* A connection's pipe for large replies: without one (out of fds) they
+ * are copied. */
+static void conn_open_pipe(struct relay_conn *c)
+{
+    size_t slots = fsb_pipe_stream_slots(c->relay->cfg.max_frame);
+    int err = fsb_pipe_open(&c->pipe, slots * (size_t)sysconf(_SC_PAGESIZE));
+    if (err)
+        log_debug("no pipe for replies (%s): they are copied", strerror(-err));
+    else
+        c->replies.probe_max = REPLY_PROBE_READ;
+}
+
+static int conn_init(struct relay *r, struct relay_conn *c, int sock)
+{
+    *c = (struct relay_conn){ .relay = r, .sock = sock, .pipe = { .rd = -1, .wr = -1 } };
+    pthread_mutex_init(&c->send_lock, NULL);
+    fsb_halt_poll_init(&c->poll, r->cfg.poll_us);
+    int err = fsb_frame_reader_init(&c->replies, sock, r->cfg.max_frame);
+    c->replies.poll = &c->poll;
+    if (!err)
+        conn_open_pipe(c);
+    return err;
+}
+
+static void *conn_reader_main(void *arg);
+static int start_thread(void *(*fn)(void *), void *arg);
+
+static void start_conn_reader(struct relay_conn *c)
+{
+    /* Out of threads: the connection stays unread, and a request sent on
+     * it waits, so the host is as good as lost. */
+    if (start_thread(conn_reader_main, c) < 0)
+        connection_lost(c->relay, "cannot start a connection's reader: out of resources");
+}
+
+/* Allocates everything; on failure the caller exits, so nothing is freed. */
 static struct relay *relay_alloc(const struct relay_config *cfg)
 {
-    struct relay *r = calloc(1, sizeof(*r) + cfg->threads * sizeof(r->readers[0]));
+    struct relay *r = calloc(1, sizeof(*r) + cfg->queues * sizeof(r->fdq[0]));
     if (!r)
         return NULL;
     r->cfg = *cfg;
+    r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
-    pthread_mutex_init(&r->send_lock, NULL);
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_cond_init(&r->state_changed, NULL);
-    bool ok = fsb_frame_reader_init(&r->replies, cfg->sock, cfg->max_frame) == 0;
-    for (unsigned i = 0; ok && i < cfg->threads; i++) {
-        r->readers[i] = (struct fuse_reader){ .relay = r, .fd = -1 };
+    r->conns = calloc(RELAY_MAX_CONNS, sizeof(r->conns[0]));
+    if (!r->conns || conn_init(r, &r->conns[0], cfg->sock) < 0)
+        return NULL;
+    r->nconns = 1;
+    for (unsigned i = 0; i < cfg->queues; i++) {
+        r->fdq[i] = (struct fd_queue){ .relay = r, .conn = &r->conns[0] };
+        r->fdq[i].dest = (struct reply_dest){ .deliver = deliver_to_fd, .dev_fd = -1,
+                                              .to_dev_fd = true };
         /* The kernel refuses reads into less than FUSE_MIN_READ_BUFFER (the
          * handshake makes sure the frame is not smaller) or less than a
          * WRITE of max_write (init_filter caps it to the frame).  In turn it
          * never hands us a request larger than the buffer: it fails those
          * itself (E2BIG for an oversized SETXATTR), so every request fits
          * in one frame. */
-        r->readers[i].buf = malloc(cfg->max_frame);
-        if (!r->readers[i].buf)
-            return NULL; /* the caller exits: nothing to free */
+        r->fdq[i].buf = malloc(cfg->max_frame);
+        if (!r->fdq[i].buf)
+            return NULL;
     }
-    return ok ? r : NULL;
+    return r;
+}
+
+/* A ring entry's payload buffer: at least the kernel's largest payload,
+ * max(FUSE_MIN_READ_BUFFER, max_write, max_pages pages), which
+ * init_filter keeps within the frame (or the kernel's default of 32
+ * pages). */
+static size_t ring_payload_size(uint32_t max_frame)
+{
+    size_t size = (size_t)KERNEL_DEFAULT_MAX_PAGES * (size_t)sysconf(_SC_PAGESIZE);
+    if (size < FUSE_MIN_READ_BUFFER)
+        size = FUSE_MIN_READ_BUFFER;
+    return size > max_frame ? size : max_frame;
+}
+
+/* Creates the io_uring queues, one per possible CPU, before INIT: whether
+ * io_uring works decides what the INIT reply offers the kernel.  Returns
+ * 0 (rings made, or fd queues only under uring=auto) or -errno for
+ * uring=on. */
+static int start_rings(struct relay *r)
+{
+    int n = uring_queue_count();
+    int err = n < 0 ? n : 0;
+    if (!err && !(r->rings = calloc((size_t)n, sizeof(r->rings[0]))))
+        err = -ENOMEM;
+    for (int i = 0; !err && i < n; i++) {
+        struct uring_queue_config qc = {
+            .qid = (unsigned)i,
+            .dev_fd = r->cfg.session_fd,
+            .payload_size = ring_payload_size(r->cfg.max_frame),
+        };
+        err = uring_queue_create(&qc, &r->rings[i]);
+        if (r->rings[i])
+            r->nrings = (unsigned)i + 1;
+    }
+    if (!err) {
+        r->init.want_uring = true;
+        return 0;
+    }
+    for (unsigned i = 0; i < r->nrings; i++)
+        uring_queue_discard(r->rings[i]);
+    r->nrings = 0;
+    if (r->cfg.uring == RELAY_URING_ON) {
+        log_error("uring=on: cannot set up io_uring: %s", strerror(-err));
+        return err;
+    }
+    log_info("io_uring unavailable (%s): using /dev/fuse queues", strerror(-err));
+    return 0;
 }
 
 static int start_thread(void *(*fn)(void *), void *arg)
@@ -365,22 +755,33 @@ static int start_thread(void *(*fn)(void *), void *arg)
     return 0;
 }
 
-int relay_start(const struct relay_config *cfg, struct relay **out)
+static int start_threads(struct relay *r)
 {
-    if (cfg->max_frame < FUSE_MIN_READ_BUFFER || cfg->threads < 1)
-        return -EINVAL;
-    struct relay *r = relay_alloc(cfg);
-    if (!r)
-        return -ENOMEM;
+    const struct relay_config *cfg = &r->cfg;
     int err = notify_queue_start(&r->notify, cfg->session_fd);
-    for (unsigned i = 0; !err && i < cfg->threads; i++) {
-        r->readers[i].fd = reader_fd(cfg, i);
-        err = start_thread(fuse_reader_main, &r->readers[i]);
+    for (unsigned i = 0; !err && i < cfg->queues; i++) {
+        r->fdq[i].dest.dev_fd = queue_fd(cfg, i);
+        err = start_thread(fd_queue_main, &r->fdq[i]);
     }
     if (!err)
-        err = start_thread(socket_reader_main, r);
-    *out = r;
+        err = start_thread(conn_reader_main, &r->conns[0]);
+    if (err)
+        log_error("cannot start the relay: %s", strerror(-err));
     return err;
+}
+
+int relay_start(const struct relay_config *cfg, struct relay **out)
+{
+    if (cfg->max_frame < FUSE_MIN_READ_BUFFER || cfg->queues < 1)
+        return -EINVAL;
+    struct relay *r = relay_alloc(cfg);
+    if (!r) {
+        log_error("cannot start the relay: %s", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    *out = r;
+    int err = cfg->uring != RELAY_URING_OFF ? start_rings(r) : 0;
+    return err ? err : start_threads(r);
 }
 
 /* ----------------------------------------------------------------------
@@ -395,6 +796,11 @@ enum relay_end relay_wait_mounted(struct relay *r)
     enum relay_end end = r->mounted ? RELAY_RUNNING : r->end;
     pthread_mutex_unlock(&r->state_lock);
     return end;
+}
+
+const char *relay_describe(const struct relay *r)
+{
+    return r->description;
 }
 
 enum relay_end relay_wait(struct relay *r)

@@ -3,12 +3,42 @@
  * between the kernel (/dev/fuse) and the host (fsbridged) unchanged, apart
  * from the INIT edits of init_filter.h.
  *
- * Reader threads, each on its own clone of the session's /dev/fuse fd, read
- * requests and write each to the stream as one frame.  One thread reads the
- * stream and writes each reply back to the fd its request came from.  The
- * relay keeps track of every request in flight (pending.h), so that when
- * the host goes away it can fail them all with ENOTCONN instead of leaving
- * guest processes waiting forever.
+ * The relay is a set of queues, each a path from the kernel to the host and
+ * back that no other queue shares (the goal is that a request and its reply
+ * cross no CPU on the way that the program making it did not run on):
+ *
+ *   kind            kernel side                      host side
+ *   --------------  -------------------------------  ---------------------
+ *   /dev/fuse fd    a clone of the session fd       the queue's stream
+ *   (fd_queue)      (FUSE_DEV_IOC_CLONE): its own    connection (shared
+ *                   processing list; one reader      when the host has
+ *                   thread                           only one, see below)
+ *   io_uring ring   one FUSE-over-io_uring queue     the same
+ *   (uring_queue.h) per CPU: the kernel hands a
+ *                   request to the ring of the CPU
+ *                   its program runs on
+ *
+ * With uring=auto (the default) the relay uses rings when the kernel
+ * offers FUSE_OVER_IO_URING in INIT (Linux 6.14+, the fuse module's
+ * enable_uring=1) and io_uring works; otherwise fd queues.  The fd queues
+ * exist in both cases: the kernel still sends INIT, FORGET and INTERRUPT
+ * through /dev/fuse.
+ *
+ * Host side: one stream connection per queue when the host joins several
+ * connections into one session (stream protocol v2); against an older
+ * host, all queues share the one connection (a send lock keeps frames
+ * whole).  With an io_uring ring per CPU, one connection more: each ring
+ * reads the replies of its own connection in its ring (uring_queue.h), so
+ * a request and its reply stay on one thread; connection 0 carries what
+ * comes through /dev/fuse.  Every other connection has a reader thread.
+ * Replies go to the queue their request came from, found in the pending
+ * set (pending.h), which also lets the relay fail every request in flight
+ * with ENOTCONN when the host goes away instead of leaving guest processes
+ * waiting.
+ *
+ * A connection's reader thread spins for replies before sleeping
+ * (halt_poll.h, -o poll_us=), so a fast host's reply is taken without a
+ * wake-up; an idle mount sleeps.  A ring's thread waits in io_uring.
  *
  * The relay holds no filesystem logic: the host's FUSE engine validates and
  * answers everything.
@@ -16,17 +46,46 @@
 #ifndef FSB_MOUNT_RELAY_H
 #define FSB_MOUNT_RELAY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-#define RELAY_DEFAULT_THREADS 4
-#define RELAY_MAX_THREADS 64
+#define RELAY_MAX_QUEUES 64
+/* Connections of one session (the host's limit too). */
+#define RELAY_MAX_CONNS 64
+/* poll_us: the bound and the default.  The default is 0 (sleep at once).
+ * Measured on 2 CPUs (bench/README.md, "per-CPU queues, the reply hop
+ * and polling"), both sides spinning gained nothing over the daemon
+ * spinning alone, which cost 1.6x the CPU per create.  The relay's spin
+ * alone on fd queues gained 15-25% on metadata requests in one run, but
+ * no more than the spread between runs in a second one, where grep -r
+ * lost.  Rings never spin: their threads wait in io_uring. */
+#define RELAY_MAX_POLL_US 1000
+#define RELAY_DEFAULT_POLL_US 0
+
+enum relay_uring {
+    RELAY_URING_AUTO, /* rings when the kernel offers them, else fd queues */
+    RELAY_URING_ON,   /* rings, or the mount fails */
+    RELAY_URING_OFF,  /* fd queues only */
+};
 
 struct relay_config {
     int sock;            /* the host stream, after a successful HELLO */
+    /* Opens one more connection of the same session and returns its fd,
+     * or -1 after logging why; NULL when the host takes one connection
+     * only (a version-1 host).  Called once the host has answered INIT
+     * (the host refuses joins before), before the kernel sees the answer,
+     * so every queue has its connection by the first request. */
+    int (*join)(void *arg);
+    void *join_arg;
     int session_fd;      /* fuse_session_fd() of the mounted session */
     uint32_t max_frame;  /* largest message of the session (HELLO reply),
                             at least FUSE_MIN_READ_BUFFER */
-    unsigned threads;    /* /dev/fuse reader threads, 1..RELAY_MAX_THREADS */
+    unsigned queues;     /* fd queues, 1..RELAY_MAX_QUEUES */
+    unsigned poll_us;    /* reply spin limit, 0..RELAY_MAX_POLL_US */
+    enum relay_uring uring;
+    /* no_default_permissions: the guest kernel checks no permission, so
+     * every open must reach the host (see init_filter.h) */
+    bool host_checks_permissions;
     const char *address; /* as the user gave it, for messages */
 };
 
@@ -36,7 +95,8 @@ enum relay_end {
     RELAY_UNMOUNTED,    /* the kernel ended the session (umount) */
     RELAY_STOPPED,      /* relay_stop() was called (a signal) */
     RELAY_LOST,         /* the host went away; in-flight requests were failed */
-    RELAY_INIT_REFUSED, /* the host answered the kernel's FUSE_INIT with an error */
+    RELAY_INIT_REFUSED, /* the host answered the kernel's FUSE_INIT with an
+                           error, or uring=on and the kernel cannot */
     RELAY_DEVICE_ERROR, /* /dev/fuse failed, e.g. the connection was aborted */
 };
 
@@ -44,14 +104,20 @@ struct relay;
 
 /*
  * Starts the relay threads.  Call with the signals the program handles
- * blocked, so that no relay thread receives them.  Returns 0 or -errno; on
- * failure some threads may already run, and the caller is expected to exit.
+ * blocked, so that no relay thread receives them.  Returns 0 or -errno
+ * after logging one line; on failure some threads may already run, and the
+ * caller is expected to exit.
  */
 int relay_start(const struct relay_config *cfg, struct relay **out);
 
-/* Waits until the mount is live (the host's INIT reply reached the kernel).
- * Returns RELAY_RUNNING then, or how the relay ended before that. */
+/* Waits until the mount is live (the host's INIT reply reached the kernel
+ * and the queues are set up).  Returns RELAY_RUNNING then, or how the relay
+ * ended before that. */
 enum relay_end relay_wait_mounted(struct relay *r);
+
+/* Once mounted: what the queues are, e.g. "io_uring, 2 queues, 2
+ * connections", for the log and the mounted line. */
+const char *relay_describe(const struct relay *r);
 
 /* Waits until the relay ends; returns how.  Endings other than
  * RELAY_UNMOUNTED and RELAY_STOPPED have already been logged. */

@@ -46,6 +46,7 @@ void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE])
     memcpy(buf, FSB_STREAM_MAGIC, 4);
     put_le16(buf + 4, h->version);
     buf[6] = h->byte_order;
+    buf[7] = h->flags;
     put_le32(buf + 8, h->max_frame);
     put_le16(buf + 12, h->name_len);
 }
@@ -53,10 +54,14 @@ void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE])
 int fsb_hello_decode(const uint8_t buf[FSB_HELLO_SIZE], struct fsb_hello *h)
 {
     memset(h, 0, sizeof(*h));
-    if (memcmp(buf, FSB_STREAM_MAGIC, 4) != 0 || buf[7] != 0 || get_le16(buf + 14) != 0)
+    if (memcmp(buf, FSB_STREAM_MAGIC, 4) != 0 || get_le16(buf + 14) != 0)
         return -EPROTO;
     h->version = get_le16(buf + 4);
     h->byte_order = buf[6];
+    h->flags = buf[7];
+    /* Byte 7 was reserved in version 1; later versions define only JOIN. */
+    if (h->flags & ~(h->version >= FSB_STREAM_VERSION_JOIN ? FSB_HELLO_JOIN : 0))
+        return -EPROTO;
     h->max_frame = get_le32(buf + 8);
     h->name_len = get_le16(buf + 12);
     if (h->name_len > FSB_EXPORT_NAME_MAX)
@@ -73,6 +78,11 @@ int fsb_hello_check_name(struct fsb_hello *h)
     }
     h->name[h->name_len] = 0;
     return 0;
+}
+
+size_t fsb_hello_tail_size(const struct fsb_hello *h)
+{
+    return h->name_len + (h->flags & FSB_HELLO_JOIN ? FSB_SESSION_TOKEN_SIZE : 0);
 }
 
 void fsb_hello_reply_encode(const struct fsb_hello_reply *r, uint8_t buf[FSB_HELLO_REPLY_SIZE])

@@ -11,19 +11,28 @@
  *              with a zero byte, so one listener tells the two apart)
  *     4  u16   version (FSB_STREAM_VERSION)
  *     6  u8    byte order of the FUSE messages that follow (1 LE, 2 BE)
- *     7  u8    reserved, 0
+ *     7  u8    flags (version 2; must be 0 in a version-1 HELLO):
+ *              bit 0 FSB_HELLO_JOIN, every other bit must be 0
  *     8  u32   largest frame the client accepts
  *     12 u16   export name length (0: the server's default export)
  *     14 u16   reserved, 0
  *     16       export name, not NUL-terminated
+ *     then, with FSB_HELLO_JOIN only: the 16-byte session token
  *
  *   HELLO reply (server to client), 16 bytes
  *     0  u8[4] magic "FSBR"
  *     4  u16   version the session will speak (min of both)
  *     6  u16   reserved, 0
  *     8  u32   status: 0, or a Linux errno (ENOENT: no such export,
- *              EPROTO: unsupported version or byte order)
+ *              EPROTO: unsupported version or byte order, ESTALE: no
+ *              session to join with that token, EMFILE: the session has
+ *              all the connections it may have)
  *     12 u32   largest frame of the session (min of both sides)
+ *     then, when status is 0 and version >= 2: the 16-byte session token
+ *
+ * Version 2 lets one FUSE session span many connections (one per queue of
+ * the client): the first connection's reply carries the token, and a
+ * HELLO with FSB_HELLO_JOIN and that token adds a connection to it.
  */
 #ifndef FSB_STREAM_HELLO_H
 #define FSB_STREAM_HELLO_H
@@ -32,7 +41,11 @@
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 1
+#define FSB_STREAM_VERSION 2
+/* The first version whose HELLO has flags and whose reply has a token. */
+#define FSB_STREAM_VERSION_JOIN 2
+#define FSB_HELLO_JOIN 0x01
+#define FSB_SESSION_TOKEN_SIZE 16
 #define FSB_HELLO_SIZE 16
 #define FSB_HELLO_REPLY_SIZE 16
 #define FSB_EXPORT_NAME_MAX 255
@@ -49,9 +62,11 @@
 struct fsb_hello {
     uint16_t version;
     uint8_t byte_order;
+    uint8_t flags;         /* FSB_HELLO_JOIN or 0 */
     uint32_t max_frame;
     uint16_t name_len;
     char name[FSB_EXPORT_NAME_MAX + 1]; /* NUL-terminated after decoding */
+    uint8_t token[FSB_SESSION_TOKEN_SIZE]; /* with FSB_HELLO_JOIN: read after the name */
 };
 
 struct fsb_hello_reply {
@@ -67,16 +82,20 @@ uint8_t fsb_native_byte_order(void);
 void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE]);
 
 /*
- * Decodes the fixed part.  Returns 0, or -EPROTO for a wrong magic or
- * reserved bits, -ENAMETOOLONG for a name over FSB_EXPORT_NAME_MAX.  The
- * name itself (name_len bytes) follows and is checked by
- * fsb_hello_check_name().
+ * Decodes the fixed part.  Returns 0, or -EPROTO for a wrong magic,
+ * reserved bits, flags in a version-1 HELLO or unknown flags,
+ * -ENAMETOOLONG for a name over FSB_EXPORT_NAME_MAX.  The name itself
+ * (name_len bytes) follows and is checked by fsb_hello_check_name(); then,
+ * with FSB_HELLO_JOIN, the token (fsb_hello_tail_size() counts both).
  */
 int fsb_hello_decode(const uint8_t buf[FSB_HELLO_SIZE], struct fsb_hello *h);
 
 /* Export names are printable ASCII without '/' or ','.  Returns 0 or -EINVAL;
  * on success h->name is NUL-terminated. */
 int fsb_hello_check_name(struct fsb_hello *h);
+
+/* Bytes that follow the fixed part of a decoded HELLO: name and token. */
+size_t fsb_hello_tail_size(const struct fsb_hello *h);
 
 void fsb_hello_reply_encode(const struct fsb_hello_reply *r, uint8_t buf[FSB_HELLO_REPLY_SIZE]);
 int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_hello_reply *r);

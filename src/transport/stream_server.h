@@ -11,7 +11,9 @@
 #ifndef FSB_STREAM_SERVER_H
 #define FSB_STREAM_SERVER_H
 
+#include "common/budget.h"
 #include "engine/session.h"
+#include "transport/peer_rules.h"
 
 struct stream_server_config {
     const struct fsb_export *exports;
@@ -19,8 +21,14 @@ struct stream_server_config {
     const int *listen_fds;
     unsigned nlisten;
     unsigned max_workers;   /* per session */
-    unsigned max_sessions;
-    unsigned max_sessions_per_peer; /* per listener, and per CID on vsock */
+    unsigned max_sessions;  /* sessions of all guests together */
+    /* What one guest may hold (common/budget.h): a guest is a vsock CID,
+     * a Unix socket listener's peer uid, or a listener (see peer_of). */
+    const struct fsb_budget_limits *guest_limits;
+    unsigned poll_us;       /* a reader spins this long at most before sleeping */
+    /* Per listener: who may connect (--allow-uid, cid=) and which exports
+     * it serves (exports=, and the exports' cid=). */
+    const struct fsb_listener_rules *listener_rules;
     int stop_fd;            /* readable when the server must stop */
 };
 

@@ -1,6 +1,6 @@
 /*
  * checks_attrs.c - attributes: modes, owners, timestamps, extended
- * attributes, statfs (groups attrs, owner, xattr, statfs).
+ * attributes, default ACLs, statfs (groups attrs, owner, xattr, acl, statfs).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -328,7 +328,87 @@ static int check_xattr_erange(struct ctx *c)
 	return CHECK_OK;
 }
 
+/*
+ * trusted.* and security.* as root (overlayfs and setcap in a guest).  On
+ * fsbridge they need the export option xattr=map (fsbridged(8)), which
+ * keeps them on the host as user.fsbridge.*, and refuses that raw name to
+ * the guest (EPERM; a local disk: ENODATA); without it they are refused
+ * (EPERM): skipped.
+ */
+static int check_trusted_xattrs(struct ctx *c)
+{
+	char list[4096], buf[8];
+	bool trusted = false, security = false;
+
+	if (!c->root)
+		SKIP("trusted.* xattrs need root");
+	TRY(put(c, "f", "x", 1, 0644));
+	if (setxattr("f", "trusted.fsb", "t", 1, 0) < 0) {
+		if (errno == EPERM || errno == EOPNOTSUPP)
+			SKIP("trusted.* xattrs: %s (fsbridge: an export without xattr=map)",
+			     strerrorname_np(errno));
+		FAIL("setxattr f trusted.fsb: %s", strerror(errno));
+	}
+	SYS(setxattr("f", "security.fsb", "s", 1, 0));
+	TRY(require_xattr(c, "f", "trusted.fsb", "t", 1));
+	TRY(require_xattr(c, "f", "security.fsb", "s", 1));
+	ssize_t len = SYS(listxattr("f", list, sizeof(list)));
+	for (char *p = list; p < list + len; p += strlen(p) + 1) {
+		trusted |= !strcmp(p, "trusted.fsb");
+		security |= !strcmp(p, "security.fsb");
+		REQUIRE(strncmp(p, "user.fsbridge.", 14), "listxattr shows %s", p);
+	}
+	REQUIRE(trusted && security, "listxattr misses trusted.fsb or security.fsb");
+	REQUIRE(SYS(listxattr("f", NULL, 0)) == len, "listxattr with size 0: not the list's size");
+	SYS(removexattr("f", "security.fsb"));
+	FAILS_WITH(getxattr("f", "security.fsb", buf, sizeof(buf)), ENODATA);
+	if (getxattr("f", "user.fsbridge.trusted.fsb", buf, sizeof(buf)) < 0 && errno == EPERM) {
+		expect(c, "f", "xattrs=user.fsbridge.trusted.fsb xattr.user.fsbridge.trusted.fsb=%s",
+		       hex("t", 1));
+		return CHECK_OK;
+	}
+	expect(c, "f", "xattrs= xattr.trusted.fsb=%s", hex("t", 1)); /* a local disk */
+	return CHECK_OK;
+}
+
 /* ---- statfs ------------------------------------------------------------- */
+
+/* ---- acl ---------------------------------------------------------------- */
+
+/* A default ACL on the parent replaces the umask (generic/099, 319, 444):
+ * u::rwx g::rwx o::r-x gives group::rwx to a file made with 0666 under
+ * umask 022, and a new directory inherits the default ACL itself. */
+static int check_default_acl(struct ctx *c)
+{
+	static const unsigned char acl[] = {
+		2, 0, 0, 0,                                 /* POSIX_ACL_XATTR_VERSION */
+		0x01, 0, 7, 0, 0xff, 0xff, 0xff, 0xff,      /* ACL_USER_OBJ rwx */
+		0x04, 0, 7, 0, 0xff, 0xff, 0xff, 0xff,      /* ACL_GROUP_OBJ rwx */
+		0x20, 0, 5, 0, 0xff, 0xff, 0xff, 0xff,      /* ACL_OTHER r-x */
+	};
+	unsigned char got[sizeof(acl) + 64];
+	ssize_t n;
+	int fd;
+
+	SYS(mkdir("shared", 0755));
+	if (setxattr("shared", "system.posix_acl_default", acl, sizeof(acl), 0) < 0) {
+		if (errno == EOPNOTSUPP)
+			SKIP("no POSIX ACLs here: %s", strerror(errno));
+		FAIL("setxattr(system.posix_acl_default): %s", strerror(errno));
+	}
+	umask(022);
+	fd = SYS(open("shared/file", O_WRONLY | O_CREAT | O_EXCL, 0666));
+	SYS(close(fd));
+	SYS(mkdir("shared/dir", 0777));
+	TRY(require_mode(c, "shared/file", 0664));
+	TRY(require_mode(c, "shared/dir", 0775));
+	n = SYS(getxattr("shared/dir", "system.posix_acl_default", got, sizeof(got)));
+	REQUIRE(n == (ssize_t)sizeof(acl) && !memcmp(got, acl, sizeof(acl)),
+		"shared/dir did not inherit the default ACL (%zd bytes)", n);
+	expect(c, "shared/file", "type=reg mode=0664");
+	expect(c, "shared/dir", "type=dir mode=0775");
+	return CHECK_OK;
+}
 
 static int check_statfs(struct ctx *c)
 {
@@ -358,6 +438,8 @@ const struct check attr_checks[] = {
 	{ "owner", "setgid_inherit", check_setgid_inherit },
 	{ "xattr", "xattrs", check_xattrs },
 	{ "xattr", "xattr_erange", check_xattr_erange },
+	{ "xattr", "trusted_xattrs", check_trusted_xattrs },
+	{ "acl", "default_acl", check_default_acl },
 	{ "statfs", "statfs", check_statfs },
 	{ NULL, NULL, NULL }
 };

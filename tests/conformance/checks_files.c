@@ -1,6 +1,7 @@
 /*
  * checks_files.c - regular files: data, sizes, holes, allocation, mmap,
- * durability (groups files, sync, mmap, fallocate, seek, copy).
+ * durability, file handles (groups files, sync, mmap, fallocate, seek, copy,
+ * handles).
  *
  * Each check reads its results back through the mount and states the
  * content the host file must hold (expect_file), so a file that only
@@ -461,6 +462,102 @@ static int check_copy_file_range(struct ctx *c)
 	return CHECK_OK;
 }
 
+/* open(dir, O_TMPFILE) makes an unnamed file (glibc's tmpfile() tries it
+ * first); linkat names it, through /proc/self/fd (AT_SYMLINK_FOLLOW: link(2)
+ * would link procfs's symlink itself, EXDEV) and, for root, with
+ * AT_EMPTY_PATH.  O_EXCL makes one that can never be named. */
+static int check_tmpfile(struct ctx *c)
+{
+	char proc[64];
+	int fd = open(".", O_TMPFILE | O_RDWR, 0600);
+
+	if (fd < 0 && errno == EOPNOTSUPP)
+		SKIP("O_TMPFILE: %s (a FUSE guest before Linux 6.1, or an overlay export, "
+		     "has no FUSE_TMPFILE)", strerror(errno));
+	REQUIRE(fd >= 0, "open(\".\", O_TMPFILE): %s", strerror(errno));
+	SYS(fchmod(fd, 0640));
+	SYS(write(fd, "unnamed", 7));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	SYS(linkat(AT_FDCWD, proc, AT_FDCWD, "named", AT_SYMLINK_FOLLOW));
+	SYS(close(fd));
+	TRY(same_content(c, "named", "unnamed", 7));
+	expect_file(c, "named", 0640, "unnamed", 7);
+	if (c->root) {
+		fd = SYS(open(".", O_TMPFILE | O_RDWR, 0600));
+		SYS(write(fd, "by fd", 5));
+		SYS(linkat(fd, "", AT_FDCWD, "by_fd", AT_EMPTY_PATH));
+		SYS(close(fd));
+		expect_file(c, "by_fd", 0600, "by fd", 5);
+	}
+	fd = SYS(open(".", O_TMPFILE | O_RDWR | O_EXCL, 0600));
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	FAILS_WITH(linkat(AT_FDCWD, proc, AT_FDCWD, "never", AT_SYMLINK_FOLLOW), ENOENT);
+	SYS(close(fd));
+	return CHECK_OK;
+}
+
+/* ---- file handles ------------------------------------------------------ */
+
+/* The handle of PATH in a malloc'd buffer (never freed: the check's
+ * process exits). */
+static int handle_of(struct ctx *c, const char *path, struct file_handle **out)
+{
+	struct file_handle *h = malloc(sizeof(*h) + MAX_HANDLE_SZ);
+	int mount_id;
+	REQUIRE(h, "out of memory");
+	h->handle_bytes = MAX_HANDLE_SZ;
+	SYS(name_to_handle_at(AT_FDCWD, path, h, &mount_id, 0));
+	*out = h;
+	return CHECK_OK;
+}
+
+/* Makes the kernel evict every unused inode of the mount, so that opening
+ * by handle has to ask the filesystem again. */
+static int drop_inodes(struct ctx *c)
+{
+	int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+	if (fd < 0)
+		SKIP("/proc/sys/vm/drop_caches: %s (the cached inode would answer)",
+		     strerror(errno));
+	sync();
+	SYS(write(fd, "2", 1));
+	SYS(close(fd));
+	return CHECK_OK;
+}
+
+/* name_to_handle_at / open_by_handle_at, as an NFS server re-exporting the
+ * mount or a backup tool uses them: a handle opens the same file after
+ * the kernel dropped the inode, and a deleted file's handle is ESTALE. */
+static int check_open_by_handle(struct ctx *c)
+{
+	struct file_handle *kept, *gone;
+	struct stat want, got;
+	char buf[16] = { 0 };
+
+	if (!c->root)
+		SKIP("open_by_handle_at needs CAP_DAC_READ_SEARCH (not root)");
+	TRY(put(c, "kept", "kept\n", 5, 0644));
+	TRY(put(c, "gone", "gone\n", 5, 0644));
+	TRY(handle_of(c, "kept", &kept));
+	TRY(handle_of(c, "gone", &gone));
+	SYS(stat("kept", &want));
+	SYS(unlink("gone"));
+	TRY(drop_inodes(c));
+	int dir = SYS(open(".", O_RDONLY | O_DIRECTORY));
+	int fd = SYS(open_by_handle_at(dir, kept, O_RDONLY));
+	SYS(fstat(fd, &got));
+	REQUIRE(got.st_ino == want.st_ino, "the handle opened inode %llu, not %llu",
+		(unsigned long long)got.st_ino, (unsigned long long)want.st_ino);
+	REQUIRE(SYS(read(fd, buf, sizeof(buf))) == 5 && memcmp(buf, "kept\n", 5) == 0,
+		"the handle's file reads \"%s\"", buf);
+	SYS(close(fd));
+	FAILS_WITH(open_by_handle_at(dir, gone, O_RDONLY), ESTALE);
+	SYS(close(dir));
+	expect_file(c, "kept", 0644, "kept\n", 5);
+	expect_absent(c, "gone");
+	return CHECK_OK;
+}
+
 const struct check file_checks[] = {
 	{ "files", "create_write_read", check_create_write_read },
 	{ "files", "overwrite", check_overwrite },
@@ -473,6 +570,7 @@ const struct check file_checks[] = {
 	{ "files", "unlink_open", check_unlink_open },
 	{ "files", "long_names", check_long_names },
 	{ "files", "inode_reuse", check_inode_reuse },
+	{ "files", "tmpfile", check_tmpfile },
 	{ "sync", "fsync", check_fsync },
 	{ "mmap", "mmap_shared_write", check_mmap_shared_write },
 	{ "mmap", "mmap_read", check_mmap_read },
@@ -480,5 +578,6 @@ const struct check file_checks[] = {
 	{ "fallocate", "punch_hole", check_punch_hole },
 	{ "seek", "seek_data_hole", check_seek_data_hole },
 	{ "copy", "copy_file_range", check_copy_file_range },
+	{ "handles", "open_by_handle", check_open_by_handle },
 	{ NULL, NULL, NULL }
 };

@@ -1,6 +1,7 @@
 /*
  * checks_procs.c - what needs a second process: permissions as a non-root
- * user, locks between processes, FIFOs (groups perms, locks, fifo).
+ * user (also in a supplementary group), locks between processes, FIFOs
+ * (groups perms, groups, locks, fifo).
  *
  * A helper process talks to the check over a pipe, one line per step, so
  * that the check can see that a lock waiter is still waiting (no line yet)
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -254,6 +256,89 @@ static int check_perms_attrs(struct ctx *c)
 	return CHECK_OK;
 }
 
+/* A non-owner who may write a set-user-ID or set-group-ID file writes it,
+ * and the write clears the bits (no CAP_FSETID), as ext4 does. */
+static int user_writes_setid_files(struct ctx *c, void *arg)
+{
+	const char *names[] = { "suid", "sgid", "both" };
+
+	(void)arg;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int fd = SYS(open(names[i], O_WRONLY | O_APPEND));
+		SYS(write(fd, "w", 1));
+		SYS(close(fd));
+	}
+	SYS(truncate("trunc", 1));
+	return CHECK_OK;
+}
+
+static int check_setid_write(struct ctx *c)
+{
+	struct stat st;
+
+	if (!c->root)
+		SKIP("acting as another user needs root");
+	TRY(put_mode(c, "suid", "r", 04777));
+	TRY(put_mode(c, "sgid", "r", 02777));
+	TRY(put_mode(c, "both", "r", 06777));
+	TRY(put_mode(c, "trunc", "rr", 06777));
+	TRY(as_user(c, c->uid, c->gid, 022, user_writes_setid_files, NULL));
+	SYS(stat("suid", &st));
+	REQUIRE((st.st_mode & 07777) == 0777, "suid after a write: mode %04o", st.st_mode & 07777);
+	SYS(stat("trunc", &st));
+	REQUIRE((st.st_mode & 07777) == 0777, "after a truncate: mode %04o", st.st_mode & 07777);
+	expect_file(c, "suid", 0777, "rw", 2);
+	expect_file(c, "sgid", 0777, "rw", 2);
+	expect_file(c, "both", 0777, "rw", 2);
+	expect_file(c, "trunc", 0777, "r", 1);
+	return CHECK_OK;
+}
+
+/* A program its user may execute but not read runs (ext4: generic/126). */
+static int user_runs_exec_only(struct ctx *c, void *arg)
+{
+	int status;
+	pid_t pid;
+
+	(void)arg;
+	pid = SYS(fork());
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, STDOUT_FILENO);
+		execl("./prog", "prog", "--help", (char *)NULL);
+		_exit(126);
+	}
+	SYS(waitpid(pid, &status, 0));
+	REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		"the execute-only program did not run (status %#x)", status);
+	FAILS_WITH(open("prog", O_RDONLY), EACCES);
+	return CHECK_OK;
+}
+
+static int check_exec_only(struct ctx *c)
+{
+	static char buf[16 * 1024 * 1024];
+	size_t have = 0;
+	ssize_t n;
+	int fd;
+
+	if (!c->root)
+		SKIP("acting as another user needs root");
+	fd = SYS(open("/proc/self/exe", O_RDONLY));
+	while ((n = read(fd, buf + have, sizeof(buf) - have)) > 0)
+		have += (size_t)n;
+	SYS(close(fd));
+	REQUIRE(n == 0, "reading /proc/self/exe: %s", n < 0 ? strerror(errno) : "over 16 MiB");
+	TRY(put_mode(c, "prog", "", 0700));
+	fd = SYS(open("prog", O_WRONLY | O_TRUNC));
+	REQUIRE(write(fd, buf, have) == (ssize_t)have, "writing prog: %s", strerror(errno));
+	SYS(close(fd));
+	SYS(chmod("prog", 0111));
+	TRY(as_user(c, c->uid, c->gid, 022, user_runs_exec_only, NULL));
+	expect(c, "prog", "type=reg mode=0111 uid=0 size=%zu", have);
+	return CHECK_OK;
+}
+
 static int user_in_sticky_dir(struct ctx *c, void *arg)
 {
 	(void)arg;
@@ -311,6 +396,100 @@ static int check_group_perms(struct ctx *c)
 	expect(c, "groupdir", "type=dir mode=0770 entries=1");
 	expect(c, "groupdir/f", "type=reg mode=0644 uid=%u gid=%u", c->uid, group);
 	expect(c, "groupfile", "type=reg mode=0640 uid=0 gid=%u", group);
+	return CHECK_OK;
+}
+
+/* ---- groups (root: a user in a supplementary group) ---------------------
+ * FUSE requests carry the caller's primary gid only; the guest kernel has
+ * checked membership of the others (default_permissions) and names the
+ * group of a set-group-ID directory (FUSE_CREATE_SUPP_GROUP). */
+
+#define SUPP_GID 1235u  /* the user's, as a supplementary group only */
+#define OTHER_GID 1236u /* not the user's */
+
+static int owner_gives_to_his_group(struct ctx *c, void *arg)
+{
+	(void)arg;
+	TRY(touch(c, "home/file", 0644));
+	SYS(mkdir("home/dir", 0755));
+	SYS(symlink("file", "home/link"));
+	SYS(chown("home/file", (uid_t)-1, SUPP_GID));
+	SYS(chown("home/dir", (uid_t)-1, SUPP_GID));
+	SYS(lchown("home/link", (uid_t)-1, SUPP_GID));      /* the link itself */
+	FAILS_WITH(chown("home/dir", (uid_t)-1, OTHER_GID), EPERM);
+	FAILS_WITH(lchown("home/link", (uid_t)-1, OTHER_GID), EPERM);
+	return CHECK_OK;
+}
+
+/* The owner may give a file, a directory or a symlink to any group he is
+ * in (pjdfstest chown/00, 05), not to another. */
+static int check_chown_supp_group(struct ctx *c)
+{
+	gid_t groups[] = { SUPP_GID };
+
+	if (!c->root)
+		SKIP("acting as another user needs root");
+	SYS(mkdir("home", 0755));
+	SYS(chown("home", c->uid, c->gid));
+	TRY(as_user_in(c, c->uid, c->gid, groups, 1, 022, owner_gives_to_his_group, NULL));
+	expect(c, "home/file", "type=reg uid=%u gid=%u", c->uid, SUPP_GID);
+	expect(c, "home/dir", "type=dir uid=%u gid=%u", c->uid, SUPP_GID);
+	expect(c, "home/link", "type=lnk target=file uid=%u gid=%u", c->uid, SUPP_GID);
+	return CHECK_OK;
+}
+
+static int member_creates(struct ctx *c, void *arg)
+{
+	int fd;
+
+	(void)arg;
+	fd = SYS(open("team/file", O_WRONLY | O_CREAT | O_EXCL, 02775));
+	SYS(close(fd));
+	SYS(mkdir("team/dir", 02775));
+	SYS(mknod("team/node", S_IFREG | 02775, 0));
+	SYS(mkfifo("team/fifo", 0664));
+	return CHECK_OK;
+}
+
+/* Whether the running kernel is older than MAJOR.MINOR. */
+static bool kernel_before(int major, int minor)
+{
+	struct utsname u;
+	int a = 0, b = 0;
+
+	return uname(&u) == 0 && sscanf(u.release, "%d.%d", &a, &b) == 2 &&
+	       (a < major || (a == major && b < minor));
+}
+
+/* In a set-group-ID directory of a group the caller is in as a
+ * supplementary group, what he makes takes that group and keeps the
+ * set-group-ID bit he asked for (he is in the file's group).  A FUSE guest
+ * kernel names that group to the daemon from Linux 6.2 on (protocol 7.38,
+ * FUSE_CREATE_SUPP_GROUP); before, the host cannot know. */
+static int check_setgid_dir_supp_member(struct ctx *c)
+{
+	gid_t groups[] = { SUPP_GID };
+	const char *names[] = { "team/file", "team/dir", "team/node", "team/fifo" };
+	struct stat st;
+
+	if (!c->root)
+		SKIP("acting as another user needs root");
+	SYS(mkdir("team", 0777));
+	SYS(chown("team", 0, SUPP_GID));
+	SYS(chmod("team", 02777));
+	TRY(as_user_in(c, c->uid, c->gid, groups, 1, 0, member_creates, NULL));
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		SYS(lstat(names[i], &st));
+		if (S_ISREG(st.st_mode) && !(st.st_mode & S_ISGID) && kernel_before(6, 2))
+			SKIP("%s lost its set-group-ID bit: a FUSE guest before Linux 6.2 has no "
+			     "FUSE_CREATE_SUPP_GROUP", names[i]);
+		REQUIRE(st.st_gid == SUPP_GID && (S_ISFIFO(st.st_mode) || (st.st_mode & S_ISGID)),
+			"%s: group %u, mode %04o", names[i], st.st_gid, st.st_mode & 07777);
+	}
+	expect(c, "team/file", "type=reg mode=2775 uid=%u gid=%u", c->uid, SUPP_GID);
+	expect(c, "team/dir", "type=dir mode=2775 uid=%u gid=%u", c->uid, SUPP_GID);
+	expect(c, "team/node", "type=reg mode=2775 uid=%u gid=%u", c->uid, SUPP_GID);
+	expect(c, "team/fifo", "type=fifo mode=0664 uid=%u gid=%u", c->uid, SUPP_GID);
 	return CHECK_OK;
 }
 
@@ -431,6 +610,51 @@ static int check_fcntl_locks(struct ctx *c)
 	return CHECK_OK;
 }
 
+/* Says whether [0, 10) of the file is locked, at each "go", three times. */
+static void lock_prober(int out, int in, void *arg)
+{
+	int fd = open((const char *)arg, O_RDWR);
+
+	for (int i = 0; i < 3; i++) {
+		struct flock l = range(F_WRLCK, 0, 10);
+
+		wait_go(in);
+		if (fd < 0 || fcntl(fd, F_GETLK, &l) < 0)
+			say(out, "open or F_GETLK: %s", strerror(errno));
+		else
+			say(out, l.l_type == F_UNLCK ? "free" : "held");
+	}
+}
+
+/* Closing any descriptor of a file drops the process's record locks on it:
+ * a dup()ed one, or another open of the same file (generic/478). */
+static int check_lock_dup_close(struct ctx *c)
+{
+	struct flock held = range(F_WRLCK, 0, 100);
+	struct helper h;
+	int fd, other;
+
+	TRY(put(c, "f", "lock", 4, 0644));
+	fd = SYS(open("f", O_RDWR));
+	TRY(start_helper(c, &h, lock_prober, "f"));
+	SYS(fcntl(fd, F_SETLK, &held));
+	TRY(tell_go(c, &h));
+	TRY(want_line(c, &h, "held"));
+	other = SYS(dup(fd));
+	SYS(close(other));
+	TRY(tell_go(c, &h));
+	TRY(want_line(c, &h, "free"));
+	SYS(fcntl(fd, F_SETLK, &held));
+	other = SYS(open("f", O_RDONLY));
+	SYS(close(other));
+	TRY(tell_go(c, &h));
+	TRY(want_line(c, &h, "free"));
+	TRY(finish_helper(c, &h));
+	SYS(close(fd));
+	expect_file(c, "f", 0644, "lock", 4);
+	return CHECK_OK;
+}
+
 /* ---- fifo --------------------------------------------------------------- */
 
 #define FIFO_BYTES (200 * 1024)      /* more than a pipe buffer: both sides run */
@@ -489,10 +713,15 @@ const struct check proc_checks[] = {
 	{ "perms", "perms_denied", check_perms_denied },
 	{ "perms", "perms_owner", check_perms_owner },
 	{ "perms", "perms_attrs", check_perms_attrs },
+	{ "perms", "setid_write", check_setid_write },
+	{ "perms", "exec_only", check_exec_only },
 	{ "perms", "sticky_dir", check_sticky_dir },
 	{ "perms", "group_perms", check_group_perms },
+	{ "groups", "chown_supp_group", check_chown_supp_group },
+	{ "groups", "setgid_dir_supp_member", check_setgid_dir_supp_member },
 	{ "locks", "flock", check_flock },
 	{ "locks", "fcntl_locks", check_fcntl_locks },
+	{ "locks", "lock_dup_close", check_lock_dup_close },
 	{ "fifo", "fifo", check_fifo },
 	{ NULL, NULL, NULL }
 };

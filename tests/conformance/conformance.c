@@ -47,14 +47,17 @@ static const char *const groups_help[][2] = {
 	{ "fallocate", "posix_fallocate, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE" },
 	{ "seek", "lseek SEEK_DATA / SEEK_HOLE" },
 	{ "copy", "copy_file_range" },
+	{ "handles", "name_to_handle_at + open_by_handle_at after the inode is dropped, ESTALE once deleted (needs root)" },
 	{ "links", "hard links (nlink, same inode), symlinks and readlink" },
 	{ "rename", "rename over files and directories, across directories, RENAME_NOREPLACE, RENAME_EXCHANGE" },
 	{ "dirs", "mkdir, rmdir, ENOTEMPTY, ENOTDIR, EISDIR, directory nlink" },
 	{ "readdir", "many entries, d_type, telldir/seekdir, listings after changes" },
 	{ "xattr", "user.* extended attributes, XATTR_CREATE/REPLACE, ERANGE" },
+	{ "acl", "a default ACL replaces the umask and is inherited by subdirectories" },
 	{ "attrs", "chmod (setuid, setgid, sticky), utimensat with nanoseconds, UTIME_OMIT/NOW" },
 	{ "owner", "chown, lchown, setgid directories (needs root)" },
 	{ "perms", "permissions as a non-root uid (setresuid in a child; needs root)" },
+	{ "groups", "chown to a supplementary group, creation in its set-group-ID directory (needs root)" },
 	{ "locks", "flock and fcntl record locks between processes" },
 	{ "fifo", "mkfifo and mknod of a FIFO, data through it between processes" },
 	{ "statfs", "statfs values" },
@@ -264,6 +267,12 @@ long long ns_of(const struct timespec *ts)
 int as_user(struct ctx *c, uid_t uid, gid_t gid, mode_t umask_value,
 	    int (*fn)(struct ctx *c, void *arg), void *arg)
 {
+	return as_user_in(c, uid, gid, NULL, 0, umask_value, fn, arg);
+}
+
+int as_user_in(struct ctx *c, uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups,
+	       mode_t umask_value, int (*fn)(struct ctx *c, void *arg), void *arg)
+{
 	int pipefd[2], status;
 	pid_t pid;
 	ssize_t n;
@@ -273,7 +282,7 @@ int as_user(struct ctx *c, uid_t uid, gid_t gid, mode_t umask_value,
 	if (pid == 0) {
 		int rc;
 		close(pipefd[0]);
-		if (setgroups(0, NULL) < 0 || setresgid(gid, gid, gid) < 0 ||
+		if (setgroups(ngroups, groups) < 0 || setresgid(gid, gid, gid) < 0 ||
 		    setresuid(uid, uid, uid) < 0)
 			rc = fail_at(c, __LINE__, "cannot become %u:%u: %s", (unsigned)uid,
 				     (unsigned)gid, strerror(errno));

@@ -122,6 +122,9 @@ int touch(struct ctx *c, const char *path, mode_t mode);
  * with the given umask; a failure's reason comes back into c->why. */
 int as_user(struct ctx *c, uid_t uid, gid_t gid, mode_t umask_value,
 	    int (*fn)(struct ctx *c, void *arg), void *arg);
+/* The same with the supplementary groups groups[0..n). */
+int as_user_in(struct ctx *c, uid_t uid, gid_t gid, const gid_t *groups, size_t n,
+	       mode_t umask_value, int (*fn)(struct ctx *c, void *arg), void *arg);
 long long ns_of(const struct timespec *ts);
 
 #endif

@@ -11,9 +11,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* One harness (one scratch directory) for the whole run, removed at exit:
+ * libFuzzer and the corpus replay both end with exit().  A crash leaves
+ * it, next to the input that caused it. */
+static struct harness h;
+
+static void close_harness(void)
+{
+    harness_close(&h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct harness h;
     static bool opened;
     static uint8_t *frame;
     if (!opened) {
@@ -21,11 +30,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         frame = malloc(HARNESS_FRAME);
         opened = true;
+        atexit(close_harness);
     }
-    /* A fresh session per input: inputs must not depend on each other. */
+    /* A fresh session per input: inputs must not depend on each other.
+     * An input of odd length runs with xattr=map, so that both ways of
+     * reading guest xattr names are fuzzed. */
     int err;
     fsb_session_free(h.session);
-    h.session = fsb_session_new(&h.export, HARNESS_FRAME, &err);
+    h.export.xattr_map = size & 1;
+    h.session = fsb_session_new(&h.export, HARNESS_FRAME, NULL, &err);
     if (!h.session || harness_init(&h, 38) != 0)
         abort();
     while (size >= sizeof(struct fuse_in_header)) {

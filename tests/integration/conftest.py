@@ -11,6 +11,9 @@ Fixtures (names are stable; other test files rely on them):
                    a 0700 directory, which would make a non-root user's
                    EACCES meaningless).  Sockets and mountpoints go here:
                    a Unix socket path must stay under 108 bytes.
+  export_dir       fsb_workdir/export, an empty directory (mode 0755) to
+                   export; a test file that needs other contents defines
+                   its own.
   daemon_factory   start(exports, extra_args=(), ...) -> Daemon.  Starts
                    fsbridged on a fresh Unix socket and waits until it
                    listens.  Every daemon is stopped at teardown, and one
@@ -24,10 +27,13 @@ Fixtures (names are stable; other test files rely on them):
                    with fsbridge-mount --protocol=matchlock through
                    fsbridged's matchlock frontend; the tests whose checks
                    that protocol cannot express are skipped, with the
-                   reason, from matchlock_limits.py): an export directory,
-                   a daemon and a mount.  .host is the export directory,
-                   .mnt the mountpoint, .mode the cache mode (or
-                   "matchlock").
+                   reason, from matchlock_limits.py), and "overlay" (a
+                   copy-on-write export, cache=auto: .host is its UPPER,
+                   .lower its LOWER, which holds a populated tree under
+                   lowertree/ (overlay_tree.py) and must be unchanged at
+                   the end): an export directory, a daemon and a mount.
+                   .host is the export directory, .mnt the mountpoint,
+                   .mode the cache mode (or "matchlock", "overlay").
 
 Markers:
   @pytest.mark.modes("auto", "never")  run an `fs` test only in these cache
@@ -39,10 +45,19 @@ Markers:
                                        filesystem fails the test (ENOTCONN)
                                        instead of hanging the whole run.
 
+Relay modes: every native mount (fs and mount_factory) runs in the relay
+mode FSB_RELAY_MODE names (RELAY_MODES below: default, uring-on,
+uring-off, queues-1, queues-N, poll-50); its -o options come before the
+test's own, so a test that sets one itself wins.  uring-on sets the fuse
+module's enable_uring=1 for the run and restores it.  run-tests.sh runs the
+whole suite in the default mode and a representative subset in the others.
+
 Environment:
   FSB_BUILD_DIR     build directory (default <repo>/build)
+  FSB_RELAY_MODE    relay mode of native mounts (default: "default")
   FSB_CACHE_MODES   comma list restricting the `fs` modes (e.g. "auto", or
-                    "matchlock")
+                    "matchlock"); "coherent" runs outside COHERENT_SUBSET
+                    only when named here
   FSB_LOG_LEVEL     --log-level passed to every fsbridged (default: none)
   FSB_TMPDIR        where work directories go (default /tmp)
   FSB_KEEP_TMP      set to keep work directories after the test
@@ -51,7 +66,6 @@ Environment:
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import threading
@@ -62,11 +76,30 @@ import pytest
 
 import helpers
 import matchlock_limits
+import overlay_tree
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE_MODES = ["never", "metadata", "auto", "always", "writeback"]
-FS_MODES = CACHE_MODES + ["matchlock"]
+CACHE_MODES = ["never", "metadata", "auto", "always", "writeback", "coherent"]
+FS_MODES = CACHE_MODES + ["matchlock", "overlay"]
+# cache=coherent runs the suites that every mode must pass, not the whole
+# suite (CI time); FSB_CACHE_MODES=coherent runs it everywhere.
+# test_coherent.py has its own fixtures.
+COHERENT_SUBSET = {"test_files.py", "test_dirs.py", "test_attrs.py", "test_links.py"}
 DEFAULT_DEADLINE = 60.0
+ENABLE_URING = Path("/sys/module/fuse/parameters/enable_uring")
+
+# fsbridge-mount -o options per relay mode (see the docstring).
+RELAY_MODES = {
+    "default": [],
+    "uring-on": ["uring=on"],
+    "uring-off": ["uring=off"],
+    "queues-1": ["queues=1", "uring=off"],
+    "queues-N": [f"queues={max(4, 2 * (os.cpu_count() or 1))}", "uring=off"],
+    "poll-50": ["poll_us=50"],  # the default is 0: the spinning path
+}
+RELAY_MODE = os.environ.get("FSB_RELAY_MODE", "default")
+if RELAY_MODE not in RELAY_MODES:
+    raise SystemExit(f"FSB_RELAY_MODE={RELAY_MODE}: expected one of {', '.join(RELAY_MODES)}")
 READY_TIMEOUT = 10.0
 
 # Mounts live in the current test; the watchdog aborts them when it fires.
@@ -91,10 +124,14 @@ def _wanted_modes(item):
     env = os.environ.get("FSB_CACHE_MODES")
     if env:
         wanted &= {m.strip() for m in env.split(",") if m.strip()}
+    elif item.path.name not in COHERENT_SUBSET:
+        wanted.discard("coherent")
     marker = item.get_closest_marker("modes")
     if marker is not None:
-        # matchlock is a protocol, not a cache mode: it runs as well.
-        wanted &= set(marker.args) | {"matchlock"}
+        # matchlock is a protocol, not a cache mode: it runs as well; an
+        # overlay export runs with cache=auto.
+        wanted &= set(marker.args) | {"matchlock"} | (
+            {"overlay"} if "auto" in marker.args else set())
     return wanted
 
 
@@ -109,6 +146,8 @@ def pytest_collection_modifyitems(config, items):
             keep.append(item)
         if mode == "matchlock":
             matchlock_limits.mark(item)
+        if mode == "overlay":
+            overlay_tree.mark(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -142,16 +181,58 @@ def build_dir():
         pytest.skip("/dev/fuse is missing")
     if os.geteuid() != 0:
         pytest.skip("the integration tests mount FUSE and switch users: run as root")
-    _ensure_fusectl()
-    return path
+    mounted_fusectl = _ensure_fusectl()
+    yield path
+    if mounted_fusectl:
+        _unmount_fusectl()
+
+
+FUSECTL = "/sys/fs/fuse/connections"
+
+
+def _fusectl_mounted():
+    return any(e["fstype"] == "fusectl" for e in helpers.mountinfo())
 
 
 def _ensure_fusectl():
-    """Mount fusectl if needed: the watchdog aborts hung connections there."""
-    if os.path.isdir("/sys/fs/fuse/connections") and not any(
-            e["fstype"] == "fusectl" for e in helpers.mountinfo()):
-        subprocess.run(["mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    """Mount fusectl if needed: the watchdog aborts hung connections there.
+    Returns True when this session mounted it (and so unmounts it at the
+    end); one that was mounted before stays."""
+    if not os.path.isdir(FUSECTL) or _fusectl_mounted():
+        return False
+    subprocess.run(["mount", "-t", "fusectl", "none", FUSECTL],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+    return _fusectl_mounted()
+
+
+def _unmount_fusectl():
+    r = subprocess.run(["umount", FUSECTL], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=10)
+    if r.returncode != 0:
+        print(f"could not unmount the fusectl this session mounted: {r.stdout.strip()}")
+
+
+def set_enable_uring(value):
+    """Sets the fuse module's enable_uring; returns the old value ("Y"/"N"),
+    or None when the kernel has no such parameter."""
+    if not ENABLE_URING.exists():
+        return None
+    old = ENABLE_URING.read_text().strip()
+    ENABLE_URING.write_text("1" if value else "0")
+    return old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _relay_mode():
+    if RELAY_MODE != "uring-on":
+        yield
+        return
+    old = set_enable_uring(True)
+    if old is None:
+        pytest.exit("FSB_RELAY_MODE=uring-on: this kernel has no FUSE-over-io_uring "
+                    "(/sys/module/fuse/parameters/enable_uring)", returncode=1)
+    yield
+    set_enable_uring(old == "Y")
 
 
 @pytest.fixture(scope="session")
@@ -176,6 +257,14 @@ def fsb_workdir(_tmp_root):
         print(f"not removing {path}: something is still mounted below it")
         return
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def export_dir(fsb_workdir):
+    host = fsb_workdir / "export"
+    host.mkdir()
+    os.chmod(host, 0o755)
+    return host
 
 
 # --------------------------------------------------------------------------
@@ -233,7 +322,7 @@ class Daemon:
         return self.proc.poll() is None
 
     def listening(self):
-        return _unix_socket_listening(self.socket)
+        return helpers.unix_socket_listening(self.socket)
 
     def wait_ready(self, timeout=READY_TIMEOUT):
         deadline = time.monotonic() + timeout
@@ -290,27 +379,6 @@ class Daemon:
     def kill(self, sig=signal.SIGKILL):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-
-
-def _unix_socket_listening(path):
-    """True when a listening Unix socket is bound at `path`.
-
-    Read from /proc/net/unix (flag __SO_ACCEPTCON) rather than by connecting,
-    so that waiting for readiness does not open a session of its own.
-    """
-    if path is None:
-        return False
-    want = str(path)
-    try:
-        with open("/proc/net/unix") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 8 and fields[7] == want and int(fields[3], 16) & 0x10000:
-                    return True
-    except OSError:
-        return os.path.exists(want) and stat.S_ISSOCK(os.stat(want).st_mode)
-    return False
 
 
 def _make_preexec(preexec_fn, rlimits):
@@ -532,6 +600,10 @@ def mount_factory(build_dir, fsb_workdir, daemon_factory, request):
         mountpoint.mkdir(parents=True, exist_ok=True)
         if isinstance(options, str):
             options = [options] if options else []
+        matchlock = "--protocol=matchlock" in map(str, extra_args) or \
+            "protocol=matchlock" in options
+        if not matchlock:
+            options = RELAY_MODES[RELAY_MODE] + list(options)
         argv = [str(build_dir / "fsbridge-mount")]
         if foreground:
             argv.append("-f")
@@ -575,8 +647,9 @@ def mount_factory(build_dir, fsb_workdir, daemon_factory, request):
 
 
 class FS:
-    def __init__(self, mode, host, mnt, daemon, mount):
+    def __init__(self, mode, host, mnt, daemon, mount, lower=None):
         self.mode = mode
+        self.lower = lower
         self.host = host
         self.mnt = mnt
         self.daemon = daemon
@@ -606,17 +679,28 @@ def fs(request, fsb_workdir, daemon_factory, mount_factory):
     host = fsb_workdir / "export"
     host.mkdir()
     os.chmod(host, 0o755)
+    lower = lower_before = None
     if mode == "matchlock":
         daemon = daemon_factory([f"test={host}"])
         m = mount_factory(daemon, fsb_workdir / "mnt", options=["prefix=/test", "allow_other"],
                           extra_args=["--protocol=matchlock"])
+    elif mode == "overlay":
+        lower = fsb_workdir / "lower"
+        overlay_tree.populate(lower / "lowertree")
+        os.chmod(lower, 0o755)
+        lower_before = overlay_tree.snapshot(lower, times=True)
+        daemon = daemon_factory([f"test={lower},cache=auto,overlay={host}"])
+        m = mount_factory(daemon, fsb_workdir / "mnt", options=["export=test", "allow_other"])
     else:
         daemon = daemon_factory([f"test={host},{export_options(mode)}"])
         m = mount_factory(daemon, fsb_workdir / "mnt", options=["export=test", "allow_other"])
-    f = FS(mode, host, m.path, daemon, m)
+    f = FS(mode, host, m.path, daemon, m, lower=lower)
     yield f
     # A clean unmount and a clean daemon exit are part of every test.
     if not m.unmounted:
         m.umount(expect_rc=0)
     if daemon.alive():
         daemon.stop(expect_rc=0)
+    if lower is not None:
+        changed = overlay_tree.diff(lower_before, overlay_tree.snapshot(lower, times=True))
+        assert not changed, "LOWER changed:\n" + "\n".join(changed[:20])

@@ -8,6 +8,7 @@ can send forged node ids, short bodies, bogus lengths and raw garbage, and
 look at every reply byte.
 
     c = FuseClient(socket_path, export="data")   # connect + HELLO + INIT
+    j = FuseClient(socket_path, export="data", join=c.token)  # same session
     err, entry = c.lookup(1, b"file")
     err, data = c.read(fh, 0, 4096)
     c.raw_frame(b"\\x00" * 12)                    # any bytes at all
@@ -23,7 +24,9 @@ import struct
 
 # --- HELLO (src/transport/stream_hello.h) --------------------------------
 MAGIC = b"FSBR"
-STREAM_VERSION = 1
+STREAM_VERSION = 2
+HELLO_JOIN = 0x01                # HELLO flags (byte 7), version 2
+TOKEN_SIZE = 16
 BYTE_ORDER_LE = 1
 BYTE_ORDER_BE = 2
 HELLO_FMT = "<4sHBBIHH"          # 16 bytes
@@ -62,6 +65,8 @@ FUSE_INIT = 26
 FUSE_OPENDIR = 27
 FUSE_READDIR = 28
 FUSE_RELEASEDIR = 29
+FUSE_GETLK = 31
+FUSE_SETLK = 32
 FUSE_ACCESS = 34
 FUSE_CREATE = 35
 FUSE_INTERRUPT = 36
@@ -112,6 +117,7 @@ FATTR_MTIME = 1 << 5
 FATTR_FH = 1 << 6
 FATTR_ATIME_NOW = 1 << 7
 FATTR_MTIME_NOW = 1 << 8
+FATTR_CTIME = 1 << 10   # a writeback-cache guest's own time update
 
 IN_HEADER = struct.Struct("<IIQQIIIHH")     # fuse_in_header, 40 bytes
 OUT_HEADER = struct.Struct("<iiQ")          # fuse_out_header, 16 bytes
@@ -142,6 +148,9 @@ SETXATTR_IN = struct.Struct("<IIII")        # with FUSE_SETXATTR_EXT
 SETXATTR_IN_COMPAT = struct.Struct("<II")
 GETXATTR_IN = struct.Struct("<II")
 GETXATTR_OUT = struct.Struct("<II")
+FLUSH_IN = struct.Struct("<QIIQ")           # fh, unused, padding, lock_owner
+LK_IN = struct.Struct("<QQQQIIII")          # fh, owner, fuse_file_lock, lk_flags
+LK_OUT = struct.Struct("<QQII")             # fuse_file_lock: start, end, type, pid
 
 ATTR_FIELDS = ("ino", "size", "blocks", "atime", "mtime", "ctime",
                "atimensec", "mtimensec", "ctimensec", "mode", "nlink",
@@ -165,18 +174,40 @@ def parse_attr(buf, off=0):
 
 def parse_entry(payload):
     """fuse_entry_out -> dict(nodeid, generation, attr=dict)."""
-    nodeid, gen, _ev, _av, _evn, _avn = ENTRY_OUT.unpack_from(payload, 0)
-    return {"nodeid": nodeid, "generation": gen,
+    nodeid, gen, ev, _av, _evn, _avn = ENTRY_OUT.unpack_from(payload, 0)
+    return {"nodeid": nodeid, "generation": gen, "entry_valid": ev,
             "attr": parse_attr(payload, ENTRY_OUT.size)}
 
 
 def hello_bytes(export="", version=STREAM_VERSION, byte_order=BYTE_ORDER_LE,
-                max_frame=MAX_FRAME, magic=MAGIC, name_len=None):
+                max_frame=MAX_FRAME, magic=MAGIC, name_len=None, flags=None,
+                join=None):
+    """A HELLO; `join` (a 16-byte token) sets the JOIN flag and appends
+    the token after the name.  `flags` overrides byte 7."""
     name = export.encode() if isinstance(export, str) else export
     if name_len is None:
         name_len = len(name)
-    return struct.pack(HELLO_FMT, magic, version, byte_order, 0, max_frame,
-                       name_len, 0) + name
+    if flags is None:
+        flags = HELLO_JOIN if join is not None else 0
+    return struct.pack(HELLO_FMT, magic, version, byte_order, flags, max_frame,
+                       name_len, 0) + name + (join or b"")
+
+
+def hello_status_on(s, export=""):
+    """Sends a HELLO for EXPORT on the connected socket S: the reply's
+    status, or "closed" when the server closes S before a whole reply
+    (a refused peer gets no reply at all)."""
+    try:
+        s.sendall(hello_bytes(export))
+        reply = b""
+        while len(reply) < struct.calcsize(HELLO_REPLY_FMT):
+            chunk = s.recv(struct.calcsize(HELLO_REPLY_FMT) - len(reply))
+            if not chunk:
+                return "closed"
+            reply += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return "closed"
+    return struct.unpack(HELLO_REPLY_FMT, reply)[3]
 
 
 def connect_unix(path, timeout=10.0):
@@ -186,25 +217,40 @@ def connect_unix(path, timeout=10.0):
     return s
 
 
+def connect_stream(address, timeout=10.0):
+    """A (cid, port) pair is a vsock address, anything else a socket path."""
+    if not isinstance(address, tuple):
+        return connect_unix(address, timeout)
+    s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(address)
+    return s
+
+
 class FuseClient:
     """One session on an fsbridged stream socket."""
 
     def __init__(self, path, export="", hello=True, init=True, timeout=10.0,
-                 uid=0, gid=0):
-        self.path = str(path)
-        self.sock = connect_unix(self.path, timeout)
+                 uid=0, gid=0, version=STREAM_VERSION, join=None):
+        """`path`: a socket path or a (cid, port) vsock address.
+        `join`: the token of a session to join (no INIT is sent then).
+        After a version-2 HELLO, `self.token` is the session's token."""
+        self.path = path if isinstance(path, tuple) else str(path)
+        self.sock = connect_stream(self.path, timeout)
         self.unique = 0
         self.pending = {}
         self.uid = uid
         self.gid = gid
         self.hello_reply = None
         self.init_reply = None
+        self.token = None
         self.setxattr_ext = False
         if hello:
-            self.hello_reply = self.hello(export)
+            self.hello_reply = self.hello(export, version=version, join=join)
             if self.hello_reply["status"] != 0:
                 raise HelloRefused(self.hello_reply["status"])
-        if init:
+            self.token = self.hello_reply["token"]
+        if init and join is None:
             err, out = self.init()
             if err:
                 raise OSError(err, "FUSE_INIT failed: %s" % os.strerror(err))
@@ -267,10 +313,14 @@ class FuseClient:
         return self.read_hello_reply()
 
     def read_hello_reply(self):
+        """The reply; a version-2 success is followed by the token."""
         magic, version, _res, status, max_frame = struct.unpack(
             HELLO_REPLY_FMT, self.recv_exact(16))
+        token = None
+        if status == 0 and version >= 2:
+            token = self.recv_exact(TOKEN_SIZE)
         return {"magic": magic, "version": version, "status": status,
-                "max_frame": max_frame}
+                "max_frame": max_frame, "token": token}
 
     def next_unique(self):
         self.unique += 2          # the kernel uses even uniques; any will do
@@ -339,6 +389,15 @@ class FuseClient:
         return err, out
 
     def lookup(self, parent, name):
+        """(0, entry) or (errno, payload).  A negative entry (node id 0: the
+        name does not exist, cacheable for entry_valid) is ENOENT, as the
+        kernel reads it; lookup_raw() shows it as it came."""
+        err, entry = self.lookup_raw(parent, name)
+        if err == 0 and entry["nodeid"] == 0:
+            return errno.ENOENT, entry
+        return err, entry
+
+    def lookup_raw(self, parent, name):
         err, p = self.request(FUSE_LOOKUP, parent, _name(name))
         return err, (parse_entry(p) if err == 0 else p)
 
@@ -414,6 +473,22 @@ class FuseClient:
 
     def release(self, nodeid, fh, opcode=FUSE_RELEASE):
         return self.request(opcode, nodeid, RELEASE_IN.pack(fh, 0, 0, 0))[0]
+
+    def flush(self, nodeid, fh, lock_owner=0):
+        return self.request(FUSE_FLUSH, nodeid, FLUSH_IN.pack(fh, 0, 0, lock_owner))[0]
+
+    def setlk(self, nodeid, fh, owner, typ, start, end, pid=None):
+        """A record lock on bytes [start, end] (no wait); returns the errno."""
+        body = LK_IN.pack(fh, owner, start, end, typ,
+                          os.getpid() if pid is None else pid, 0, 0)
+        return self.request(FUSE_SETLK, nodeid, body)[0]
+
+    def getlk(self, nodeid, fh, start, end, typ=1, owner=0):
+        """(errno, (start, end, type, pid)) of a lock that conflicts with a
+        write lock (typ 1, F_WRLCK) on [start, end]; type 2 (F_UNLCK): none."""
+        err, p = self.request(FUSE_GETLK, nodeid,
+                              LK_IN.pack(fh, owner, start, end, typ, 0, 0, 0))
+        return err, (LK_OUT.unpack_from(p) if err == 0 else None)
 
     def readdir(self, nodeid, fh, size=65536, offset=0):
         """Returns (err, [(ino, off, type, name)])."""

@@ -6,6 +6,7 @@ have a timeout.  Nothing here sleeps to synchronise except bounded polling.
 """
 
 import os
+import stat
 import subprocess
 import time
 
@@ -184,3 +185,62 @@ def settled_fd_count(pid, timeout=5.0):
             return now
         last = now
     return last
+
+
+def unix_socket_listening(path):
+    """True when a listening Unix socket is bound at `path`.
+
+    Read from /proc/net/unix (flag __SO_ACCEPTCON) rather than by connecting,
+    so that waiting for readiness does not open a session of its own (or,
+    on a vhost-user socket, become its frontend).
+    """
+    if path is None:
+        return False
+    want = str(path)
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7] == want and int(fields[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        return os.path.exists(want) and stat.S_ISSOCK(os.stat(want).st_mode)
+    return False
+
+
+# A program run as a given user (run_python(FILE_CHANGE_OPS, OP, PATH, ...)):
+# one change OP to the file PATH, the ways a writer or owner changes a file
+# (write, append, truncate, open_trunc, fallocate, copy_range; chown PATH UID
+# GID); prints "ok" or the error's strerror.
+FILE_CHANGE_OPS = r"""
+import os, sys
+op, path = sys.argv[1], sys.argv[2]
+try:
+    if op == "write":
+        with open(path, "r+b") as f:
+            f.write(b"new")
+    elif op == "append":
+        with open(path, "ab") as f:
+            f.write(b"more")
+    elif op == "truncate":
+        os.truncate(path, 1)
+    elif op == "open_trunc":
+        os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
+    elif op == "fallocate":
+        fd = os.open(path, os.O_WRONLY)
+        os.posix_fallocate(fd, 0, 8192)
+        os.close(fd)
+    elif op == "copy_range":
+        # Bytes [0, 3) of the file copied to [5, 8) of itself: the guest
+        # kernel sends COPY_FILE_RANGE, a write that carries no flag.
+        src, dst = os.open(path, os.O_RDONLY), os.open(path, os.O_WRONLY)
+        os.copy_file_range(src, dst, 3, 0, 5)
+        os.close(src)
+        os.close(dst)
+    elif op == "chown":
+        os.chown(path, int(sys.argv[3]), int(sys.argv[4]))
+    print("ok")
+except OSError as e:
+    print(e.strerror)
+"""

@@ -72,7 +72,9 @@ SET_MTIME_NOW = 1 << 7
 HEADER_SIZE = 4
 DATA_MAX = 1024 * 1024          # ML_DATA_MAX in src/matchlock/ml_codec.h
 PATH_MAX = 4096
-REQUEST_MAX = DATA_MAX + 2 * PATH_MAX + 256   # ML_REQUEST_MAX
+PREFIX_MAX = 256                # ML_PREFIX_MAX: "/" and a 255-byte export name
+PATH_LONGEST = PREFIX_MAX + 1 + PATH_MAX - 1  # ML_PATH_MAX: PATH_MAX - 1 below a prefix
+REQUEST_MAX = DATA_MAX + 2 * (PATH_LONGEST + 1) + 256   # ML_REQUEST_MAX
 RESPONSE_MAX = 16 * 1024 * 1024               # ML_RESPONSE_MAX
 
 # --------------------------------------------------------------------------

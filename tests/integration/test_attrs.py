@@ -6,7 +6,9 @@ real mount, checked on the mount and on the host file.
 import ctypes
 import errno
 import os
+import shutil
 import stat
+import subprocess
 import time
 
 import pytest
@@ -196,6 +198,56 @@ def test_write_updates_mtime_and_ctime(fs):
         # In writeback mode the guest kernel keeps its own mtime until the
         # data is written back; in the other modes the host's is shown.
         assert m.st_mtime_ns == h.st_mtime_ns
+
+
+def read_through(path, flags=0):
+    """Reads PATH with an open(2) of its own (FLAGS added to O_RDONLY)."""
+    fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def test_atime_is_the_hosts_whatever_the_guest_mount_says(fs):
+    """fsbridged(8) FILE SEMANTICS: the guest's atime mount options
+    (noatime here) are ignored, as on virtio-fs; a read and an exec that
+    reach the host update atime by the host filesystem's rule, and the
+    guest shows the host's.  Each file tells one wrong rule apart:
+    "old" (atime older than the mtime) and "prog" must move on a relatime
+    host (a daemon that opened everything O_NOATIME, or honoured the
+    guest's noatime, would leave them); "recent" (atime newer than mtime
+    and ctime, less than a day old) must not (a daemon that set atime on
+    every read would move it); a guest's own O_NOATIME open, by the owner,
+    must leave "owned" as it was (a daemon that dropped the flag would
+    move it; matchlock's protocol cannot carry the flag)."""
+    vfs = os.statvfs(fs.host).f_flag
+    if vfs & os.ST_NOATIME:
+        pytest.skip("the host filesystem is mounted noatime: no read moves atime there")
+    shutil.copy("/bin/true", fs.host / "prog")
+    for name in ("old", "recent", "owned"):
+        put(fs.host / name, b"data")
+    old_ns = 946684800 * 10**9  # 2000-01-01, older than the mtime
+    recent_ns = time.time_ns() + 3600 * 10**9  # after the ctime that utime sets
+    times = {"prog": old_ns, "old": old_ns, "owned": old_ns, "recent": recent_ns}
+    for name, atime in times.items():
+        os.utime(fs.host / name, ns=(atime, os.stat(fs.host / name).st_mtime_ns))
+    r = subprocess.run(["mount", "-i", "-o", "remount,noatime", str(fs.mnt)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert os.statvfs(fs.mnt).f_flag & os.ST_NOATIME
+    for name in ("old", "recent"):
+        assert read_through(fs.mnt / name) == b"data"
+    assert read_through(fs.mnt / "owned", os.O_NOATIME) == b"data"
+    assert subprocess.run([str(fs.mnt / "prog")], timeout=30).returncode == 0
+    moved = {name: os.stat(fs.host / name).st_atime_ns != atime for name, atime in times.items()}
+    assert moved["old"] and moved["prog"], f"the host's atime rule did not apply: {moved}"
+    if vfs & os.ST_RELATIME:
+        assert not moved["recent"], "a read moved an atime that relatime keeps"
+    if fs.mode != "matchlock":
+        assert not moved["owned"], "the guest's O_NOATIME open moved the host's atime"
+    for name in times:
+        assert os.stat(fs.mnt / name).st_atime_ns == os.stat(fs.host / name).st_atime_ns, name
 
 
 def test_xattrs(fs):

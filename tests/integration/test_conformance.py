@@ -27,9 +27,24 @@ def conformance_binary(build_dir):
     return path
 
 
+# An overlay export remembers no forgotten nodes (fsbridged(8), GUEST FILE
+# SEMANTICS): a handle of an evicted inode is ESTALE there.
+OVERLAY_SKIPS = {"handles": "overlay exports keep no forgotten nodes for open_by_handle_at"}
+
+
+def mode_args(mode):
+    if mode == "matchlock":
+        return matchlock_limits.conformance_args()
+    if mode == "overlay":
+        for group, reason in OVERLAY_SKIPS.items():
+            print(f"skip group {group} over overlay: {reason}")
+        return ("--skip", ",".join(OVERLAY_SKIPS))
+    return ()
+
+
 @pytest.mark.deadline(300)
 def test_conformance(fs, conformance_binary):
-    args = matchlock_limits.conformance_args() if fs.mode == "matchlock" else ()
+    args = mode_args(fs.mode)
     report = conformance_check.run(
         conformance_binary, fs.mnt / "conformance", args=args, timeout=280)
     conformance_check.assert_passed(report, fs.host / "conformance",

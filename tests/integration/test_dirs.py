@@ -282,3 +282,41 @@ def test_readdir_after_changes(fs):
     assert kinds["newdir"] == (True, False)
     assert kinds["link"] == (False, True)
     assert kinds["f1"] == (False, False)
+
+
+@pytest.mark.parametrize("cache,timeout", [("never", None), ("auto", 1), ("always", 86400)])
+def test_missing_name_is_a_cached_negative_entry(fsb_workdir, daemon_factory, cache, timeout):
+    # A name that does not exist is answered as a negative entry (node id 0)
+    # that the guest may cache as long as a found one; never caches nothing.
+    from fuse_client import FuseClient
+    export = fsb_workdir / "e"
+    export.mkdir()
+    (export / "d").mkdir()
+    d = daemon_factory([f"test={export},cache={cache}"])
+    with FuseClient(d.socket, export="test", init=True, timeout=10) as c:
+        err, e = c.lookup_raw(1, "missing")
+        if timeout is None:
+            assert err == errno.ENOENT
+        else:
+            assert err == 0 and e["nodeid"] == 0 and e["entry_valid"] == timeout
+        # ".." and "." are never negative.
+        err, dot = c.lookup(1, "d")
+        assert err == 0
+        assert c.lookup_raw(dot["nodeid"], "..")[0] == 0
+
+
+def test_create_over_a_cached_missing_name(fs):
+    # The guest's own create replaces its negative entry at once, in every
+    # mode; so do mkdir, symlink and rename onto the name.
+    for name in ("f", "d", "l", "r"):
+        assert not os.path.exists(fs.mnt / name)
+    (fs.mnt / "f").write_text("x")
+    os.mkdir(fs.mnt / "d")
+    os.symlink("f", fs.mnt / "l")
+    (fs.mnt / "src").write_text("y")
+    os.rename(fs.mnt / "src", fs.mnt / "r")
+    assert (fs.mnt / "f").read_text() == "x" and (fs.mnt / "l").read_text() == "x"
+    assert os.path.isdir(fs.mnt / "d") and (fs.mnt / "r").read_text() == "y"
+    assert sorted(os.listdir(fs.host)) == ["d", "f", "l", "r"]
+    os.unlink(fs.mnt / "f")
+    assert not os.path.exists(fs.mnt / "f") and not (fs.host / "f").exists()

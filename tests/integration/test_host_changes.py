@@ -92,3 +92,41 @@ def test_inodes_without_handles_have_an_fd_budget(fsb_workdir, daemon_factory):
         for n in nodes:
             c.forget(n, 1)
         helpers.poll_until(lambda: c.lookup(1, "f199")[0] == 0, what="fds back after FORGET")
+
+
+def forget_and_wait(c, nodeid):
+    """FORGET has no reply: wait until the daemon no longer knows NODEID."""
+    c.forget(nodeid)
+    helpers.poll_until(lambda: c.getattr(nodeid)[0] != 0, what=f"node {nodeid} forgotten")
+
+
+def test_forgotten_node_comes_back_under_its_id_unless_deleted(fsb_workdir, daemon_factory):
+    """LOOKUP "." of a node the guest forgot (its kernel turning a file
+    handle back into an inode) revives it under the same id; a file deleted
+    on the host meanwhile is ESTALE, even while the host holds it open (the
+    host filesystem can still open it by handle then)."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    (host / "kept").write_bytes(b"kept")
+    (host / "held").write_bytes(b"held")
+    d = daemon_factory([f"{EXPORT}={host}"])
+    with FuseClient(d.socket, export=EXPORT) as c:
+        ids = {}
+        for name in ("kept", "held"):
+            err, entry = c.lookup(1, name)
+            assert err == 0
+            ids[name] = entry["nodeid"]
+            forget_and_wait(c, entry["nodeid"])
+        err, entry = c.lookup(ids["kept"], ".")
+        assert err == 0 and entry["nodeid"] == ids["kept"]
+        assert c.getattr(ids["kept"])[1]["size"] == len(b"kept")
+        fd = os.open(host / "held", os.O_RDONLY)
+        try:
+            os.unlink(host / "held")
+            err, _ = c.lookup(ids["held"], ".")
+            assert err == errno.ESTALE, f"a deleted file came back: {err}"
+        finally:
+            os.close(fd)
+        for bad in (0, 1 << 40):
+            assert c.lookup(bad, ".")[0] in (errno.ESTALE, errno.ENOENT, errno.EINVAL)
+        assert c.alive()

@@ -55,7 +55,7 @@ import pytest
 
 import helpers
 from fuse_client import (
-    ConnectionClosed, FuseClient, MAX_FRAME, hello_bytes,
+    ConnectionClosed, FuseClient, MAX_FRAME, STREAM_VERSION, hello_bytes,
     connect_unix, FUSE_ROOT_ID, IN_HEADER, FATTR_MODE, FATTR_SIZE, FATTR_UID,
     FATTR_GID, FATTR_ATIME, FATTR_MTIME, FATTR_ATIME_NOW, FATTR_MTIME_NOW,
     FATTR_FH, FUSE_LOOKUP, FUSE_GETATTR, FUSE_SETATTR, FUSE_READ, FUSE_OPEN,
@@ -744,7 +744,8 @@ def test_abuse_wrong_magic_and_fields(healthy):
         "lower-case magic": hello_bytes(EXPORT, magic=b"fsbr"),
         "byte order 3": hello_bytes(EXPORT, byte_order=3),
         "byte order 0": hello_bytes(EXPORT, byte_order=0),
-        "reserved byte set": hello_bytes(EXPORT)[:7] + b"\x01" + hello_bytes(EXPORT)[8:],
+        "version 1 with byte 7 set": hello_bytes(EXPORT, version=1, flags=1),
+        "unknown HELLO flag": hello_bytes(EXPORT, flags=0x02),
         "reserved u16 set": hello_bytes(EXPORT)[:14] + b"\x01\x00" + EXPORT.encode(),
         "version 0": hello_bytes(EXPORT, version=0),
         "max frame 0": hello_bytes(EXPORT, max_frame=0),
@@ -785,7 +786,7 @@ def test_abuse_unknown_export(healthy):
 def test_abuse_newer_version_is_accepted_as_ours(healthy):
     with new_conn(healthy.daemon) as c:
         reply = c.hello(EXPORT, version=99)
-        assert reply["status"] == 0 and reply["version"] == 1, reply
+        assert reply["status"] == 0 and reply["version"] == STREAM_VERSION, reply
         err, _ = c.init()
         assert err == 0 and c.alive()
     healthy.check("HELLO version 99")
@@ -1080,6 +1081,40 @@ def test_raw_create_over_special_files_does_not_open_them(layout, daemon, kind):
         assert c.alive()
 
 
+O_PATH = getattr(os, "O_PATH", 0o10000000)
+
+
+@pytest.mark.parametrize("kind, expect", [("symlink", errno.ELOOP), ("fifo", errno.ENXIO),
+                                          ("device", errno.ENXIO)])
+def test_raw_create_with_o_path_is_refused_as_open_is(layout, daemon, kind, expect):
+    """O_PATH makes openat ignore O_CREAT|O_EXCL: a CREATE with it (which no
+    guest kernel sends) must not hand out a handle of an existing symlink,
+    FIFO or device node, but be refused as OPEN refuses them."""
+    target = layout.export / "special"
+    if kind == "symlink":
+        os.symlink("regular", target)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))   # /dev/null's
+    with FuseClient(daemon.socket, export=EXPORT, timeout=5) as c:
+        for flags in (O_PATH | os.O_RDWR, O_PATH | os.O_RDWR | os.O_CREAT, O_PATH,
+                      O_PATH | os.O_WRONLY | os.O_CREAT | os.O_TRUNC):
+            err, _, fh = c.create(FUSE_ROOT_ID, "special", flags=flags)
+            assert err == expect, f"flags {flags:#o}: {os.strerror(err) if err else f'fh {fh}'}"
+        err, _, _ = c.create(FUSE_ROOT_ID, "special", flags=O_PATH | os.O_RDWR | os.O_EXCL)
+        assert err == errno.EEXIST
+        # O_PATH on a new name makes an ordinary file with a usable handle.
+        err, e, fh = c.create(FUSE_ROOT_ID, "fresh", flags=O_PATH | os.O_RDWR)
+        assert err == 0, os.strerror(err)
+        assert c.write(fh, 0, b"data", nodeid=e["nodeid"]) == (0, 4)
+        assert (layout.export / "fresh").read_bytes() == b"data"
+        assert stat.S_ISREG(os.lstat(layout.export / "fresh").st_mode)
+    if kind == "symlink":
+        assert os.path.islink(target)
+    layout.assert_intact(f"CREATE O_PATH over a {kind}")
+
+
 @pytest.mark.parametrize("kind", ["fifo", "guest_fifo", "socket"])
 def test_raw_open_of_special_files_does_not_block(layout, daemon, kind):
     """The guest kernel opens FIFOs, sockets and devices itself and never
@@ -1321,14 +1356,18 @@ def cpu_seconds(pid):
 def test_abuse_fd_exhaustion_by_one_session(layout, daemon_factory):
     """One guest opens far more files than the daemon may hold (RLIMIT_NOFILE
     1024).  Its extra opens fail with an errno; the daemon neither crashes
-    nor spins; another guest can still connect and work; and everything
-    comes back when the greedy session ends."""
+    nor spins; another guest (another listener: a guest is a listener's peer
+    uid) can still connect and work; and everything comes back when the
+    greedy session ends."""
     import resource
     for i in range(50):
         (layout.export / f"f{i}").write_bytes(b"%d" % i)
+    greedy_sock, other_sock = layout.work / "greedy.sock", layout.work / "other.sock"
     d = daemon_factory([f"{EXPORT}={layout.export}"],
+                       listen=[f"unix:{greedy_sock}", f"unix:{other_sock}"],
                        rlimits={resource.RLIMIT_NOFILE: (1024, 1024)})
-    greedy = FuseClient(d.socket, export=EXPORT, timeout=10)
+    helpers.poll_until(lambda: greedy_sock.exists() and other_sock.exists(), what="the listeners")
+    greedy = FuseClient(greedy_sock, export=EXPORT, timeout=10)
     ids = [greedy.lookup(FUSE_ROOT_ID, f"f{i}")[1]["nodeid"] for i in range(50)]
     opened, errors = 0, {}
     for n in range(2000):
@@ -1347,7 +1386,7 @@ def test_abuse_fd_exhaustion_by_one_session(layout, daemon_factory):
                         + " (expected EMFILE/ENFILE only)")
     cpu0, t0 = cpu_seconds(d.pid), time.monotonic()
     try:
-        with FuseClient(d.socket, export=EXPORT, timeout=5) as other:
+        with FuseClient(other_sock, export=EXPORT, timeout=5) as other:
             if not other.alive():
                 problems.append("a second guest's GETATTR fails")
             err, e = other.lookup(FUSE_ROOT_ID, "regular")
@@ -1368,7 +1407,7 @@ def test_abuse_fd_exhaustion_by_one_session(layout, daemon_factory):
 
     def recovered():
         try:
-            with FuseClient(d.socket, export=EXPORT, timeout=5) as c:
+            with FuseClient(greedy_sock, export=EXPORT, timeout=5) as c:
                 err, e = c.lookup(FUSE_ROOT_ID, "regular")
                 return err == 0 and c.open(e["nodeid"])[0] == 0
         except (OSError, ConnectionClosed):
@@ -1465,6 +1504,41 @@ def test_raw_readdirplus_reports_links_not_targets(layout, client):
             assert found[name]["attr"]["ino"] not in layout.outside_inos, \
                 f"READDIRPLUS {name!r} of the root describes the outside"
     layout.assert_intact("READDIRPLUS")
+
+
+def _dirent_inos(client, nodeid, plus):
+    """{name: d_ino} of one READDIR(PLUS) of the directory NODEID."""
+    err, fh = client.opendir(nodeid)
+    assert err == 0
+    err, p = client.request(FUSE_READDIRPLUS if plus else FUSE_READDIR, nodeid,
+                            struct.pack("<QQIIQII", fh, 0, 65536, 0, 0, 0, 0))
+    assert err == 0, os.strerror(err)
+    head, i, inos = 128 if plus else 0, 0, {}
+    while i + head + 24 <= len(p):
+        ino, _off, namelen, _typ = struct.unpack_from("<QQII", p, i + head)
+        inos[p[i + head + 24:i + head + 24 + namelen].decode()] = ino
+        i += (head + 24 + namelen + 7) & ~7
+    client.release(nodeid, fh, opcode=FUSE_RELEASEDIR)
+    return inos
+
+
+FUSE_RELEASEDIR = 29
+
+
+@pytest.mark.parametrize("plus", [False, True], ids=["readdir", "readdirplus"])
+def test_raw_dotdot_of_the_root_lists_the_roots_own_inode(layout, client, plus):
+    """At the export root ".." is the root (LOOKUP says so): its d_ino is the
+    root's own inode number, not that of the host directory above."""
+    root_ino = os.stat(layout.export).st_ino
+    above = os.stat(layout.export.parent).st_ino
+    inos = _dirent_inos(client, FUSE_ROOT_ID, plus)
+    assert inos["."] == root_ino
+    assert inos[".."] == root_ino, f"'..' has d_ino {inos['..']} (the parent's is {above})"
+    sub = layout.export / "sub-for-dotdot"
+    sub.mkdir()
+    nodeid = lookup_path(client, "sub-for-dotdot")["nodeid"]
+    inos = _dirent_inos(client, nodeid, plus)
+    assert inos["."] == os.stat(sub).st_ino and inos[".."] == root_ino
 
 
 def test_raw_device_nodes_are_refused(layout, client):

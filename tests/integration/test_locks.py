@@ -17,6 +17,7 @@ import time
 import pytest
 
 import helpers
+from fuse_client import FuseClient
 
 CHILD_TIMEOUT = 15.0
 
@@ -255,6 +256,155 @@ def test_fcntl_record_locks(fs, contenders):
         os.close(fd)
 
 
+def test_fcntl_locks_dropped_by_any_close(fs, contenders):
+    # POSIX: closing any descriptor of a file drops the process's record
+    # locks on it: a dup()ed one, or another open of the same file
+    # (generic/478).  Another process's close drops nothing of ours.
+    path = make_file(fs)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 100, 0)
+        os.close(os.dup(fd))
+        c = contenders(path, "lockf-nb", 0, 10, "unlock", "pause", "lockf-nb", 0, 10,
+                       "pause", "lockf-nb", 0, 10)
+        assert c.line() == "locked", "lock kept after close() of a dup()ed descriptor"
+        assert c.line() == "unlocked"
+        assert c.line() == "paused"
+        fcntl.lockf(fd, fcntl.LOCK_EX, 100, 0)
+        other = contenders(path, "unlock")  # opens, unlocks its own, closes: not ours
+        assert other.line() == "unlocked"
+        other.finish()
+        c.go()
+        assert_busy(c.line())
+        assert c.line() == "paused"
+        os.close(os.open(path, os.O_RDONLY))
+        c.go()
+        assert c.line() == "locked", "lock kept after close() of another open of the file"
+        c.finish()
+    finally:
+        os.close(fd)
+
+
+def test_fcntl_locks_dropped_by_a_dup_close_while_other_files_are_locked(fs, contenders):
+    # FLUSH looks for the closing owner's locks among the open files of
+    # that inode only (pt_internal.h's locker lists): with 60 other
+    # files locked, a close of a dup still drops ours, and theirs stay.
+    others = []
+    try:
+        for i in range(60):     # within the guest budget: 101 open files in the tests
+            fd = os.open(make_file(fs, f"other{i}"), os.O_RDWR)
+            others.append(fd)
+            fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
+        path = make_file(fs)
+        fd = os.open(path, os.O_RDWR)
+        others.append(fd)
+        fcntl.lockf(fd, fcntl.LOCK_EX, 100, 0)
+        os.close(os.dup(fd))
+        c = contenders(path, "lockf-nb", 0, 10)
+        assert c.line() == "locked", "lock kept after close() of a dup()ed descriptor"
+        c.finish()
+        for i in (0, 30, 59):
+            other = contenders(fs.mnt / f"other{i}", "lockf-nb", 0, 10)
+            assert_busy(other.line())
+            other.finish()
+    finally:
+        for fd in others:
+            os.close(fd)
+
+
+F_WRLCK, F_UNLCK = 1, 2     # <asm-generic/fcntl.h>, as FUSE carries them
+
+
+@pytest.fixture
+def raw(fsb_workdir, daemon_factory):
+    """A raw FUSE session (fuse_client.py) on an export holding files a, b."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    for name in ("a", "b"):
+        (host / name).write_bytes(b"0" * 4096)
+    daemon = daemon_factory([f"test={host}"])
+    c = FuseClient(daemon.socket, export="test")
+    yield c
+    c.close()
+
+
+def raw_open(c, name):
+    err, entry = c.lookup(1, name)
+    assert err == 0, err
+    err, fh = c.open(entry["nodeid"], os.O_RDWR)
+    assert err == 0, err
+    return entry["nodeid"], fh
+
+
+def locked(c, node, probe_fh, start, end):
+    """Whether some other handle holds a lock on [start, end] (GETLK)."""
+    err, lk = c.getlk(node, probe_fh, start, end)
+    assert err == 0, err
+    return lk[2] != F_UNLCK
+
+
+def test_flush_drops_the_owners_locks_of_that_file_only(raw):
+    """FLUSH with a lock owner (a close(2) in the guest) unlocks that
+    owner's handles of the closing inode; other owners' locks and the
+    owner's locks on other files stay, however the handles came and went."""
+    c = raw
+    a, a1 = raw_open(c, "a")
+    _, a2 = raw_open(c, "a")
+    _, probe_a = raw_open(c, "a")
+    b, b1 = raw_open(c, "b")
+    _, probe_b = raw_open(c, "b")
+    X, Y, Z = 0x1111, 0x2222, 0x3333
+    assert c.setlk(a, a1, X, F_WRLCK, 0, 9) == 0
+    assert c.setlk(b, b1, X, F_WRLCK, 0, 9) == 0
+    assert c.setlk(a, a2, Y, F_WRLCK, 20, 29) == 0
+
+    assert c.flush(b, probe_b, X) == 0            # X closes a descriptor of b
+    assert not locked(c, b, probe_b, 0, 9), "X's lock on b kept after its close"
+    assert locked(c, a, probe_a, 0, 9), "a close of b dropped X's lock on a"
+    assert c.flush(a, probe_a, X) == 0
+    assert not locked(c, a, probe_a, 0, 9), "X's lock on a kept after its close"
+    assert locked(c, a, probe_a, 20, 29), "X's close dropped Y's lock"
+
+    # A released handle leaves its inode's list; the slot it frees is
+    # taken by the next open, which joins the list afresh.
+    assert c.release(a, a2) == 0
+    _, a3 = raw_open(c, "a")
+    assert c.setlk(a, a3, Z, F_WRLCK, 20, 29) == 0
+    assert c.flush(a, probe_a, Y) == 0
+    assert locked(c, a, probe_a, 20, 29), "Y's close dropped Z's lock"
+    # A handle whose locks a close dropped locks again, and loses them
+    # again at the owner's next close.
+    assert c.setlk(a, a1, X, F_WRLCK, 0, 9) == 0
+    assert c.flush(a, probe_a, X) == 0
+    assert not locked(c, a, probe_a, 0, 9), "X's second lock on a kept after its close"
+    assert c.flush(a, probe_a, Z) == 0
+    assert not locked(c, a, probe_a, 20, 29), "Z's lock kept after its close"
+
+
+def test_flush_counts_each_owner_among_many_lockers(raw):
+    """Fifty owners lock disjoint ranges of one file, each through its own
+    handle, beside lockers of another file: each close drops exactly its
+    owner's range, in any order, and released handles drop out."""
+    c = raw
+    a, probe_a = raw_open(c, "a")
+    b, b1 = raw_open(c, "b")
+    assert c.setlk(b, b1, 7, F_WRLCK, 0, 9) == 0
+    handles = {}
+    for i in range(50):
+        _, fh = raw_open(c, "a")
+        handles[i] = fh
+        assert c.setlk(a, fh, 1000 + i, F_WRLCK, 10 * i, 10 * i + 9) == 0
+    for i in range(0, 50, 2):        # even owners' handles go
+        assert c.release(a, handles.pop(i)) == 0
+    for i in (25, 49, 1, 13):        # then odd owners close, out of order
+        assert c.flush(a, probe_a, 1000 + i) == 0
+        handles.pop(i)
+    held = [i for i in range(50) if locked(c, a, probe_a, 10 * i, 10 * i + 9)]
+    assert held == sorted(handles), f"ranges still locked: {held}"
+    _, probe_b = raw_open(c, "b")
+    assert locked(c, b, probe_b, 0, 9), "the closes of a dropped a lock on b"
+
+
 def test_fcntl_lock_released_when_holder_exits(fs, contenders):
     path = make_file(fs)
     holder = subprocess.Popen(
@@ -343,13 +493,13 @@ def test_lock_waiters_do_not_take_every_worker(fsb_workdir, daemon_factory, moun
 @pytest.mark.deadline(60)
 def test_lock_waits_beyond_the_limit_fail_with_enolck(fsb_workdir, daemon_factory,
                                                       mount_factory):
-    """64 lock waits get threads of their own; more would have to block a
-    thread the unlock may need, so they fail at once with ENOLCK, and the
-    unlock still reaches the host."""
+    """64 lock waits (per connection: queues=1 gives one) get threads of
+    their own; more would have to block a thread the unlock may need, so
+    they fail at once with ENOLCK, and the unlock still reaches the host."""
     host = fsb_workdir / "export"
     host.mkdir()
     daemon = daemon_factory([f"test={host}"])
-    m = mount_factory(daemon, options=["export=test"])
+    m = mount_factory(daemon, options=["export=test", "queues=1"])
     path = m.path / "lockme"
     path.write_bytes(b"0")
     holder = os.open(path, os.O_RDWR)

@@ -74,14 +74,6 @@ def standin_factory(fsb_workdir):
 
 
 @pytest.fixture
-def export_dir(fsb_workdir):
-    host = fsb_workdir / "export"
-    host.mkdir()
-    os.chmod(host, 0o755)
-    return host
-
-
-@pytest.fixture
 def standin_mount(fsb_workdir, export_dir, standin_factory, mount_factory):
     """An original-matchlock-like host and a mount of it."""
     mnt = fsb_workdir / "mnt"
@@ -222,6 +214,22 @@ def test_standin_oversized_response_fails_that_request_only(fsb_workdir, export_
     assert m.proc.poll() is None
 
 
+def read_at_once(mnt, n):
+    """Reads f0 .. f<n-1> of MNT from N threads at once: {i: bytes}."""
+    results = {}
+
+    def reader(i):
+        with open(mnt / f"f{i}", "rb", buffering=0) as f:
+            results[i] = f.read()
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
 @pytest.mark.deadline(60)
 def test_standin_requests_spread_over_connections(fsb_workdir, export_dir, standin_factory,
                                                   mount_factory):
@@ -231,17 +239,7 @@ def test_standin_requests_spread_over_connections(fsb_workdir, export_dir, stand
     standin = standin_factory(str(mnt), export_dir, "--read-delay", "0.3")
     m = mount_factory(standin.address, mnt, options=["connections=4", "threads=4"],
                       extra_args=[PROTOCOL])
-    results = {}
-
-    def reader(i):
-        with open(m.path / f"f{i}", "rb", buffering=0) as f:
-            results[i] = f.read()
-
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = read_at_once(m.path, 4)
     assert results == {i: bytes([65 + i]) * 100 for i in range(4)}
     opened = [line for line in standin.log_lines() if line.startswith("connection ")]
     assert 2 <= len(opened) <= 4, opened
@@ -258,17 +256,7 @@ def test_standin_refusing_extra_connections_is_fine(fsb_workdir, export_dir, sta
     standin = standin_factory(str(mnt), export_dir, "--read-delay", "0.1",
                               "--max-connections", "1")
     m = mount_factory(standin.address, mnt, options=["connections=4"], extra_args=[PROTOCOL])
-    results = {}
-
-    def reader(i):
-        with open(m.path / f"f{i}", "rb", buffering=0) as f:
-            results[i] = f.read()
-
-    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = read_at_once(m.path, 4)
     assert results == {i: bytes([97 + i]) * 10 for i in range(4)}
     assert any(line.endswith("refused") for line in standin.log_lines())
     assert m.proc.poll() is None, m.stderr_text()
@@ -394,6 +382,48 @@ def test_concurrent_renames_links_and_lookups(fsbridged_mount, export_dir):
     assert m.proc.poll() is None, m.stderr_text()
     time.sleep(1.1)  # past the attribute cache time
     assert tree(m.path) == tree(export_dir)
+
+
+def walk_to(root, dirs, make=False):
+    """An O_PATH fd of ROOT/DIRS..., reached one component at a time (the
+    whole path is too long for one system call); the caller closes it."""
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    for part in dirs:
+        if make:
+            os.mkdir(part, 0o755, dir_fd=fd)
+        nfd = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        os.close(fd)
+        fd = nfd
+    return fd
+
+
+@pytest.mark.deadline(60)
+def test_fsbridged_path_max_below_the_mount(fsbridged_mount, export_dir):
+    """A file whose path below the mount point is PATH_MAX - 1 bytes long
+    works as on a local disk, although the guest path sent (the mount point
+    as prefix, then that path) is longer; one byte more is ENAMETOOLONG."""
+    _, m = fsbridged_mount
+    dirs = ["d" * 254] * 16                     # 16 * 255 bytes with the '/'s
+    name = "f" * (4095 - 16 * 255)              # the rest of PATH_MAX - 1
+    fd = walk_to(m.path, dirs, make=True)
+    try:
+        f = os.open(name, os.O_CREAT | os.O_RDWR, 0o644, dir_fd=fd)
+        os.write(f, b"deep")
+        os.close(f)
+        with pytest.raises(OSError) as e:
+            os.open(name + "g", os.O_CREAT | os.O_RDWR, 0o644, dir_fd=fd)
+        assert e.value.errno == errno.ENAMETOOLONG
+        os.rename(name, name[:-1] + "g", src_dir_fd=fd, dst_dir_fd=fd)
+        os.link(name[:-1] + "g", name, src_dir_fd=fd, dst_dir_fd=fd)
+        assert os.stat(name, dir_fd=fd).st_nlink == 2
+    finally:
+        os.close(fd)
+    fd = walk_to(export_dir, dirs)
+    try:
+        assert os.stat(name, dir_fd=fd).st_size == 4
+        assert os.stat(name[:-1] + "g", dir_fd=fd).st_ino == os.stat(name, dir_fd=fd).st_ino
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.deadline(60)
@@ -563,6 +593,8 @@ def test_startup_errors(build_dir, fsb_workdir, export_dir, daemon_factory):
         ([PROTOCOL, "-o", "prefix=/a/../b", d.address, mnt], r"bad option"),
         ([PROTOCOL, "-o", "connections=0", d.address, mnt], r"connections must be 1-64"),
         ([PROTOCOL, "-o", "prefix=/work,bogus_option", d.address, mnt], r"bogus_option"),
+        # paths are a prefix and PATH_MAX - 1 bytes below it: the prefix has a limit
+        ([PROTOCOL, "-o", "prefix=/" + "p" * 256, d.address, mnt], r"is over 256 bytes"),
     ]
     for args, message in cases:
         r = run_mount(build_dir, *args)

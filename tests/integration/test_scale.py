@@ -50,7 +50,10 @@ def error_lines(text):
 def scale_fs(fsb_workdir, daemon_factory, mount_factory):
     host = fsb_workdir / "export"
     host.mkdir()
-    d = daemon_factory([f"{EXPORT}={host},cache=auto"],
+    # One guest, as a daemon serving one VM: its open-file budget is not the
+    # default share of 100 guests but the whole fd pool (test_budgets.py
+    # tests the budgets).
+    d = daemon_factory([f"{EXPORT}={host},cache=auto"], ["--guest-max-open", "100000"],
                        rlimits={resource.RLIMIT_NOFILE: (NOFILE, NOFILE)})
     with open(f"/proc/{d.pid}/limits") as f:
         limits = f.read()

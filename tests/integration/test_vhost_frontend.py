@@ -336,3 +336,36 @@ def test_listening_socket_passed_as_fd(build_dir, fsb_workdir, vhost_tools):
         if d.poll() is None:
             d.kill()
             d.wait(timeout=10)
+
+
+def test_queue_threads_polling_the_rings(vhost, fsb_workdir):
+    """--poll-us: a queue thread with an empty ring watches it before it
+    sleeps for the kick.  Requests are served as without it, a ring stop
+    and restart still ends and resumes its thread, and the backend exits
+    cleanly."""
+    b = vhost(extra=("--poll-us=200",))
+    src = fsb_workdir / "src.bin"
+    data = _random_file(src, 300_000)
+    out = fsb_workdir / "out.bin"
+    b.client("getattr", f"write:pw.bin:{src}", f"read:pw.bin:{out}", "ring-restart",
+             "getattr", "queues", options=("--queues", "2"))
+    assert helpers.get_bytes(b.shared / "pw.bin") == data
+    assert helpers.get_bytes(out) == data
+    b.exits_cleanly()
+
+
+def test_overlay_dir(vhost, fsb_workdir):
+    """--overlay-dir: virtio-fs on a copy-on-write share; the shared dir is
+    never written, the changes land in UPPER."""
+    upper = fsb_workdir / "upper"
+    upper.mkdir()
+    b = vhost(extra=("--overlay-dir", str(upper)))
+    host_data = _random_file(b.shared / "from-host.bin", 333_333)
+    src = fsb_workdir / "src.bin"
+    data = _random_file(src, 100_001)
+    out = fsb_workdir / "out.bin"
+    b.client("getattr", f"write:w.bin:{src}", f"read:from-host.bin:{out}")
+    assert helpers.get_bytes(out) == host_data
+    assert helpers.get_bytes(upper / "w.bin") == data
+    assert sorted(os.listdir(b.shared)) == ["from-host.bin"]
+    b.exits_cleanly()

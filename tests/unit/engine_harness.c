@@ -33,7 +33,7 @@ int harness_open(struct harness *h, enum fsb_cache_mode mode)
     if (h->export.root_fd < 0 || !h->reply)
         return -ENOMEM;
     int err;
-    h->session = fsb_session_new(&h->export, HARNESS_FRAME, &err);
+    h->session = fsb_session_new(&h->export, HARNESS_FRAME, NULL, &err);
     h->next_unique = 1;
     return h->session ? 0 : err;
 }

@@ -285,8 +285,16 @@ static void test_hello_decoding(void)
     b[0] = 'X';
     CHECK(fsb_hello_decode(b, &out) == -EPROTO);
     fsb_hello_encode(&in, b);
-    b[7] = 1; /* reserved */
+    b[7] = 1; /* reserved in version 1 */
     CHECK(fsb_hello_decode(b, &out) == -EPROTO);
+    in.version = 2;
+    in.flags = FSB_HELLO_JOIN;
+    fsb_hello_encode(&in, b);
+    CHECK(fsb_hello_decode(b, &out) == 0 && out.flags == FSB_HELLO_JOIN &&
+          fsb_hello_tail_size(&out) == 3 + FSB_SESSION_TOKEN_SIZE);
+    b[7] = 0x03; /* an unknown flag */
+    CHECK(fsb_hello_decode(b, &out) == -EPROTO);
+    in.flags = 0;
     in.name_len = 300;
     fsb_hello_encode(&in, b);
     CHECK(fsb_hello_decode(b, &out) == -ENAMETOOLONG);

@@ -381,8 +381,8 @@ static void test_duplicate_keys_are_refused(void)
 static void test_paths_and_names(void)
 {
     CHECK_BAD_REQUEST("a1 6470617468 63 2f0061"); /* NUL inside */
-    static uint8_t body[PATH_MAX + 32];
-    /* 4095 bytes: the longest path; 4096: too long */
+    static uint8_t body[ML_PATH_SIZE + 32];
+    /* ML_PATH_MAX bytes (a prefix and PATH_MAX - 1 below it): the longest path; one more: too long */
     for (size_t len = ML_PATH_MAX; len <= ML_PATH_MAX + 1; len++) {
         size_t n = unhex("a1 6470617468 79", body);
         body[n++] = (uint8_t)(len >> 8);

@@ -1,6 +1,6 @@
 /*
  * test_ml_nodes.c - the node table of fsbridge-mount --protocol=matchlock
- * (src/mount/matchlock_nodes.c): paths from names, renames of subtrees,
+ * (src/mount_matchlock/matchlock_nodes.c): paths from names, renames of subtrees,
  * hard links as one node, detaching, and every node freed once the kernel
  * forgets it (the sanitizer build reports a leak otherwise).
  */
@@ -9,7 +9,8 @@
 #include <linux/fuse.h>
 #include <string.h>
 
-#include "mount/matchlock_nodes.h"
+#include "matchlock/ml_codec.h"
+#include "mount_matchlock/matchlock_nodes.h"
 #include "unit_check.h"
 
 static struct stat file_attr(uint64_t ino, nlink_t nlink)
@@ -27,7 +28,7 @@ static struct stat dir_attr(uint64_t ino)
 /* The path of INO (and NAME), or an "<errno>" string. */
 static const char *path_of(struct ml_nodes *t, ml_ino_t ino, const char *name)
 {
-    static char buf[PATH_MAX];
+    static char buf[ML_PATH_SIZE];
     int err = ml_nodes_path(t, ino, name, buf, sizeof(buf));
     if (err)
         snprintf(buf, sizeof(buf), "<%s>", strerror(-err));
@@ -174,17 +175,27 @@ static void test_detached_directory_detaches_its_children(void)
     ml_nodes_free(t);
 }
 
+/* The part below the prefix may be PATH_MAX - 1 bytes long, however long
+ * the prefix (up to ML_PREFIX_MAX): 16 names of 255 bytes, not 17. */
 static void test_too_long_paths(void)
 {
-    struct ml_nodes *t = ml_nodes_new("/w");
+    char prefix[ML_PREFIX_MAX + 1];
+    memset(prefix, 'p', ML_PREFIX_MAX);
+    prefix[0] = '/';
+    prefix[ML_PREFIX_MAX] = 0;
+    struct ml_nodes *t = ml_nodes_new(prefix);
     struct stat d = dir_attr(1);
-    char name[NAME_MAX + 1], buf[PATH_MAX];
+    static char name[NAME_MAX + 1], buf[ML_PATH_SIZE];
     memset(name, 'n', NAME_MAX);
     name[NAME_MAX] = 0;
     ml_ino_t ids[20], parent = FUSE_ROOT_ID;
     for (int i = 0; i < 20; i++, d.st_ino++)
         parent = ids[i] = ml_nodes_remember(t, parent, name, &d);
-    CHECK(ml_nodes_path(t, ids[14], NULL, buf, sizeof(buf)) == 0);   /* 15 * 256 + 2 */
+    CHECK(ml_nodes_path(t, ids[15], NULL, buf, sizeof(buf)) == 0);
+    CHECK(strlen(buf) == ML_PATH_MAX && strlen(buf) - ML_PREFIX_MAX - 1 == PATH_MAX - 1);
+    CHECK(ml_nodes_path(t, ids[14], "x", buf, sizeof(buf)) == 0);
+    CHECK(ml_nodes_path(t, ids[16], NULL, buf, sizeof(buf)) == -ENAMETOOLONG);
+    CHECK(ml_nodes_path(t, ids[15], "x", buf, sizeof(buf)) == -ENAMETOOLONG);
     CHECK(ml_nodes_path(t, ids[19], NULL, buf, sizeof(buf)) == -ENAMETOOLONG);
     CHECK(ml_nodes_path(t, FUSE_ROOT_ID, "x", buf, 4) == -ENAMETOOLONG);
     for (int i = 19; i >= 0; i--)

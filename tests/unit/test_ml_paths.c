@@ -18,7 +18,7 @@ static struct ml_exports *make(const char *const *names, unsigned n)
     static struct fsb_export exports[8];
     for (unsigned i = 0; i < n; i++)
         snprintf(exports[i].name, sizeof(exports[i].name), "%s", names[i]);
-    return ml_exports_new(exports, n);
+    return ml_exports_new(exports, n, ~(uint64_t)0);
 }
 
 /* PATH cleans to CLEAN and lies in export EXPORT at REL. */
@@ -110,6 +110,61 @@ static void test_children_once_each(void)
 }
 
 
+/* A connection sees only the exports its listener serves it: the others
+ * are outside every export (and above none), and the indices stay those of
+ * the daemon's export list. */
+static void test_only_visible_exports(void)
+{
+    static struct fsb_export exports[3];
+    const char *names[] = {"/", "/vm1", "/vm2/deep"};
+    for (unsigned i = 0; i < 3; i++)
+        snprintf(exports[i].name, sizeof(exports[i].name), "%s", names[i]);
+    struct ml_exports *ex = ml_exports_new(exports, 3, 1u << 2);
+    CHECK(in_export(ex, "/vm2/deep/f", "/vm2/deep/f", 2, "f"));
+    CHECK(place_of(ex, "/vm2") == ML_PLACE_SYNTHETIC);
+    CHECK(place_of(ex, "/vm1/f") == ML_PLACE_OUTSIDE);
+    CHECK(place_of(ex, "/etc") == ML_PLACE_OUTSIDE);
+    char kids[ML_MAX_CHILDREN][NAME_MAX + 1];
+    CHECK(ml_exports_children(ex, "/", kids) == 1 && strcmp(kids[0], "vm2") == 0);
+    ml_exports_free(ex);
+    ex = ml_exports_new(exports, 3, 1u << 1);
+    CHECK(in_export(ex, "/vm1", "/vm1", 1, ""));
+    CHECK(place_of(ex, "/vm2/deep") == ML_PLACE_OUTSIDE);
+    ml_exports_free(ex);
+    ex = ml_exports_new(exports, 3, 0);
+    CHECK(place_of(ex, "/") == ML_PLACE_OUTSIDE);
+    ml_exports_free(ex);
+}
+
+/* Fills PATH with the prefix of export NAME, then "/" and BELOW bytes of
+ * 199-byte names. */
+static void long_path(char *path, const char *name, size_t below)
+{
+    char prefix[ML_PATH_SIZE];
+    ml_export_prefix(name, prefix);
+    size_t len = (size_t)sprintf(path, "%s", strcmp(prefix, "/") ? prefix : "");
+    for (size_t i = 0; i < below + 1; i++)
+        path[len + i] = i % 200 == 0 ? '/' : 'n';
+    path[len + below + 1] = '\0';
+}
+
+/* PATH_MAX - 1 bytes below an export's prefix, as on a local disk: the
+ * prefix is not counted, for the longest prefix and for "/". */
+static void test_prefix_not_counted(void)
+{
+    static char longest[ML_PREFIX_MAX], path[ML_PATH_SIZE + 2];
+    memset(longest, 'p', ML_PREFIX_MAX - 1); /* "/" and 255 bytes */
+    const char *names[] = {longest, "/"};
+    for (unsigned i = 0; i < 2; i++) {
+        struct ml_exports *ex = make(names + i, 1);
+        long_path(path, names[i], PATH_MAX - 1);
+        CHECK(ml_locate(ex, path, &loc) == 0 && strlen(loc.rel) == PATH_MAX - 1);
+        long_path(path, names[i], PATH_MAX);
+        CHECK(ml_locate(ex, path, &loc) == -ENAMETOOLONG);
+        ml_exports_free(ex);
+    }
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -117,6 +172,8 @@ int main(void)
         TEST(test_longest_whole_component_prefix),
         TEST(test_parents_and_names),
         TEST(test_children_once_each),
+        TEST(test_only_visible_exports),
+        TEST(test_prefix_not_counted),
     };
     return RUN_TESTS(tests);
 }

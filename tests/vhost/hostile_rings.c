@@ -278,16 +278,28 @@ static int run_long_indirect(struct env *e, const struct hcase *c)
     return publish_and_wait(e, c, q, &head, 1);
 }
 
+/* Two free descriptors of the request queue into IDX, the scratch area
+ * prepared: the queue, or NULL when the case failed (said). */
+static struct vu_ring *two_request_descriptors(struct env *e, uint16_t idx[2])
+{
+    struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
+    if (vu_ring_reserve(q, 2, idx) < 0) {
+        case_fail(e, "no free descriptors");
+        return NULL;
+    }
+    prepare_scratch(e);
+    return q;
+}
+
 /* Legal: the request spans the end of region 0 and the start of region 1
  * (adjacent guest-physical ranges, not adjacent in the memfd). */
 static int run_request_straddles(struct env *e, const struct hcase *c)
 {
     (void)c;
-    struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
     uint16_t idx[2];
-    if (vu_ring_reserve(q, 2, idx) < 0)
-        return case_fail(e, "no free descriptors");
-    prepare_scratch(e);
+    struct vu_ring *q = two_request_descriptors(e, idx);
+    if (!q)
+        return CASE_FAILED;
     uint64_t req = vu_mem_straddling(&e->fe.mem, GOOD_LEN);
     write_getattr(e, req, GOOD_LEN);
     q->vr.desc[idx[0]] = (struct vring_desc){ .addr = req, .len = GOOD_LEN, .flags = R, .next = idx[1] };
@@ -301,11 +313,10 @@ static int run_request_straddles(struct env *e, const struct hcase *c)
 static int run_reply_straddles(struct env *e, const struct hcase *c)
 {
     (void)c;
-    struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
     uint16_t idx[2];
-    if (vu_ring_reserve(q, 2, idx) < 0)
-        return case_fail(e, "no free descriptors");
-    prepare_scratch(e);
+    struct vu_ring *q = two_request_descriptors(e, idx);
+    if (!q)
+        return CASE_FAILED;
     uint64_t out = vu_mem_straddling(&e->fe.mem, ATTR_REPLY_LEN);
     struct dspec good = { AT_GOOD, 0, GOOD_LEN, R, -1 };
     write_desc(e, &q->vr.desc[idx[0]], &good, idx[1]);
@@ -333,11 +344,10 @@ static int run_region_beyond_file(struct env *e, const struct hcase *c)
     uint32_t size = 8 + m->nregions * (uint32_t)sizeof(struct vu_region_desc);
     if (send_hostile(e, VU_SET_MEM_TABLE, 0, &t, size, fds, m->nregions) < 0)
         return CASE_DONE;
-    struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
     uint16_t idx[2];
-    if (vu_ring_reserve(q, 2, idx) < 0)
-        return case_fail(e, "no free descriptors");
-    prepare_scratch(e);
+    struct vu_ring *q = two_request_descriptors(e, idx);
+    if (!q)
+        return CASE_FAILED;
     struct dspec good = { AT_GOOD, 0, GOOD_LEN, R, -1 };
     write_desc(e, &q->vr.desc[idx[0]], &good, idx[1]);
     q->vr.desc[idx[1]] = (struct vring_desc){ .addr = m->r[1].gpa + claimed / 2, .len = OUT_SIZE,
@@ -390,11 +400,10 @@ static int run_short_read_reply(struct env *e, const struct hcase *c)
         err = vu_fuse_write(&e->fs, entry.nodeid, fh, 0, data, sizeof(data), &written);
     if (err)
         return case_fail(e, "preparing a file: %s", err == VU_FUSE_BROKEN ? e->fe.error : strerror(-err));
-    struct vu_ring *q = &e->fe.ring[VU_REQUEST_QUEUE];
     uint16_t idx[2];
-    if (vu_ring_reserve(q, 2, idx) < 0)
-        return case_fail(e, "no free descriptors");
-    prepare_scratch(e);
+    struct vu_ring *q = two_request_descriptors(e, idx);
+    if (!q)
+        return CASE_FAILED;
     struct {
         struct fuse_in_header h;
         struct fuse_read_in r;

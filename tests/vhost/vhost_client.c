@@ -68,6 +68,26 @@ static int forget(struct client *c, uint64_t nodeid, uint64_t n)
     return err ? fail(c, "FORGET: %s", why(c, err)) : 0;
 }
 
+/* Looks NAME up and opens it with FLAGS into *E and *FH: 0, or -1 said. */
+static int open_name(struct client *c, const char *name, int flags, struct fuse_entry_out *e,
+                     uint64_t *fh)
+{
+    if (lookup(c, name, e))
+        return -1;
+    int err = vu_fuse_open(&c->fs, e->nodeid, flags, fh);
+    return err ? fail(c, "OPEN %s: %s", name, why(c, err)) : 0;
+}
+
+/* RELEASE of FH, then FORGET of the lookup that found NODEID: 0, or -1
+ * said. */
+static int close_file(struct client *c, uint64_t nodeid, uint64_t fh)
+{
+    int err = vu_fuse_release(&c->fs, nodeid, fh);
+    if (err)
+        return fail(c, "RELEASE: %s", why(c, err));
+    return forget(c, nodeid, 1);
+}
+
 static uint32_t chunk_size(const struct client *c)
 {
     uint32_t max = c->fs.init.max_write;
@@ -101,12 +121,7 @@ static int cmd_write(struct client *c, char **a)
         off += n;
     }
     fclose(in);
-    if (err)
-        return -1;
-    err = vu_fuse_release(&c->fs, e.nodeid, fh);
-    if (err)
-        return fail(c, "RELEASE: %s", why(c, err));
-    if (forget(c, e.nodeid, 1))
+    if (err || close_file(c, e.nodeid, fh))
         return -1;
     printf("ok write %s %llu bytes\n", a[0], (unsigned long long)off);
     return 0;
@@ -116,17 +131,15 @@ static int cmd_read(struct client *c, char **a)
 {
     struct fuse_entry_out e;
     uint64_t fh;
-    if (lookup(c, a[0], &e))
+    if (open_name(c, a[0], O_RDONLY, &e, &fh))
         return -1;
-    int err = vu_fuse_open(&c->fs, e.nodeid, O_RDONLY, &fh);
-    if (err)
-        return fail(c, "OPEN %s: %s", a[0], why(c, err));
     FILE *out = fopen(a[1], "wb");
     if (!out)
         return fail(c, "%s: %s", a[1], strerror(errno));
     static uint8_t buf[CHUNK];
     uint64_t off = 0;
     uint32_t got = chunk_size(c);
+    int err = 0;
     while (err == 0 && got == chunk_size(c)) {
         err = vu_fuse_read(&c->fs, e.nodeid, fh, off, chunk_size(c), buf, &got);
         if (err == 0 && fwrite(buf, 1, got, out) != got)
@@ -136,10 +149,7 @@ static int cmd_read(struct client *c, char **a)
     fclose(out);
     if (err)
         return fail(c, "READ at %llu: %s", (unsigned long long)off, why(c, err));
-    err = vu_fuse_release(&c->fs, e.nodeid, fh);
-    if (err)
-        return fail(c, "RELEASE: %s", why(c, err));
-    if (forget(c, e.nodeid, 1))
+    if (close_file(c, e.nodeid, fh))
         return -1;
     printf("ok read %s %llu bytes\n", a[0], (unsigned long long)off);
     return 0;
@@ -163,11 +173,8 @@ static int cmd_open(struct client *c, char **a)
 {
     struct fuse_entry_out e;
     uint64_t fh;
-    if (lookup(c, a[0], &e))
+    if (open_name(c, a[0], O_RDONLY, &e, &fh))
         return -1;
-    int err = vu_fuse_open(&c->fs, e.nodeid, O_RDONLY, &fh);
-    if (err)
-        return fail(c, "OPEN %s: %s", a[0], why(c, err));
     printf("ok open %s: node %llu handle %llu\n", a[0], (unsigned long long)e.nodeid,
            (unsigned long long)fh);
     return 0;
@@ -246,12 +253,7 @@ static int host_lock(struct client *c, const char *path, int *fd)
 static int start_lock_wait(struct client *c, const char *name, const char *host_path,
                            struct lock_wait *w)
 {
-    if (lookup(c, name, &w->e))
-        return -1;
-    int err = vu_fuse_open(&c->fs, w->e.nodeid, O_RDWR, &w->fh);
-    if (err)
-        return fail(c, "OPEN %s: %s", name, why(c, err));
-    if (host_lock(c, host_path, &w->host_fd))
+    if (open_name(c, name, O_RDWR, &w->e, &w->fh) || host_lock(c, host_path, &w->host_fd))
         return -1;
     struct fuse_lk_in lk = {
         .fh = w->fh, .owner = 0x5eed,
@@ -266,7 +268,7 @@ static int start_lock_wait(struct client *c, const char *name, const char *host_
         return fail(c, "SETLKW did not wait for the lock the host holds (%s)",
                     w->req->done ? why(c, vu_fuse_reply(&c->fs, w->req, NULL, NULL)) : c->fe.error);
     struct fuse_attr_out attr;
-    err = vu_fuse_getattr(&c->fs, w->e.nodeid, &attr);
+    int err = vu_fuse_getattr(&c->fs, w->e.nodeid, &attr);
     if (err)
         return fail(c, "GETATTR behind a waiting SETLKW: %s", why(c, err));
     if (w->req->done)
@@ -284,10 +286,7 @@ static int finish_lock_wait(struct client *c, struct lock_wait *w, int want)
                     want ? strerror(-want) : "success");
     vu_fuse_put(w->req);
     close(w->host_fd);
-    err = vu_fuse_release(&c->fs, w->e.nodeid, w->fh);
-    if (err)
-        return fail(c, "RELEASE: %s", why(c, err));
-    return forget(c, w->e.nodeid, 1);
+    return close_file(c, w->e.nodeid, w->fh);
 }
 
 static int cmd_lock_order(struct client *c, char **a)

@@ -29,10 +29,14 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import initramfs
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+import helpers  # noqa: E402  (unix_socket_listening, shared with the integration tests)
 
 QEMU = "qemu-system-x86_64"
 LEGACY_VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
@@ -275,7 +279,7 @@ class HostDaemon:
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
-        while not unix_socket_listening(self.socket):
+        while not helpers.unix_socket_listening(self.socket):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited {self.proc.returncode} before "
                                    f"listening\nargv: {self.argv()}\n{self.log()}")
@@ -317,6 +321,8 @@ class VirtiofsDaemon(HostDaemon):
     """A vhost-user-fs backend serving `shared_dir` on `socket`.
 
     kind "fsbridged": fsbridged --socket-path=.. --shared-dir=.. --cache=..
+    --xattr --xattr-map (guest trusted.*/security.* kept as user.fsbridge.*:
+    the conformance program's trusted_xattrs check runs on virtio-fs too)
     kind "virtiofsd": the legacy C virtiofsd, -o source=..,cache=..
     Both serve one frontend and exit when it disconnects.
     """
@@ -340,7 +346,7 @@ class VirtiofsDaemon(HostDaemon):
                     "-o", "xattr", *self.extra]
         return [self.binary, f"--socket-path={self.socket}",
                 f"--shared-dir={self.shared_dir}", f"--cache={self.cache}",
-                "--xattr", *self.extra]
+                "--xattr", "--xattr-map", *self.extra]
 
     @classmethod
     def supports(cls, kind, cache):
@@ -372,22 +378,6 @@ def fsbridged_has_vhost_user(binary):
         return r.returncode == 0 and json.loads(r.stdout).get("type") == "fs"
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return False
-
-
-def unix_socket_listening(path):
-    """True when a listening Unix socket is bound at `path` (from
-    /proc/net/unix, without connecting: a connection would be a frontend)."""
-    want = str(path)
-    try:
-        with open("/proc/net/unix") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if len(fields) >= 8 and fields[7] == want and int(fields[3], 16) & 0x10000:
-                    return True
-    except OSError:
-        pass
-    return False
 
 
 def processes_using(path):

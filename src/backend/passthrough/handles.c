@@ -4,7 +4,8 @@
  * A guest file handle (fh) is an index into this table.  Each entry counts
  * its users, so that a RELEASE racing with a READ on the same fh (which a
  * hostile guest may send) closes the fd only after the READ is done: the fd
- * number can never be reused under a running operation.
+ * number can never be reused under a running operation.  Each open handle
+ * holds one fd of its guest's budget (common/budget.h).
  */
 #include "backend/passthrough/pt_internal.h"
 
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define NO_FREE UINT64_MAX
+#define NO_FREE PT_NO_HANDLE
 
 static int grow(struct passthrough *pt)
 {
@@ -23,6 +24,16 @@ static int grow(struct passthrough *pt)
     pt->handles = h;
     pt->capacity = cap;
     return 0;
+}
+
+int pt_handle_grant(struct passthrough *pt)
+{
+    return fsb_guest_take(pt->guest, FSB_BUDGET_OPEN, 1);
+}
+
+void pt_handle_ungrant(struct passthrough *pt)
+{
+    fsb_guest_give(pt->guest, FSB_BUDGET_OPEN, 1);
 }
 
 int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir, const struct stat *st)
@@ -40,24 +51,69 @@ int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir, const struct 
         fh = pt->nhandles++;
     }
     pt->handles[fh] = (struct pt_handle){ .fd = fd, .refs = 1, .is_dir = is_dir,
-                                          .dev = st->st_dev, .ino = st->st_ino };
+                                          .dev = st->st_dev, .ino = st->st_ino,
+                                          .next_locker = PT_NO_HANDLE };
     pt->open_handles++;
 out:
     pthread_mutex_unlock(&pt->handles_lock);
+    if (fh < 0)
+        pt_handle_ungrant(pt);
     return fh;
 }
 
-/* Called with the lock held; returns the fd to close, or -1. */
+static unsigned locker_bucket(dev_t dev, ino_t ino)
+{
+    uint64_t key = ((uint64_t)dev << 32) ^ (uint64_t)ino;
+    return (unsigned)((key * 0x9E3779B97F4A7C15ull) >> 56) % PT_LOCKER_BUCKETS;
+}
+
+uint64_t pt_first_locker(const struct passthrough *pt, dev_t dev, ino_t ino)
+{
+    return pt->lockers[locker_bucket(dev, ino)];
+}
+
+void pt_handle_note_locker(struct passthrough *pt, uint64_t fh, uint64_t owner, pid_t pid)
+{
+    struct pt_handle *h = &pt->handles[fh];
+    if (!h->has_locked) {
+        uint64_t *head = &pt->lockers[locker_bucket(h->dev, h->ino)];
+        h->next_locker = *head;
+        *head = fh;
+        h->has_locked = true;
+    }
+    h->lock_owner = owner;
+    h->lock_pid = pid;
+}
+
+void pt_handle_forget_locker(struct passthrough *pt, uint64_t fh)
+{
+    struct pt_handle *h = &pt->handles[fh];
+    if (h->has_locked) {
+        uint64_t *link = &pt->lockers[locker_bucket(h->dev, h->ino)];
+        while (*link != fh)
+            link = &pt->handles[*link].next_locker;
+        *link = h->next_locker;
+        h->next_locker = PT_NO_HANDLE;
+        h->has_locked = false;
+    }
+    h->lock_owner = 0;
+    h->lock_pid = 0;
+}
+
+/* Called with the lock held; returns the fd to close (its grant is given
+ * back here), or -1. */
 static int drop_ref(struct passthrough *pt, uint64_t fh)
 {
     struct pt_handle *h = &pt->handles[fh];
     if (--h->refs > 0)
         return -1;
+    pt_handle_forget_locker(pt, fh);
     int fd = h->fd;
     h->fd = -1;
     h->next_free = pt->free_head;
     pt->free_head = fh;
     pt->open_handles--;
+    pt_handle_ungrant(pt);
     return fd;
 }
 
@@ -109,9 +165,12 @@ int pt_handle_close(struct passthrough *pt, uint64_t fh, bool want_dir)
 
 void pt_handles_destroy(struct passthrough *pt)
 {
-    for (unsigned i = 0; i < pt->nhandles; i++)
-        if (pt->handles[i].fd >= 0)
+    for (unsigned i = 0; i < pt->nhandles; i++) {
+        if (pt->handles[i].fd >= 0) {
             close(pt->handles[i].fd);
+            pt_handle_ungrant(pt);
+        }
+    }
     free(pt->handles);
     pthread_mutex_destroy(&pt->handles_lock);
 }

@@ -174,7 +174,7 @@ static struct pt_inode *inode_new(struct inode_table *t, int fd, const struct st
 }
 
 int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, size_t max_permanent,
-                     bool use_handles)
+                     bool use_handles, bool keep_ghosts, struct fsb_guest *guest)
 {
     struct stat st;
     memset(t, 0, sizeof(*t));
@@ -187,8 +187,12 @@ int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, size
     t->max_inodes = max_inodes;
     t->max_permanent = max_permanent;
     t->use_handles = use_handles;
+    t->guest = guest;
     t->next_nodeid = FSB_ROOT_NODEID + 1;
-    if (!t->by_id || !t->by_ino)
+    bool ghosts = use_handles && keep_ghosts;
+    if (ghosts)
+        t->ghosts = calloc(PT_GHOSTS, sizeof(*t->ghosts));
+    if (!t->by_id || !t->by_ino || (ghosts && !t->ghosts))
         return -ENOMEM;
     /* The root keeps its fd for the session's lifetime: every path starts
      * there, and it must not depend on a reopen that could fail. */
@@ -209,16 +213,38 @@ int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, size
     return 0;
 }
 
+/* What an entry holds of its guest's budgets (the root holds nothing:
+ * it is the session's, not the guest's doing). */
+static int take_budget(struct inode_table *t, bool permanent)
+{
+    int err = fsb_guest_take(t->guest, FSB_BUDGET_INODES, 1);
+    if (!err && permanent && (err = fsb_guest_take(t->guest, FSB_BUDGET_OPEN, 1)))
+        fsb_guest_give(t->guest, FSB_BUDGET_INODES, 1);
+    return err;
+}
+
+static void give_budget(struct inode_table *t, const struct pt_inode *in)
+{
+    fsb_guest_give(t->guest, FSB_BUDGET_INODES, 1);
+    if (!in->handle)
+        fsb_guest_give(t->guest, FSB_BUDGET_OPEN, 1);
+}
+
 void inode_table_destroy(struct inode_table *t)
 {
     for (size_t i = 0; t->by_id && i < t->nbuckets; i++) {
         for (struct pt_inode *in = t->by_id[i], *next; in; in = next) {
             next = in->next_by_id;
+            if (in->nodeid != FSB_ROOT_NODEID)
+                give_budget(t, in);
             inode_free(in);
         }
     }
     for (unsigned i = 0; i < t->nmounts; i++)
         close(t->mounts[i].fd);
+    for (size_t i = 0; t->ghosts && i < PT_GHOSTS; i++)
+        free(t->ghosts[i].handle);
+    free(t->ghosts);
     free(t->by_id);
     free(t->by_ino);
     pthread_mutex_destroy(&t->lock);
@@ -234,6 +260,42 @@ struct pt_inode *inode_get(struct inode_table *t, uint64_t nodeid)
     return in;
 }
 
+/* Puts GHOST into the ring, over the oldest ghost; the ring takes its
+ * handle.  Called with the lock held. */
+static void put_ghost(struct inode_table *t, const struct pt_ghost *ghost)
+{
+    struct pt_ghost *g = &t->ghosts[t->next_ghost++ % PT_GHOSTS];
+    free(g->handle);
+    *g = *ghost;
+}
+
+/* Moves the handle of the released entry IN into the ghost ring, over
+ * the oldest ghost.  A stale entry's handle names a file that is gone.
+ * Called with the lock held. */
+static void keep_ghost(struct inode_table *t, struct pt_inode *in)
+{
+    if (!t->ghosts || !in->handle || in->stale)
+        return;
+    put_ghost(t, &(struct pt_ghost){ .nodeid = in->nodeid, .mount_fd = in->mount_fd,
+                                     .handle = in->handle });
+    in->handle = NULL;
+}
+
+/* Takes the ghost of NODEID out of the ring; false if there is none.
+ * Called with the lock held. */
+static bool take_ghost(struct inode_table *t, uint64_t nodeid, struct pt_ghost *out)
+{
+    for (size_t i = 0; t->ghosts && i < PT_GHOSTS; i++) {
+        struct pt_ghost *g = &t->ghosts[i];
+        if (g->nodeid == nodeid && g->handle) {
+            *out = *g;
+            memset(g, 0, sizeof(*g));
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Unlinks IN if nothing refers to it any more; returns true if the caller
  * must free it (after dropping the lock).  Called with the lock held. */
 static bool release_if_unused(struct inode_table *t, struct pt_inode *in)
@@ -243,6 +305,8 @@ static bool release_if_unused(struct inode_table *t, struct pt_inode *in)
     table_unlink(t, in);
     t->count--;
     t->permanent -= !in->handle;
+    give_budget(t, in);
+    keep_ghost(t, in);
     return true;
 }
 
@@ -291,29 +355,47 @@ static struct pt_inode *find_current(struct inode_table *t, const struct stat *s
     return in;
 }
 
-/* Adds the new entry IN for FD, unless a lookup of the same inode won the
- * race meanwhile, or IN would be one permanent fd too many.  Called with
- * the lock held; takes IN and FD. */
-static int64_t link_new_locked(struct inode_table *t, struct pt_inode *in, const struct stat *st,
-                               int fd)
+/* Whether the new entry IN may join the table: not one permanent fd too
+ * many, and within its guest's budgets.  Called with the lock held. */
+static int admit_locked(struct inode_table *t, const struct pt_inode *in)
 {
-    struct pt_inode *raced = find_current(t, st, in->handle);
-    if (raced || (!in->handle && t->permanent >= t->max_permanent)) {
-        inode_free(in);
-        close(fd);
-        if (!raced)
-            return -ENFILE;
-        raced->nlookup++; /* the other lookup won: count ours on theirs */
-        return (int64_t)raced->nodeid;
-    }
-    in->nodeid = t->next_nodeid++;
+    if (!in->handle && t->permanent >= t->max_permanent)
+        return -ENFILE;
+    return take_budget(t, !in->handle);
+}
+
+/* Links the admitted entry IN as NODEID with one lookup, and gives it FD.
+ * Called with the lock held. */
+static void link_as_locked(struct inode_table *t, struct pt_inode *in, uint64_t nodeid, int fd)
+{
+    in->nodeid = nodeid;
     in->nlookup = 1;
     t->permanent += !in->handle;
     table_link(t, in);
     if (++t->count > t->nbuckets * 2)
         table_grow(t);
     offer_or_close(in, fd);
-    return (int64_t)in->nodeid;
+}
+
+/* Adds the new entry IN for FD, unless a lookup of the same inode won the
+ * race meanwhile, or admit_locked refuses it.  Called with the lock held;
+ * takes IN and FD. */
+static int64_t link_new_locked(struct inode_table *t, struct pt_inode *in, const struct stat *st,
+                               int fd)
+{
+    struct pt_inode *raced = find_current(t, st, in->handle);
+    int err = raced ? 0 : admit_locked(t, in);
+    if (raced || err) {
+        inode_free(in);
+        close(fd);
+        if (!raced)
+            return err;
+        raced->nlookup++; /* the other lookup won: count ours on theirs */
+        return (int64_t)raced->nodeid;
+    }
+    uint64_t id = t->next_nodeid++;
+    link_as_locked(t, in, id, fd);
+    return (int64_t)id;
 }
 
 int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
@@ -346,6 +428,90 @@ int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
     }
     pthread_mutex_lock(&t->lock);
     int64_t id = link_new_locked(t, in, st, fd);
+    pthread_mutex_unlock(&t->lock);
+    return id;
+}
+
+/* Links IN (for FD) again as the node NODEID it was, unless its inode has
+ * been looked up under a new id since: the guest's handle then names a node
+ * that is gone, as on a local filesystem whose inode was evicted and
+ * reloaded under another generation.  Called with the lock held; takes IN
+ * and FD. */
+static int64_t relink_locked(struct inode_table *t, struct pt_inode *in, const struct stat *st,
+                             int fd, uint64_t nodeid)
+{
+    int err = find_current(t, st, in->handle) ? -ESTALE : admit_locked(t, in);
+    if (err) {
+        inode_free(in);
+        close(fd);
+        return err;
+    }
+    link_as_locked(t, in, nodeid, fd);
+    return (int64_t)nodeid;
+}
+
+/* Running out of fds or memory says nothing about the file: the ghost
+ * must survive it, so that the guest's handle works once there is room. */
+static bool is_shortage(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOMEM;
+}
+
+/* An O_PATH fd of the ghost G's file, and its stat; -ESTALE when the file
+ * is gone (whatever the host's own errno says), also when it is deleted
+ * but still held open on the host (the live path's rule, lookup_dot);
+ * -EMFILE, -ENFILE, -ENOMEM as they come. */
+static int reopen_ghost(const struct pt_ghost *g, struct stat *st)
+{
+    int fd;
+    FD_RETRY_EMFILE(fd, open_by_handle_at(g->mount_fd, g->handle, O_PATH | O_CLOEXEC));
+    if (fd < 0)
+        return is_shortage(errno) ? -errno : -ESTALE;
+    int err = 0;
+    if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
+        err = is_shortage(errno) ? -errno : -ESTALE;
+    else if (st->st_nlink == 0)
+        err = -ESTALE;
+    if (err) {
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+/* Gives the ghost G back to the ring after a shortage, or lets it go. */
+static void end_revive(struct inode_table *t, struct pt_ghost *g, int err)
+{
+    if (!is_shortage(-err)) {
+        free(g->handle);
+        return;
+    }
+    pthread_mutex_lock(&t->lock);
+    put_ghost(t, g);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int64_t inode_revive(struct inode_table *t, uint64_t nodeid, struct stat *st)
+{
+    struct pt_ghost g;
+    pthread_mutex_lock(&t->lock);
+    bool full = t->count >= t->max_inodes;
+    bool found = !full && take_ghost(t, nodeid, &g);
+    pthread_mutex_unlock(&t->lock);
+    if (!found)
+        return full ? -ENFILE : -ESTALE;
+    int fd = reopen_ghost(&g, st);
+    if (fd < 0) {
+        end_revive(t, &g, fd);
+        return fd;
+    }
+    struct pt_inode *in = inode_new(t, fd, st, g.handle);
+    if (!in) {          /* inode_new freed the handle: this ghost is lost */
+        close(fd);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&t->lock);
+    int64_t id = relink_locked(t, in, st, fd, nodeid);
     pthread_mutex_unlock(&t->lock);
     return id;
 }
@@ -391,4 +557,26 @@ int inode_pin(struct pt_inode *in)
 void inode_unpin(struct pt_inode *in)
 {
     fd_cache_unpin(&in->fdc);
+}
+
+uint64_t inode_nodeid_of(struct inode_table *t, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&t->lock);
+    struct pt_inode *in = find_by_ino(t, dev, ino);
+    uint64_t id = in ? in->nodeid : 0;
+    pthread_mutex_unlock(&t->lock);
+    return id;
+}
+
+size_t inode_table_nodeids(struct inode_table *t, uint64_t **out)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = 0;
+    uint64_t *ids = malloc((t->count + 1) * sizeof(*ids));
+    for (size_t b = 0; ids && b < t->nbuckets; b++)
+        for (struct pt_inode *in = t->by_id[b]; in; in = in->next_by_id)
+            ids[n++] = in->nodeid;
+    pthread_mutex_unlock(&t->lock);
+    *out = ids;
+    return n;
 }

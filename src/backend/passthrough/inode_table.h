@@ -12,6 +12,7 @@
 #define FSB_INODE_TABLE_H
 
 #include "backend/passthrough/fd_cache.h"
+#include "common/budget.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -39,6 +40,22 @@ struct pt_inode {
 
 #define PT_MAX_MOUNTS 64
 
+/*
+ * A forgotten inode that had a file handle, kept so that the guest can
+ * still open it through a file handle of its own (open_by_handle_at in the
+ * guest, after its kernel evicted the inode and sent FORGET): the guest's
+ * handle holds the node id, and the kernel asks for it with a LOOKUP of
+ * "." (FUSE_EXPORT_SUPPORT).  Only the last PT_GHOSTS are kept, as
+ * memory and no fd.
+ */
+struct pt_ghost {
+    uint64_t nodeid; /* 0: an empty slot */
+    int mount_fd;    /* the table's, for open_by_handle_at */
+    struct file_handle *handle;
+};
+
+#define PT_GHOSTS 1024
+
 struct inode_table {
     pthread_mutex_t lock;
     struct pt_inode **by_id, **by_ino;
@@ -49,17 +66,24 @@ struct inode_table {
     size_t max_permanent;
     uint64_t next_nodeid;
     bool use_handles;
+    struct fsb_guest *guest; /* each entry counts on its inode budget; a
+                              * permanent fd on its open-file budget too */
     struct { dev_t dev; int fd; } mounts[PT_MAX_MOUNTS];
     unsigned nmounts;
+    struct pt_ghost *ghosts; /* PT_GHOSTS of them, a ring; NULL without
+                              * handles or ghosts (inode_table_init) */
+    size_t next_ghost;
 };
 
 /* Takes ownership of ROOT_FD (an O_PATH fd of the export root).  Inodes
  * without a file handle (no CAP_DAC_READ_SEARCH, or a filesystem without
  * handles) hold a permanent fd each: at most MAX_PERMANENT of them, beyond
  * which lookups fail with ENFILE instead of taking every fd of the
- * daemon. */
+ * daemon.  KEEP_GHOSTS (with USE_HANDLES) keeps the ring of forgotten
+ * nodes that inode_revive brings back: only where a guest sees the node
+ * ids.  Entries count on GUEST's budgets (common/budget.h; may be NULL). */
 int inode_table_init(struct inode_table *t, int root_fd, size_t max_inodes, size_t max_permanent,
-                     bool use_handles);
+                     bool use_handles, bool keep_ghosts, struct fsb_guest *guest);
 void inode_table_destroy(struct inode_table *t);
 
 /* Returns the inode with a use reference, or NULL for an unknown node id. */
@@ -73,8 +97,25 @@ void inode_put(struct inode_table *t, struct pt_inode *inode);
  */
 int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st);
 
+/*
+ * Brings back the forgotten node NODEID (a pt_ghost) with one guest
+ * lookup, if its host file still exists (and is not deleted while held
+ * open elsewhere) and has no other node id now; fills ST.  Returns NODEID,
+ * or -errno: -ESTALE, -ENOMEM, -ENFILE at the inode limit or when the
+ * host's fds run out, -EMFILE, or the error of the guest's budget
+ * (take_budget).  A shortage of fds keeps the ghost for a later try.
+ */
+int64_t inode_revive(struct inode_table *t, uint64_t nodeid, struct stat *st);
+
 /* True if the host inode (DEV, INO) has a node id in this session. */
 bool inode_is_known(struct inode_table *t, dev_t dev, ino_t ino);
+
+/* The node id of the host inode (DEV, INO) in this session, or 0. */
+uint64_t inode_nodeid_of(struct inode_table *t, dev_t dev, ino_t ino);
+
+/* Every node id of the session, in *OUT (malloc'ed; NULL when out of
+ * memory, and 0 is returned). */
+size_t inode_table_nodeids(struct inode_table *t, uint64_t **out);
 
 /* Drops N lookups of NODEID (an unknown id is ignored, as FORGET has no
  * reply to carry an error). */

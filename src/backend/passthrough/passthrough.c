@@ -16,6 +16,7 @@
  *  - Node ids and fhs are this instance's own: one session cannot reach
  *    another's, and forged ones are unknown (-ESTALE / -EBADF).
  */
+#include "backend/passthrough/change_watch.h"
 #include "backend/passthrough/pt_internal.h"
 #include "common/log.h"
 
@@ -31,8 +32,11 @@
 
 int pt_proc_self_fd = -1;
 static unsigned session_handle_limit = 1024;
+static unsigned usable_fds = 960;
 
-/* Fds kept aside for sockets, listeners and the like. */
+/* Fds the daemon keeps for itself beyond those open when it starts
+ * serving: accept (and the spare fd that sheds connections), log lines,
+ * the signalfd, eventfds, vhost-user's fds. */
 #define FD_RESERVE 64
 
 int passthrough_global_init(void)
@@ -50,7 +54,17 @@ int passthrough_global_init(void)
     unsigned usable = limit > 2 * FD_RESERVE ? limit - FD_RESERVE : limit / 2;
     fd_cache_init(usable / 4);
     session_handle_limit = usable * 3 / 8;
+    usable_fds = usable;
     return 0;
+}
+
+unsigned passthrough_guest_fd_pool(unsigned open_now, unsigned *conn_fds)
+{
+    unsigned left = usable_fds - fd_cache_capacity();
+    if (*conn_fds > left / 3)
+        *conn_fds = left / 3;
+    left -= *conn_fds;
+    return left > open_now ? left - open_now : 1;
 }
 
 unsigned passthrough_session_handle_limit(void)
@@ -106,6 +120,27 @@ void pt_unpin(struct passthrough *pt, struct pt_inode *inode)
     inode_put(&pt->inodes, inode);
 }
 
+int passthrough_pin(struct fsb_backend *be, uint64_t nodeid, mode_t *type, void **pin)
+{
+    struct pt_inode *in;
+    int fd = pt_pin(pt_of(be), nodeid, &in);
+    if (fd >= 0) {
+        *type = in->type;
+        *pin = in;
+    }
+    return fd;
+}
+
+void passthrough_unpin(struct fsb_backend *be, void *pin)
+{
+    pt_unpin(pt_of(be), pin);
+}
+
+int passthrough_reopen(int fd, int flags)
+{
+    return pt_reopen(fd, flags);
+}
+
 /* openat2 with RESOLVE_BENEATH where the kernel has it (5.6+); otherwise
  * O_NOFOLLOW on a single component, which the engine guarantees. */
 static int open_beneath(int dirfd, const char *name, int flags)
@@ -129,6 +164,20 @@ static int stat_fd(int fd, struct stat *st)
     return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
+/* Records the O_PATH fd FD (consumed), whose stat OUT->attr holds
+ * already, and fills the rest of OUT. */
+static int remember_statted(struct passthrough *pt, int fd, struct fsb_entry *out)
+{
+    if (pt->sub && S_ISDIR(out->attr.st_mode)) /* inotify mode watches what is looked up */
+        change_watch_dir_seen(pt->watch, fd, out->attr.st_dev, out->attr.st_ino);
+    int64_t id = inode_remember(&pt->inodes, fd, &out->attr);
+    if (id < 0)
+        return (int)id;
+    out->nodeid = (uint64_t)id;
+    out->generation = 0; /* node ids are never reused in a session */
+    return 0;
+}
+
 /* Records the O_PATH fd FD (consumed) and fills OUT. */
 static int remember(struct passthrough *pt, int fd, struct fsb_entry *out)
 {
@@ -137,12 +186,7 @@ static int remember(struct passthrough *pt, int fd, struct fsb_entry *out)
         close(fd);
         return err;
     }
-    int64_t id = inode_remember(&pt->inodes, fd, &out->attr);
-    if (id < 0)
-        return (int)id;
-    out->nodeid = (uint64_t)id;
-    out->generation = 0; /* node ids are never reused in a session */
-    return 0;
+    return remember_statted(pt, fd, out);
 }
 
 int pt_lookup_at(struct passthrough *pt, int dirfd, const char *name, struct fsb_entry *out)
@@ -173,18 +217,52 @@ static int lookup_dotdot(struct passthrough *pt, uint64_t parent, int dirfd,
     int fd = openat(dirfd, "..", O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    struct stat st;
-    if (stat_fd(fd, &st) < 0 || !inode_is_known(&pt->inodes, st.st_dev, st.st_ino)) {
+    if (stat_fd(fd, &out->attr) < 0 ||
+        !inode_is_known(&pt->inodes, out->attr.st_dev, out->attr.st_ino)) {
         close(fd);
         return -ENOENT;
     }
-    return remember(pt, fd, out);
+    return remember_statted(pt, fd, out);
+}
+
+/* "." names the node itself, whatever its type: the guest kernel asks for
+ * it to turn one of its file handles (a node id) back into an inode it has
+ * evicted (FUSE_EXPORT_SUPPORT).  A node the guest has forgotten is
+ * brought back under the same id while its host file exists
+ * (inode_revive).  No permission is checked: the guest is not trusted to
+ * check any, but this node was reached beneath the export by this session
+ * already, and guest root may send any uid in a request anyway. */
+static int lookup_dot(struct passthrough *pt, uint64_t nodeid, struct fsb_entry *out)
+{
+    struct pt_inode *in;
+    int fd = pt_pin(pt, nodeid, &in);
+    if (fd >= 0) {
+        /* Known still: the guest's FORGET is on its way.  A deleted file
+         * is ESTALE, as the guest's kernel would find it evicted. */
+        int err = stat_fd(fd, &out->attr);
+        if (!err && out->attr.st_nlink == 0)
+            err = -ESTALE;
+        int path_fd = err ? err : pt_reopen(fd, O_PATH);
+        err = path_fd < 0 ? path_fd : remember_statted(pt, path_fd, out);
+        pt_unpin(pt, in);
+        return err;
+    }
+    if (fd != -ESTALE)
+        return fd;
+    int64_t id = inode_revive(&pt->inodes, nodeid, &out->attr);
+    if (id < 0)
+        return (int)id;
+    out->nodeid = (uint64_t)id;
+    out->generation = 0;
+    return 0;
 }
 
 static int pt_lookup(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                      const char *name, struct fsb_entry *out)
 {
     struct passthrough *pt = pt_of(be);
+    if (strcmp(name, ".") == 0)
+        return lookup_dot(pt, parent, out);
     struct pt_inode *dir;
     int dirfd = pt_pin(pt, parent, &dir);
     if (dirfd < 0)
@@ -244,6 +322,23 @@ static int set_owner(int fd, const struct fsb_setattr *set)
     return fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
+/*
+ * The owner may give a file to any group he is in, supplementary ones
+ * included; FUSE carries only the caller's primary gid, so the host refuses
+ * (EPERM) a chown to a supplementary group.  The guest kernel (mounted with
+ * default_permissions) checked the membership before it asked, so the
+ * target gid is lent to the thread for the chown (see PT_AS_CALLER).
+ */
+static int set_owner_as_caller(struct passthrough *pt, const struct fsb_ctx *ctx, int fd,
+                               const struct fsb_setattr *set)
+{
+    int err = set_owner(fd, set);
+    if (err == -EPERM && (set->valid & FSB_SET_GID) && set->gid != ctx->gid && ctx->uid != 0 &&
+        pt->trust_guest_groups && pt->switch_creds && cred_lend_groups(&set->gid, 1) == 0)
+        err = set_owner(fd, set);
+    return err;
+}
+
 static int set_size(struct pt_inode *in, int fd, int hfd, off_t size)
 {
     if (hfd >= 0)
@@ -278,32 +373,55 @@ static int set_times(int fd, int hfd, const struct fsb_setattr *set)
 /*
  * A guest with a writeback cache writes file data into its page cache and
  * later sends the mtime it recorded, as explicit times, through the handle
- * the writer opened.  Explicit times need ownership on the host, while
- * writing needs only write access: a writer that is not the owner would get
- * EPERM at close(2).  A handle opened for writing stands for that write
- * access, so the kernel's own time update is then applied as the daemon.
+ * the writer opened, and sends a truncate with the times it set.  Explicit
+ * times need ownership on the host, while writing needs only write access:
+ * a writer that is not the owner would get EPERM at close(2) or truncate.
+ * A handle opened for writing, or the size change the caller just made,
+ * stands for that write access, so the kernel's own time update is then
+ * applied as the daemon, but as "now" (kernel_times_as_now): what a local
+ * writer may set (utimensat(2) with UTIME_NOW needs only write access, an
+ * explicit time needs ownership), never the times the guest chose.
  */
 static bool kernel_time_update_allowed(int hfd, const struct fsb_setattr *set)
 {
-    unsigned others = FSB_SET_MODE | FSB_SET_UID | FSB_SET_GID | FSB_SET_SIZE;
-    if (!(set->valid & FSB_SET_KERNEL_TIMES) || (set->valid & others) || hfd < 0)
+    unsigned others = FSB_SET_MODE | FSB_SET_UID | FSB_SET_GID;
+    if (!(set->valid & FSB_SET_KERNEL_TIMES) || (set->valid & others))
         return false;
-    int fl = fcntl(hfd, F_GETFL);
+    if (set->valid & FSB_SET_SIZE)
+        return true; /* applied as the caller before the times were refused */
+    int fl = hfd >= 0 ? fcntl(hfd, F_GETFL) : -1;
     return fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
 }
 
-static int apply_setattr(struct pt_inode *in, int fd, int hfd, const struct fsb_setattr *set)
+/* SET with each time it names set to "now" (set_times prefers the _NOW
+ * flags over the values). */
+static struct fsb_setattr kernel_times_as_now(const struct fsb_setattr *set)
+{
+    struct fsb_setattr now = *set;
+    if (set->valid & FSB_SET_ATIME)
+        now.valid |= FSB_SET_ATIME_NOW;
+    if (set->valid & FSB_SET_MTIME)
+        now.valid |= FSB_SET_MTIME_NOW;
+    return now;
+}
+
+/* Applies SET as the caller; *times_refused tells that everything but the
+ * times was applied and the times got EPERM. */
+static int apply_setattr(struct passthrough *pt, const struct fsb_ctx *ctx, struct pt_inode *in,
+                         int fd, int hfd, const struct fsb_setattr *set, bool *times_refused)
 {
     int err = 0;
     if (set->valid & FSB_SET_MODE)
         err = set_mode(in, fd, hfd, set->mode);
     if (!err && set->valid & (FSB_SET_UID | FSB_SET_GID))
-        err = set_owner(fd, set);
+        err = set_owner_as_caller(pt, ctx, fd, set);
     if (!err && set->valid & FSB_SET_SIZE)
         err = set_size(in, fd, hfd, set->size);
     if (!err && set->valid & (FSB_SET_ATIME | FSB_SET_MTIME | FSB_SET_ATIME_NOW |
-                              FSB_SET_MTIME_NOW))
+                              FSB_SET_MTIME_NOW)) {
         err = set_times(fd, hfd, set);
+        *times_refused = err == -EPERM;
+    }
     return err;
 }
 
@@ -317,11 +435,16 @@ static int pt_setattr(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_
         return fd;
     int hfd = fh != FSB_NO_FH ? pt_handle_get(pt, fh, false) : -1;
     int err;
-    PT_AS_CALLER(pt, ctx, err, err = apply_setattr(in, fd, hfd, set), fd);
-    if (err == -EPERM && kernel_time_update_allowed(hfd, set))
-        err = set_times(fd, hfd, set);
+    bool times_refused = false;
+    PT_AS_CALLER(pt, ctx, err, err = apply_setattr(pt, ctx, in, fd, hfd, set, &times_refused), fd);
+    if (times_refused && kernel_time_update_allowed(hfd, set)) {
+        struct fsb_setattr now = kernel_times_as_now(set);
+        err = set_times(fd, hfd, &now);
+    }
     if (!err)
         err = stat_fd(fd, out);
+    if (!err)
+        pt_note_inode(pt, in->dev, in->ino, set->valid & FSB_SET_SIZE ? 0 : -1, 0);
     if (hfd >= 0)
         pt_handle_put(pt, fh);
     pt_unpin(pt, in);
@@ -361,7 +484,9 @@ static int make_node(struct passthrough *pt, const struct fsb_ctx *ctx, uint64_t
     if (dirfd < 0)
         return dirfd;
     int err;
-    PT_AS_CALLER(pt, ctx, err, err = make(dirfd, a), dirfd);
+    PT_CREATING_AS_CALLER(pt, ctx, err, err = make(dirfd, a), dirfd);
+    if (!err)
+        pt_note_entry(pt, dir, a->name);
     if (!err)
         err = pt_lookup_at(pt, dirfd, a->name, out);
     pt_unpin(pt, dir);
@@ -407,30 +532,44 @@ static int pt_symlink(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_
     return make_node(pt_of(be), ctx, parent, make_symlink, &a, out);
 }
 
+/* Pins A into *IN_A and *FD_A, then B into *IN_B and *FD_B (see pt_pin):
+ * 0, or -errno with neither pinned. */
+static int pin_both(struct passthrough *pt, uint64_t a, struct pt_inode **in_a, int *fd_a,
+                    uint64_t b, struct pt_inode **in_b, int *fd_b)
+{
+    *fd_a = pt_pin(pt, a, in_a);
+    if (*fd_a < 0)
+        return *fd_a;
+    *fd_b = pt_pin(pt, b, in_b);
+    if (*fd_b < 0) {
+        pt_unpin(pt, *in_a);
+        return *fd_b;
+    }
+    return 0;
+}
+
 static int pt_link(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
                    uint64_t newparent, const char *newname, struct fsb_entry *out)
 {
     struct passthrough *pt = pt_of(be);
     struct pt_inode *in, *dir;
-    int fd = pt_pin(pt, nodeid, &in);
-    if (fd < 0)
-        return fd;
-    int dirfd = pt_pin(pt, newparent, &dir);
-    if (dirfd < 0) {
-        pt_unpin(pt, in);
-        return dirfd;
-    }
+    int fd, dirfd;
+    int err = pin_both(pt, nodeid, &in, &fd, newparent, &dir, &dirfd);
+    if (err)
+        return err;
     char name[16];
     proc_name(fd, name);
     /* Through /proc/self/fd: links the inode itself (even a symlink)
      * without the CAP_DAC_READ_SEARCH that AT_EMPTY_PATH needs. */
-    int err;
     PT_AS_CALLER(pt, ctx, err,
                  err = linkat(pt_proc_self_fd, name, dirfd, newname, AT_SYMLINK_FOLLOW) < 0
                            ? -errno : 0,
                  dirfd);
-    if (!err)
+    if (!err) {
+        pt_note_entry(pt, dir, newname);
+        pt_note_inode(pt, in->dev, in->ino, -1, 0); /* its link count */
         err = pt_lookup_at(pt, dirfd, newname, out);
+    }
     pt_unpin(pt, dir);
     pt_unpin(pt, in);
     return err;
@@ -445,6 +584,8 @@ static int remove_name(struct passthrough *pt, const struct fsb_ctx *ctx, uint64
         return dirfd;
     int err;
     PT_AS_CALLER(pt, ctx, err, err = unlinkat(dirfd, name, flags) < 0 ? -errno : 0, dirfd);
+    if (!err)
+        pt_note_entry(pt, dir, name);
     pt_unpin(pt, dir);
     return err;
 }
@@ -466,18 +607,17 @@ static int pt_rename(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
 {
     struct passthrough *pt = pt_of(be);
     struct pt_inode *from, *to;
-    int fromfd = pt_pin(pt, parent, &from);
-    if (fromfd < 0)
-        return fromfd;
-    int tofd = pt_pin(pt, newparent, &to);
-    if (tofd < 0) {
-        pt_unpin(pt, from);
-        return tofd;
-    }
-    int err;
+    int fromfd, tofd;
+    int err = pin_both(pt, parent, &from, &fromfd, newparent, &to, &tofd);
+    if (err)
+        return err;
     PT_AS_CALLER(pt, ctx, err,
                  err = syscall(SYS_renameat2, fromfd, name, tofd, newname, flags) < 0 ? -errno : 0,
                  fromfd, tofd);
+    if (!err) {
+        pt_note_entry(pt, from, name);
+        pt_note_entry(pt, to, newname);
+    }
     pt_unpin(pt, to);
     pt_unpin(pt, from);
     return err;
@@ -576,10 +716,102 @@ static ssize_t xattr_on_symlink(const struct xattr_call *c)
     return c->op == XATTR_LIST ? 0 : c->op == XATTR_GET ? -ENODATA : -EPERM;
 }
 
+/*
+ * REMOVEXATTR of security.capability.  The guest kernel sends it itself
+ * before a write, truncate or chown of a file that has the attribute (the
+ * local rule: modifying a file drops its file capabilities), and guest root
+ * sends it for `setcap -r`.  Taking a capability away never gives anyone a
+ * privilege, so it is allowed where the guest could have caused it
+ * locally: the caller is root, owns the file or may write it.  That is
+ * within what ext4 allows a local user (Linux 6.18): removexattr of it
+ * needs CAP_SETFCAP, but any write drops it, and so does chown(f, -1, -1)
+ * by any user at all (stricter here: a stranger gets EPERM).  The daemon
+ * holds no CAP_SETFCAP, so the removal is the host kernel's own: a chown
+ * to the same owner (-1, -1) drops security.capability as any chown does.
+ * That chown also drops set-user-ID (and group-executable set-group-ID),
+ * which removexattr must not: the mode is put back when that happened.
+ */
+#define CAPS_XATTR "security.capability"
+
+static bool may_drop_capability(int fd, const struct fsb_ctx *ctx, const struct stat *st)
+{
+    if (ctx->uid == 0 || ctx->uid == st->st_uid)
+        return true;
+    return faccessat(fd, "", W_OK, AT_EMPTY_PATH | AT_EACCESS) == 0;
+}
+
+/* 0 when the file has the capability xattr NAME and the caller may drop
+ * it; *ST gets the file's attributes. */
+static int drop_allowed(struct passthrough *pt, const struct fsb_ctx *ctx, int fd,
+                        const char *path, const char *name, struct stat *st)
+{
+    int err = stat_fd(fd, st);
+    if (err)
+        return err;
+    if (getxattr(path, name, NULL, 0) < 0)
+        return -errno; /* ENODATA: there is nothing to remove */
+    bool allowed = false;
+    PT_AS_CALLER(pt, ctx, err, allowed = may_drop_capability(fd, ctx, st); err = 0, fd);
+    return err ? err : allowed ? 0 : -EPERM;
+}
+
+static ssize_t drop_capability(struct passthrough *pt, const struct fsb_ctx *ctx, int fd,
+                               const char *path)
+{
+    struct stat st, after;
+    int err = drop_allowed(pt, ctx, fd, path, CAPS_XATTR, &st);
+    if (err)
+        return err;
+    if (fchownat(fd, "", (uid_t)-1, (gid_t)-1, AT_EMPTY_PATH) < 0)
+        return -errno;
+    char name[16];
+    proc_name(fd, name);
+    if (stat_fd(fd, &after) == 0 && after.st_mode != st.st_mode &&
+        fchmodat(pt_proc_self_fd, name, st.st_mode & 07777, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+/*
+ * xattr=map: the guest's security.capability is a user.* name on the host
+ * (mapped_caps_xattr), which the host kernel never drops by itself; the
+ * engine removes it after each write, truncate and chown, and the guest
+ * kernel may too.  It goes under the rule of the host's own (root, the
+ * owner or a writer: a chown by an owner who may not write the file drops
+ * it as well), removed as the daemon.
+ */
+static ssize_t drop_mapped_capability(struct passthrough *pt, const struct fsb_ctx *ctx, int fd,
+                                      const char *path)
+{
+    struct stat st;
+    int err = drop_allowed(pt, ctx, fd, path, pt->mapped_caps_xattr, &st);
+    if (err)
+        return err;
+    return removexattr(path, pt->mapped_caps_xattr) < 0 ? -errno : 0;
+}
+
+static bool is_mapped_caps(const struct passthrough *pt, const struct xattr_call *c)
+{
+    return c->op == XATTR_REMOVE && pt->mapped_caps_xattr &&
+           strcmp(c->name, pt->mapped_caps_xattr) == 0;
+}
+
+/* A read of the mapped capability (xattr=map) is made as the daemon: on a
+ * local disk reading security.capability needs no permission on the file,
+ * and the guest kernel reads it at every exec, of execute-only programs
+ * too (a read as the caller would fail there with EACCES). */
+static bool is_mapped_caps_read(const struct passthrough *pt, const struct xattr_call *c)
+{
+    return c->op == XATTR_GET && pt->mapped_caps_xattr &&
+           strcmp(c->name, pt->mapped_caps_xattr) == 0;
+}
+
 static ssize_t xattr_call(struct passthrough *pt, const struct fsb_ctx *ctx, uint64_t nodeid,
                           const struct xattr_call *c)
 {
-    if ((c->op == XATTR_SET || c->op == XATTR_REMOVE) && !xattr_name_writable(c->name))
+    bool drop_caps = c->op == XATTR_REMOVE && strcmp(c->name, CAPS_XATTR) == 0;
+    if ((c->op == XATTR_SET || c->op == XATTR_REMOVE) && !drop_caps &&
+        !xattr_name_writable(c->name))
         return -EPERM;
     struct pt_inode *in;
     int fd = pt_pin(pt, nodeid, &in);
@@ -591,8 +823,17 @@ static ssize_t xattr_call(struct passthrough *pt, const struct fsb_ctx *ctx, uin
     } else {
         char path[32];
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-        PT_AS_CALLER(pt, ctx, r, r = xattr_syscall(path, c), fd);
+        if (drop_caps)
+            r = drop_capability(pt, ctx, fd, path);
+        else if (is_mapped_caps(pt, c))
+            r = drop_mapped_capability(pt, ctx, fd, path);
+        else if (is_mapped_caps_read(pt, c))
+            r = xattr_syscall(path, c);
+        else
+            PT_AS_CALLER(pt, ctx, r, r = xattr_syscall(path, c), fd);
     }
+    if (r >= 0 && (c->op == XATTR_SET || c->op == XATTR_REMOVE))
+        pt_note_inode(pt, in->dev, in->ino, -1, 0);
     pt_unpin(pt, in);
     return r;
 }
@@ -628,6 +869,7 @@ static int pt_removexattr(struct fsb_backend *be, const struct fsb_ctx *ctx, uin
 static void pt_destroy(struct fsb_backend *be)
 {
     struct passthrough *pt = pt_of(be);
+    pt_untrack_free(pt);
     pt_handles_destroy(pt);
     inode_table_destroy(&pt->inodes);
     free(pt);
@@ -649,7 +891,9 @@ static const struct fsb_backend_ops passthrough_ops = {
     .rename = pt_rename,
     .open = pt_open,
     .create = pt_create,
+    .tmpfile = pt_tmpfile,
     .read = pt_read,
+    .read_to_pipe = pt_read_to_pipe,
     .write = pt_write,
     .flush = pt_flush,
     .release = pt_release,
@@ -690,15 +934,20 @@ struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *e
     pt->switch_creds = cred_can_switch();
     pt->writeback = cfg->writeback;
     pt->allow_devices = cfg->allow_devices;
+    pt->mapped_caps_xattr = cfg->mapped_caps_xattr;
     pt->trust_guest_groups = cfg->trust_guest_groups;
     pt->max_handles = cfg->max_handles;
-    pt->free_head = UINT64_MAX;
+    pt->guest = cfg->guest;
+    pt->watch = cfg->watch;
+    pt->free_head = PT_NO_HANDLE;
+    for (unsigned i = 0; i < PT_LOCKER_BUCKETS; i++)
+        pt->lockers[i] = PT_NO_HANDLE;
     pthread_mutex_init(&pt->handles_lock, NULL);
     /* Handles need CAP_DAC_READ_SEARCH to be reopened: only as root. */
     /* Permanent inode fds (see inode_table_init): half as many as the
      * session may have open files. */
     *err = inode_table_init(&pt->inodes, root, cfg->max_inodes, cfg->max_handles / 2,
-                            cred_can_switch());
+                            cred_can_switch(), !cfg->stacked, cfg->guest);
     if (*err) {
         close(root);
         pt_handles_destroy(pt);

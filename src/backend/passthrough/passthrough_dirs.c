@@ -2,15 +2,22 @@
  * passthrough_dirs.c - open directories of the passthrough backend.
  *
  * READDIR offsets are the host's own getdents64 d_off cookies, so a listing
- * resumes exactly where the previous reply stopped, and entries removed
- * meanwhile neither repeat nor hide others (as far as the host filesystem
- * guarantees that for its own readers).
+ * resumes exactly where the previous reply stopped.  Entries removed
+ * meanwhile neither repeat nor hide others only as far as the host
+ * filesystem keeps that promise: POSIX makes it for one open directory
+ * stream, and here READDIRs of one guest open share one host fd.  Without
+ * OPENDIR (fuse_ops.c) each READDIR opens the directory anew and seeks to
+ * the cookie, which is only safe where cookies stay valid across opens
+ * (passthrough_dir_offsets_stable).
  */
 #include "backend/passthrough/pt_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,7 +41,12 @@ int pt_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodei
     int dfd = -ENOTDIR;
     struct stat st = { .st_dev = in->dev, .st_ino = in->ino };
     if (S_ISDIR(in->type))
+        dfd = pt_handle_grant(pt);
+    if (!dfd) {
         PT_AS_CALLER(pt, ctx, dfd, dfd = pt_reopen(fd, O_RDONLY | O_DIRECTORY), fd);
+        if (dfd < 0)
+            pt_handle_ungrant(pt);
+    }
     pt_unpin(pt, in);
     if (dfd < 0)
         return dfd;
@@ -52,6 +64,20 @@ static bool is_dot_or_dotdot(const char *name)
     return name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0));
 }
 
+/* The d_ino of ".." in the directory DFD: at the export root ".." is the
+ * root itself (lookup says so too), so it is the root's own number, not
+ * that of the host directory above the export. */
+static uint64_t dotdot_ino(struct passthrough *pt, int dfd, uint64_t host_ino)
+{
+    struct stat st = { 0 };
+    struct pt_inode *root = inode_get(&pt->inodes, FSB_ROOT_NODEID);
+    bool at_root = root && fstat(dfd, &st) == 0 && st.st_dev == root->dev &&
+                   st.st_ino == root->ino;
+    if (root)
+        inode_put(&pt->inodes, root);
+    return at_root ? (uint64_t)st.st_ino : host_ino;
+}
+
 /* Offers one host entry to the filler; with PLUS, looked up first.  Returns
  * false when the reply is full. */
 static bool emit_entry(struct passthrough *pt, int dfd, const struct linux_dirent64 *d,
@@ -60,6 +86,8 @@ static bool emit_entry(struct passthrough *pt, int dfd, const struct linux_diren
     struct fsb_entry entry;
     struct fsb_dirent out = { .name = d->d_name, .ino = d->d_ino, .type = d->d_type,
                               .next_offset = (uint64_t)d->d_off };
+    if (strcmp(d->d_name, "..") == 0)
+        out.ino = dotdot_ino(pt, dfd, d->d_ino);
     /* A name that vanished since getdents is sent without attributes: the
      * guest then looks it up itself (and finds it gone). */
     if (plus && !is_dot_or_dotdot(d->d_name) && pt_lookup_at(pt, dfd, d->d_name, &entry) == 0)
@@ -110,11 +138,43 @@ int pt_releasedir(struct fsb_backend *be, uint64_t fh)
 
 int pt_fsyncdir(struct fsb_backend *be, uint64_t fh, bool datasync)
 {
-    struct passthrough *pt = pt_of(be);
-    int dfd = pt_handle_get(pt, fh, true);
-    if (dfd < 0)
-        return dfd;
-    int r = datasync ? fdatasync(dfd) : fsync(dfd);
-    pt_handle_put(pt, fh);
-    return r < 0 ? -errno : 0;
+    return pt_handle_fsync(pt_of(be), fh, true, datasync);
+}
+
+/* True if the running kernel is at least MAJOR.MINOR. */
+static bool kernel_at_least(unsigned major, unsigned minor)
+{
+    struct utsname u;
+    unsigned ma = 0, mi = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &ma, &mi) != 2)
+        return false;
+    return ma > major || (ma == major && mi >= minor);
+}
+
+/*
+ * Filesystems whose directory offsets (d_off) stay valid across opens, so
+ * a listing resumed with a fresh open at the last cookie neither skips nor
+ * repeats entries while others are removed: ext2/3/4 (hash or block
+ * offsets), xfs and btrfs (offsets stored on disk), tmpfs since Linux 6.6
+ * (stable simple_offset; before, an offset was a position in the list of
+ * children and shifted with every unlink).  Everything else is refused,
+ * overlayfs first: a merged directory's offsets count entries of a list
+ * built per open file.  The list is short on purpose: a filesystem not
+ * on it only costs the guest an OPENDIR per listing.
+ */
+bool passthrough_dir_offsets_stable(int dirfd)
+{
+    enum { EXT4 = 0xEF53, XFS = 0x58465342, BTRFS = 0x9123683E, TMPFS = 0x01021994 };
+    struct statfs sf;
+    if (fstatfs(dirfd, &sf) != 0)
+        return false;
+    switch ((unsigned long)sf.f_type) {
+    case EXT4:
+    case XFS:
+    case BTRFS:
+        return true;
+    case TMPFS:
+        return kernel_at_least(6, 6);
+    }
+    return false;
 }

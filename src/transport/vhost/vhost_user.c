@@ -7,6 +7,7 @@
  * under the virtqueue's lock (call fd, memory remapping).
  */
 #include "transport/vhost/vhost_user.h"
+#include "common/halt_poll.h"
 #include "transport/vhost/vhost_user_proto.h"
 #include "common/fdio.h"
 #include "common/log.h"
@@ -49,6 +50,7 @@ struct vu_queue {
     pthread_t thread;
     atomic_bool stopping;   /* THREAD must end */
     int wake_fd;            /* eventfd: stopping, or room for more requests */
+    struct fsb_halt_poll poll; /* the thread's spin before it sleeps */
 
     pthread_mutex_t inflight_lock;
     pthread_cond_t inflight_done;
@@ -131,6 +133,30 @@ static enum drain_result drain(struct vu_queue *q)
     }
 }
 
+static bool ring_has_work(void *arg)
+{
+    struct vu_queue *q = arg;
+    return vq_has_avail(&q->vq) || atomic_load(&q->stopping);
+}
+
+/*
+ * An empty ring: the guest's next request often comes a few microseconds
+ * after the last reply, and waking from poll() costs more than that, so
+ * the thread first watches the ring itself (halt_poll.h).  The guest still
+ * kicks (notifications stay on), so a request caught here leaves a kick
+ * behind: the next poll() returns at once, reads it, and finds the ring
+ * empty.  Returns true when the ring has work without a sleep.  START:
+ * when the wait began (the sleep after a failed spin counts from there).
+ */
+static bool spin_for_work(struct vu_queue *q, uint64_t start)
+{
+    if (fsb_halt_poll_spin(&q->poll, ring_has_work, q, start)) {
+        fsb_halt_poll_caught(&q->poll);
+        return true;
+    }
+    return false;
+}
+
 /* The queue thread: drains on a kick, or on a wake (a completion freed
  * room, or the queue is stopping). */
 static void *queue_main(void *arg)
@@ -138,14 +164,23 @@ static void *queue_main(void *arg)
     struct vu_queue *q = arg;
     struct pollfd pfd[2] = { { .fd = q->kick_fd, .events = POLLIN },
                              { .fd = q->wake_fd, .events = POLLIN } };
+    fsb_halt_poll_init(&q->poll, q->dev->ops->poll_us);
     enum drain_result r = drain(q); /* requests queued before the kick fd came */
     while (r != DRAIN_BROKEN && !atomic_load(&q->stopping)) {
+        bool polling = r == DRAIN_EMPTY && q->poll.max_ns;
+        uint64_t start = polling ? fsb_halt_poll_now_ns() : 0;
+        if (polling && spin_for_work(q, start)) {
+            r = drain(q);
+            continue;
+        }
         /* When full, only a completion (a wake) lets us go on. */
         pfd[0].events = r == DRAIN_FULL ? 0 : POLLIN;
         if (poll(pfd, 2, r == DRAIN_RETRY ? 10 : -1) < 0 && errno != EINTR) {
             log_error("virtqueue %u: poll: %s", q->vq.index, strerror(errno));
             break;
         }
+        if (polling)
+            fsb_halt_poll_slept(&q->poll, fsb_halt_poll_now_ns() - start);
         eventfd_t v;
         if (pfd[0].revents & POLLIN)
             (void)eventfd_read(q->kick_fd, &v);

@@ -20,6 +20,9 @@ struct vu_queue;
 struct vu_device_ops {
     /* Virtio feature bits of the device, beyond the ring features. */
     uint64_t features;
+    /* A queue thread with nothing to do watches the ring this long at most
+     * before it sleeps for the kick (common/halt_poll.h); 0: never. */
+    unsigned poll_us;
     /* Request E arrived on queue Q (e->more: others wait in the ring behind
      * it, and may run in parallel).  The device owns E and must pass it to
      * vu_complete exactly once, from any thread. */

@@ -40,6 +40,7 @@ struct job {
 
 struct virtio_fs {
     const struct fsb_export *export;
+    struct fsb_guest *guest;
 
     pthread_mutex_t lock;       /* guards CURRENT and every slot's refs */
     struct session_slot *current;
@@ -94,7 +95,7 @@ static struct session_slot *session_acquire(struct virtio_fs *fs, bool init)
     if (!fs->current) {
         int err = 0;
         struct session_slot *slot = calloc(1, sizeof(*slot));
-        slot->s = slot ? fsb_session_new(fs->export, FSB_DEFAULT_MAX_FRAME, &err) : NULL;
+        slot->s = slot ? fsb_session_new(fs->export, FSB_DEFAULT_MAX_FRAME, fs->guest, &err) : NULL;
         if (!slot || !slot->s) {
             log_error("virtio-fs: cannot start a FUSE session: %s", strerror(slot ? -err : ENOMEM));
             free(slot);
@@ -300,13 +301,14 @@ static void pool_stop(struct virtio_fs *fs)
 
 int virtio_fs_serve(int conn_fd, const struct virtio_fs_config *cfg, int stop_fd)
 {
-    static const struct vu_device_ops ops = {
+    const struct vu_device_ops ops = {
         .features = 0, /* no VIRTIO_FS_F_NOTIFICATION: QEMU 7.2 has none */
+        .poll_us = cfg->poll_us,
         .request = fs_request,
         .interrupt_waits = fs_interrupt_waits,
         .reset = fs_reset,
     };
-    struct virtio_fs fs = { .export = cfg->export };
+    struct virtio_fs fs = { .export = cfg->export, .guest = cfg->guest };
     pthread_mutex_init(&fs.lock, NULL);
     pthread_mutex_init(&fs.pool_lock, NULL);
     pthread_cond_init(&fs.pool_wake, NULL);

@@ -16,6 +16,12 @@ struct virtio_fs_config {
      * a lone one on its queue's thread; 0: every request on its queue's
      * thread.  Lock waits (SETLKW) get threads of their own either way. */
     unsigned thread_pool_size;
+    unsigned poll_us; /* see vu_device_ops.poll_us */
+    /* One frontend is one guest: its sessions' open files and inodes count
+     * on this budget (may be NULL).  Threads and queued requests are
+     * bounded per device already (the pool, 128 popped requests a queue,
+     * 64 lock waits). */
+    struct fsb_guest *guest;
 };
 
 /* Serves the frontend on CONN_FD until it disconnects or STOP_FD is

@@ -232,6 +232,14 @@ void vq_push(struct virtqueue *vq, struct vq_element *e, uint32_t len)
     e->mem = NULL;
 }
 
+bool vq_has_avail(struct virtqueue *vq)
+{
+    pthread_mutex_lock(&vq->lock);
+    bool avail = !vq->mem || vq->broken || read_u16(&vq->vr.avail->idx) != vq->last_avail;
+    pthread_mutex_unlock(&vq->lock);
+    return avail;
+}
+
 bool vq_enable_notification(struct virtqueue *vq)
 {
     pthread_mutex_lock(&vq->lock);

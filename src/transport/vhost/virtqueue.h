@@ -92,4 +92,8 @@ void vq_push(struct virtqueue *vq, struct vq_element *e, uint32_t len);
  * one came meanwhile (the caller pops again). */
 bool vq_enable_notification(struct virtqueue *vq);
 
+/* Whether the guest has made a request available that is not popped yet
+ * (or the ring is broken or gone: the caller pops and finds out). */
+bool vq_has_avail(struct virtqueue *vq);
+
 #endif

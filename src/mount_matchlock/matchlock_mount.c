@@ -7,7 +7,7 @@
  * watcher of idle connections; one thread taking the handled signals.
  * The main thread waits for the first of them to say how the mount ends.
  */
-#include "mount/matchlock_mount.h"
+#include "mount_matchlock/matchlock_mount.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -42,8 +42,15 @@ struct ml_mount {
 
 struct ml_mount *ml_mount_new(const struct mount_options *o, const char *mountpoint)
 {
-    struct ml_mount *m = calloc(1, sizeof(*m));
     const char *prefix = *o->prefix ? o->prefix : mountpoint;
+    if (strlen(prefix) > ML_PREFIX_MAX) {
+        /* The protocol's paths are a prefix and up to PATH_MAX - 1 bytes
+         * below it (ml_codec.h): the prefix has a limit of its own. */
+        log_error("the guest path prefix %s is over %u bytes (set a shorter one with prefix=)",
+                  prefix, ML_PREFIX_MAX);
+        return NULL;
+    }
+    struct ml_mount *m = calloc(1, sizeof(*m));
     if (m)
         m->fs.nodes = ml_nodes_new(prefix);
     if (!m || !m->fs.nodes) {

@@ -20,7 +20,7 @@
 
 #include <signal.h>
 
-#include "mount/matchlock_fs.h"
+#include "mount_matchlock/matchlock_fs.h"
 #include "mount/options.h"
 
 struct ml_mount;

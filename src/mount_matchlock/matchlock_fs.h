@@ -32,8 +32,8 @@
 #include <stdbool.h>
 
 #include "matchlock/ml_codec.h"
-#include "mount/matchlock_client.h"
-#include "mount/matchlock_nodes.h"
+#include "mount_matchlock/matchlock_client.h"
+#include "mount_matchlock/matchlock_nodes.h"
 
 /* Entry and attribute cache time: as fsbridged's cache=auto. */
 #define ML_FS_TIMEOUT 1.0
@@ -48,7 +48,7 @@ struct ml_open {
 struct ml_fs {
     struct ml_client *client;  /* set before the mount */
     struct ml_nodes *nodes;
-    char prefix[PATH_MAX];     /* the root's guest path */
+    char prefix[ML_PREFIX_MAX + 1]; /* the root's guest path */
     bool extensions;           /* the host serves ops 15-18 and Setattr's `set` */
     pthread_mutex_t open_lock;
     struct ml_open open;       /* list head of open files and directories */

@@ -8,7 +8,7 @@
  * the watcher may be polling a descriptor, which must not be reused under
  * it.
  */
-#include "mount/matchlock_client.h"
+#include "mount_matchlock/matchlock_client.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -23,6 +23,7 @@
 
 #include "common/fdio.h"
 #include "common/log.h"
+#include "mount/connect_error.h"
 
 struct ml_conn {
     int fd;
@@ -512,8 +513,10 @@ struct ml_client *ml_client_open(const struct ml_client_config *cfg)
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     int fd = fsb_address_connect(cfg->addr);
     if (c->wake_fd < 0 || fd < 0) {
-        log_error("cannot connect to %s: %s", cfg->addr->text,
-                  strerror(fd < 0 ? -fd : errno));
+        if (fd < 0)
+            log_connect_error(cfg->addr, fd, "matchlock host");
+        else
+            log_error("eventfd: %s", strerror(errno));
         if (fd >= 0)
             close(fd);
         if (c->wake_fd >= 0)

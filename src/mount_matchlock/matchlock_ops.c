@@ -7,7 +7,7 @@
  * sends it on any connection, and turns the response into the FUSE reply.
  * The node table changes only after the host said yes.
  */
-#include "mount/matchlock_fs.h"
+#include "mount_matchlock/matchlock_fs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -211,7 +211,7 @@ static void make_and_reply(fuse_req_t req, fuse_ino_t parent, const char *name,
 
 static void ml_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    char path[PATH_MAX];
+    char path[ML_PATH_SIZE];
     int err = ml_nodes_path(ml_fs_of(req)->nodes, parent, name, path, sizeof(path));
     if (err)
         ml_reply_err(req, err);
@@ -464,6 +464,18 @@ static void ml_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     remove_name(req, parent, name, ML_OP_RMDIR);
 }
 
+/* A request naming two paths (Rename, Link): INO's (or its child NAME's)
+ * as `path`, NEWNAME in NEWPARENT as `new_path`. */
+static int pair_request(struct ml_request *r, fuse_req_t req, unsigned op, fuse_ino_t ino,
+                        const char *name, fuse_ino_t newparent, const char *newname)
+{
+    ml_request_init(r, req, op);
+    int err = ml_request_path(r, req, ino, name);
+    return err ? err
+               : ml_nodes_path(ml_fs_of(req)->nodes, newparent, newname, r->new_path,
+                               sizeof(r->new_path));
+}
+
 /* RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT cannot be said in
  * the protocol: EINVAL, as from a filesystem without them. */
 static void ml_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -475,10 +487,7 @@ static void ml_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
         fuse_reply_err(req, EINVAL);
         return;
     }
-    ml_request_init(&r, req, ML_OP_RENAME);
-    int err = ml_request_path(&r, req, parent, name);
-    if (!err)
-        err = ml_nodes_path(fs->nodes, newparent, newname, r.new_path, sizeof(r.new_path));
+    int err = pair_request(&r, req, ML_OP_RENAME, parent, name, newparent, newname);
     if (!err)
         err = ml_fs_call_simple(fs, NULL, &r);
     if (!err)
@@ -534,10 +543,7 @@ static void ml_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         fuse_reply_err(req, EPERM);
         return;
     }
-    ml_request_init(&r, req, ML_OP_LINK);
-    int err = ml_request_path(&r, req, ino, NULL);
-    if (!err)
-        err = ml_nodes_path(fs->nodes, newparent, newname, r.new_path, sizeof(r.new_path));
+    int err = pair_request(&r, req, ML_OP_LINK, ino, NULL, newparent, newname);
     if (err)
         ml_reply_err(req, err);
     else

@@ -8,7 +8,7 @@
  * whole at opendir (the protocol lists a directory in one response) and
  * served from that listing, as a local directory stream would be.
  */
-#include "mount/matchlock_fs.h"
+#include "mount_matchlock/matchlock_fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -315,7 +315,7 @@ static void free_listing(struct listing *l)
 /* One entry of a Readdir response; the inode number as Lookup shows it. */
 static int add_entry(struct listing *l, const struct ml_dirent *d, const char *dir)
 {
-    char path[PATH_MAX];
+    char path[ML_PATH_SIZE];
     struct listing_entry *e = &l->entries[l->count];
     e->type = d->is_dir ? S_IFDIR : ml_unix_mode_from_go(d->mode) & S_IFMT;
     e->ino = d->ino;

@@ -8,7 +8,9 @@
  * link).  A node counts its lookups and the names below it, and is freed
  * with its names when both are zero, which may free a parent in turn.
  */
-#include "mount/matchlock_nodes.h"
+#include "mount_matchlock/matchlock_nodes.h"
+
+#include "matchlock/ml_codec.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -393,15 +395,20 @@ void ml_nodes_moved(struct ml_nodes *t, ml_ino_t olddir, const char *oldname, ml
  * Paths and kept attributes
  */
 
-/* Deepest path: every component takes at least two bytes ("/x"). */
-#define MAX_DEPTH (PATH_MAX / 2)
+/* Deepest path below the prefix: every component takes at least two
+ * bytes ("/x"; the first one's '/' is the prefix's). */
+#define MAX_DEPTH ((ML_BELOW_PREFIX_MAX + 1) / 2)
 
-/* Writes the prefix, then "/" NAME for N's ancestors and N, then NAME. */
+/*
+ * Writes the prefix, then "/" NAME for N's ancestors and N, then NAME.
+ * The part below the prefix may be PATH_MAX - 1 bytes long, as on a local
+ * disk (the host's limit too, ml_codec.h): the prefix does not count.
+ */
 static int build_path(struct ml_nodes *t, struct ml_node *n, const char *name, char *buf,
                       size_t size)
 {
     const char *parts[MAX_DEPTH + 1];
-    size_t depth = 0, len = strlen(t->prefix);
+    size_t depth = 0, below = 0, prefix_len = strlen(t->prefix);
     if (name)
         parts[depth++] = name;
     for (; n != &t->root; n = n->names->parent) {
@@ -412,7 +419,10 @@ static int build_path(struct ml_nodes *t, struct ml_node *n, const char *name, c
         parts[depth++] = n->names->name;
     }
     for (size_t i = 0; i < depth; i++)
-        len += 1 + strlen(parts[i]);
+        below += 1 + strlen(parts[i]);
+    if (below > 0 && below - 1 > ML_BELOW_PREFIX_MAX) /* "/a/b": "a/b" is below */
+        return -ENAMETOOLONG;
+    size_t len = prefix_len + below;
     if (len + 1 > size || (len == 0 && size < 2))
         return -ENAMETOOLONG;
     char *p = stpcpy(buf, t->prefix);

@@ -1,0 +1,328 @@
+"""
+test_relay.py - the relay's queues (fsbridge-mount -o uring=, queues=,
+poll_us=).
+
+* uring=auto uses FUSE-over-io_uring when the fuse module's enable_uring=1
+  (one ring per possible CPU, requests from every CPU answered), and
+  /dev/fuse queues otherwise; the mounted line says which.
+* A setting that refuses io_uring falls back with a log line (auto) or
+  fails the mount with one line and leaves nothing mounted (on): the
+  module's enable_uring=0 (the kernel does not offer it in INIT) and the
+  kernel.io_uring_disabled=2 sysctl (io_uring_setup fails).  Each test puts
+  the setting back.
+* queues=N gives N /dev/fuse queues, each with its own connection to the
+  host (stream protocol 2 joins); bad values are one-line errors.
+* The host going away under an io_uring mount fails requests with ENOTCONN
+  and the relay exits 1, as with /dev/fuse queues.
+* A host that speaks stream protocol 1 only (the daemon's own version-1
+  reply, through a proxy that lowers the HELLO's version) gets one
+  connection for all queues, and the mount works.
+* A guest whose session budget is smaller than the queues still mounts:
+  the joins beyond it are refused and the queues share the connections
+  there are.
+* An idle mount uses no CPU, polling or not: neither the relay nor the
+  daemon, both spinning (poll_us=, --poll-us=) or both sleeping.
+"""
+
+import errno
+import os
+import re
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+from conftest import ENABLE_URING, set_enable_uring
+
+EXPORT = "test"
+IO_URING_DISABLED = Path("/proc/sys/kernel/io_uring_disabled")
+MOUNTED = re.compile(r"mounted .* \((/dev/fuse|io_uring), (\d+) queues?, (\d+) connections?")
+
+needs_uring = pytest.mark.skipif(not ENABLE_URING.exists(),
+                                 reason="this kernel has no FUSE-over-io_uring "
+                                        "(no /sys/module/fuse/parameters/enable_uring)")
+
+
+@pytest.fixture
+def export(fsb_workdir):
+    host = fsb_workdir / "export"
+    host.mkdir()
+    os.chmod(host, 0o755)
+    (host / "hello").write_text("hello\n")
+    return host
+
+
+@pytest.fixture
+def daemon(export, daemon_factory):
+    return daemon_factory([f"{EXPORT}={export},cache=never"])
+
+
+@pytest.fixture
+def uring_enabled():
+    """The fuse module's enable_uring=1 for the test, restored after."""
+    old = set_enable_uring(True)
+    yield
+    set_enable_uring(old == "Y")
+
+
+@pytest.fixture
+def uring_disabled():
+    old = set_enable_uring(False)
+    yield
+    if old is not None:
+        set_enable_uring(old == "Y")
+
+
+@pytest.fixture
+def io_uring_sysctl_off():
+    """kernel.io_uring_disabled=2: io_uring_setup() fails with EPERM."""
+    if not IO_URING_DISABLED.exists():
+        pytest.skip("no kernel.io_uring_disabled sysctl on this kernel")
+    old = IO_URING_DISABLED.read_text().strip()
+    IO_URING_DISABLED.write_text("2")
+    yield
+    IO_URING_DISABLED.write_text(old)
+
+
+def mounted_mode(m):
+    """(kind, queues, connections) from the mounted line, which may follow
+    the mount's appearance in mountinfo by a moment."""
+    match = helpers.poll_until(lambda: MOUNTED.search(m.stderr_text()), timeout=5,
+                               what=f"a mounted line naming the queues in {m.stderr_path}")
+    return match.group(1), int(match.group(2)), int(match.group(3))
+
+
+def possible_cpus():
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    return int(text.split("-")[-1]) + 1
+
+
+def online_cpus():
+    return sorted(os.sched_getaffinity(0))
+
+
+def use_from_every_cpu(mnt):
+    """Create, write, read, stat and unlink a file from a process pinned to
+    each CPU: with io_uring each goes through that CPU's ring."""
+    for cpu in online_cpus():
+        code = (f"import os\nos.sched_setaffinity(0, {{{cpu}}})\n"
+                f"p = os.path.join({str(mnt)!r}, 'cpu{cpu}')\n"
+                "open(p, 'w').write('x' * 5000)\n"
+                "assert open(p).read() == 'x' * 5000\n"
+                "assert os.stat(p).st_size == 5000\n"
+                "os.unlink(p)\n")
+        helpers.run(["/usr/bin/python3", "-c", code])
+
+
+def mount_cli(build_dir, daemon, mnt, options):
+    mnt.mkdir(exist_ok=True)
+    return helpers.run([str(build_dir / "fsbridge-mount"), "-f", "-o",
+                        f"export={EXPORT},{options}", daemon.address, str(mnt)],
+                       check=False, timeout=20)
+
+
+def assert_not_mounted(mnt):
+    e = helpers.mount_entry(mnt)
+    assert e is None, f"a failed fsbridge-mount left a mount: {e}"
+
+
+@needs_uring
+def test_uring_auto_uses_one_ring_per_cpu(daemon, mount_factory, fsb_workdir, uring_enabled):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=auto"])
+    # One connection per ring, read by the ring's own thread, and one for
+    # what comes through /dev/fuse, when queues= (default: the online
+    # CPUs) allows a ring per possible CPU; else queues= connections.
+    rings, queues = possible_cpus(), len(online_cpus())
+    conns = rings + 1 if rings <= queues else queues
+    assert mounted_mode(m) == ("io_uring", possible_cpus(), conns)
+    assert (m.path / "hello").read_text() == "hello\n"
+    use_from_every_cpu(m.path)
+    m.umount()
+    assert m.proc.wait(timeout=10) == 0
+
+
+@needs_uring
+def test_uring_off_uses_dev_fuse(daemon, mount_factory, uring_enabled):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=off", "queues=3"])
+    assert mounted_mode(m) == ("/dev/fuse", 3, 3)
+    use_from_every_cpu(m.path)
+
+
+@needs_uring
+def test_kernel_without_the_offer_falls_back(daemon, mount_factory, uring_disabled):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=auto"])
+    assert mounted_mode(m)[0] == "/dev/fuse"
+    use_from_every_cpu(m.path)
+
+
+@needs_uring
+def test_uring_on_fails_when_the_kernel_does_not_offer_it(build_dir, daemon, fsb_workdir,
+                                                          uring_disabled):
+    mnt = fsb_workdir / "mnt"
+    r = mount_cli(build_dir, daemon, mnt, "uring=on")
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1, r.stderr
+    assert len(lines) == 1 and "enable_uring" in lines[0], r.stderr
+    assert_not_mounted(mnt)
+    assert daemon.alive()
+
+
+@needs_uring
+def test_io_uring_refused_falls_back_with_a_log_line(daemon, mount_factory, uring_enabled,
+                                                     io_uring_sysctl_off):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=auto"])
+    assert mounted_mode(m)[0] == "/dev/fuse"
+    assert re.search(r"io_uring unavailable \(.+\): using /dev/fuse queues", m.stderr_text()), \
+        m.stderr_text()
+    use_from_every_cpu(m.path)
+
+
+@needs_uring
+def test_io_uring_refused_fails_uring_on(build_dir, daemon, fsb_workdir, uring_enabled,
+                                         io_uring_sysctl_off):
+    mnt = fsb_workdir / "mnt"
+    r = mount_cli(build_dir, daemon, mnt, "uring=on")
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "io_uring" in lines[0], r.stderr
+    assert_not_mounted(mnt)
+
+
+@needs_uring
+def test_host_lost_under_uring(daemon, mount_factory, uring_enabled):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=on"])
+    assert (m.path / "hello").read_text() == "hello\n"
+    daemon.kill(signal.SIGKILL)
+    assert daemon.wait(timeout=10) == -signal.SIGKILL
+    for cpu in online_cpus():
+        r = helpers.run_python(f"import os\nos.sched_setaffinity(0, {{{cpu}}})\n"
+                               f"try:\n    os.stat({str(m.path / 'hello')!r})\n"
+                               "except OSError as e:\n    print(e.errno)\n",
+                               timeout=20)
+        # ENOTCONN from the relay or, once it has exited, from the aborted
+        # connection; ECONNABORTED for a request the abort ended; ECANCELED
+        # when the kernel handed the request to a ring entry of the relay's
+        # io_uring while the relay was exiting (dev_uring.c ends it so).
+        lost = (errno.ENOTCONN, errno.ECONNABORTED, errno.ECANCELED)
+        assert r.stdout.strip() in {str(e) for e in lost}, r
+    assert m.proc.wait(timeout=10) == 1
+    assert re.search(r"lost connection", m.stderr_text()), m.stderr_text()
+
+
+@pytest.mark.parametrize("bad", ["queues=0", "queues=65", "queues=x", "poll_us=-1",
+                                 "poll_us=1001", "uring=maybe"])
+def test_bad_relay_options(build_dir, daemon, fsb_workdir, bad):
+    mnt = fsb_workdir / "mnt"
+    r = mount_cli(build_dir, daemon, mnt, bad)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and bad.split("=")[0] in lines[0], r.stderr
+    assert_not_mounted(mnt)
+
+
+def test_relay_options_do_not_apply_to_matchlock(build_dir, daemon, fsb_workdir):
+    mnt = fsb_workdir / "mnt"
+    mnt.mkdir()
+    r = helpers.run([str(build_dir / "fsbridge-mount"), "-f", "--protocol=matchlock", "-o",
+                     "queues=2", daemon.address, str(mnt)], check=False)
+    assert r.returncode == 1 and "matchlock" in r.stderr, r.stderr
+
+
+class Version1Proxy:
+    """A Unix socket in front of the daemon that rewrites each client
+    HELLO's version to 1 and passes everything else through unchanged:
+    the client then talks to the daemon's real version-1 side (a reply
+    without token, no joins), as it would to an older fsbridged."""
+
+    def __init__(self, path, upstream):
+        self.upstream = upstream
+        self.accepted = 0
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(8)
+        self.address = f"unix:{path}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        host.connect(str(self.upstream))
+        hello = bytearray(client.recv(16, socket.MSG_WAITALL))
+        assert hello[:4] == b"FSBR" and hello[7] == 0, "a first HELLO, not a join"
+        struct.pack_into("<H", hello, 4, 1)
+        host.sendall(bytes(hello))
+        threading.Thread(target=self._pump, args=(host, client), daemon=True).start()
+        self._pump(client, host)
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def version_1_host(daemon, fsb_workdir):
+    proxy = Version1Proxy(fsb_workdir / "v1.sock", daemon.socket)
+    yield proxy
+    proxy.close()
+
+
+def test_version_1_host_gets_one_connection(version_1_host, mount_factory):
+    m = mount_factory(version_1_host.address,
+                      options=[f"export={EXPORT}", "uring=off", "queues=2"])
+    assert mounted_mode(m) == ("/dev/fuse", 2, 1)
+    assert (m.path / "hello").read_text() == "hello\n"
+    use_from_every_cpu(m.path)
+    assert version_1_host.accepted == 1, "the relay tried to join a version-1 host"
+
+
+def test_queues_beyond_the_guest_budget_share_connections(export, daemon_factory,
+                                                         mount_factory):
+    d = daemon_factory([f"{EXPORT}={export},cache=never"], ["--guest-max-sessions", "2"])
+    m = mount_factory(d, options=[f"export={EXPORT}", "uring=off", "queues=4"])
+    assert mounted_mode(m) == ("/dev/fuse", 4, 2)
+    use_from_every_cpu(m.path)
+    assert (m.path / "hello").read_text() == "hello\n"
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("poll_us", [1000, 0])
+def test_idle_mount_uses_no_cpu(export, daemon_factory, mount_factory, poll_us):
+    d = daemon_factory([f"{EXPORT}={export},cache=never"], [f"--poll-us={poll_us}"])
+    m = mount_factory(d, options=[f"export={EXPORT}", f"poll_us={poll_us}"])
+    for i in range(200):  # activity first: the poll windows have grown
+        os.stat(m.path / "hello")
+    time.sleep(0.2)
+    pids = {"relay": m.proc.pid, "daemon": d.pid}
+    before = {who: cpu_seconds(pid) for who, pid in pids.items()}
+    time.sleep(2.0)
+    for who, pid in pids.items():
+        used = cpu_seconds(pid) - before[who]
+        assert used < 0.05, f"an idle {who} used {used:.2f} s of CPU in 2 s"
