@@ -272,8 +272,13 @@ class FuseClient:
         self.sock.settimeout(t)
 
     def raw_frame(self, data):
-        """Sends arbitrary bytes, unframed and unchecked."""
-        self.sock.sendall(data)
+        """Sends arbitrary bytes, unframed and unchecked.  A server that
+        has closed the stream already (it may refuse a peer at accept,
+        before its HELLO is written) is ConnectionClosed, as on a read."""
+        try:
+            self.sock.sendall(data)
+        except (ConnectionResetError, BrokenPipeError) as e:
+            raise ConnectionClosed(str(e))
 
     def recv_exact(self, n):
         buf = bytearray()
