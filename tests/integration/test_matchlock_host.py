@@ -549,12 +549,16 @@ def test_first_frame_has_the_hellos_deadline(host_factory):
     silent.send_raw(b"\x00")                                   # one byte of a length
     trickle.send_raw(struct.pack(">I", 64) + b"\xa1")           # a header, 1 of 64 bytes
     good.check(OP_GETATTR, path="/workspace")                  # first frame in time
-    for _ in range(6):                                         # a byte every 1.5 s
+    # A byte every 1.5 s, for longer than the limit and more: a limit per
+    # byte would never cut it off (the frame needs 63).
+    for _ in range(16):
         time.sleep(1.5)
         try:
             trickle.send_raw(b"\x00")
         except (BrokenPipeError, ConnectionResetError):
             break
+    else:
+        pytest.fail("a first frame trickled for 24 s was never cut off")
     for c in (silent, trickle):
         c.sock.settimeout(15)
         try:
@@ -562,7 +566,8 @@ def test_first_frame_has_the_hellos_deadline(host_factory):
         except ConnectionResetError:
             pass
     took = time.monotonic() - start
-    assert 9 < took < 14, f"closed after {took:.1f} s"
+    # (no upper bound: how late the close is seen depends on the load)
+    assert took > 9, f"closed after {took:.1f} s"
     assert "no complete first frame" in h.stderr()
     # The slots are free again; the connection that spoke in time lives on.
     with h.client() as again:
