@@ -187,6 +187,31 @@ def settled_fd_count(pid, timeout=5.0):
     return last
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of every thread of PID so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def quietest_cpu_window(pids, window=2.0, tries=5, quiet=0.05):
+    """{pid: CPU seconds used in WINDOW} of idle processes PIDS: the first
+    window in which each used under QUIET seconds, else the quietest of
+    TRIES.  Work still finishing when the test went idle (on a loaded
+    machine it may take a while) spoils one window, not the check; a
+    process that spins spoils every one."""
+    best = None
+    for _ in range(tries):
+        before = {p: cpu_seconds(p) for p in pids}
+        time.sleep(window)
+        used = {p: cpu_seconds(p) - before[p] for p in pids}
+        if best is None or max(used.values()) < max(best.values()):
+            best = used
+        if max(used.values()) < quiet:
+            break
+    return best
+
+
 def unix_socket_listening(path):
     """True when a listening Unix socket is bound at `path`.
 
