@@ -234,6 +234,13 @@ def unix_socket_listening(path):
     return False
 
 
+def listening(*paths):
+    """True when every one of the Unix sockets PATHS listens.  A daemon
+    binds (the file appears), sets the file's group, then listens: a
+    connect between those is refused, and the group not yet set."""
+    return all(unix_socket_listening(p) for p in paths)
+
+
 # A program run as a given user (run_python(FILE_CHANGE_OPS, OP, PATH, ...)):
 # one change OP to the file PATH, the ways a writer or owner changes a file
 # (write, append, truncate, open_trunc, fallocate, copy_range; chown PATH UID

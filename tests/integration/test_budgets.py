@@ -32,7 +32,7 @@ def two_listeners(fsb_workdir, daemon_factory, export, extra_args=(), **kw):
     a, b = fsb_workdir / "vm-a.sock", fsb_workdir / "vm-b.sock"
     d = daemon_factory([f"{EXPORT}={export}"], list(extra_args),
                        listen=[f"unix:{a}", f"unix:{b}"], **kw)
-    helpers.poll_until(lambda: a.exists() and b.exists(), what="both listeners")
+    helpers.poll_until(lambda: helpers.listening(a, b), what="both listeners")
     return d, a, b
 
 
@@ -148,7 +148,7 @@ def test_peer_uid_is_a_guest_of_its_own(daemon_factory):
         sock = os.path.join(tmp, "shared.sock")
         d = daemon_factory([f"{EXPORT}={export}"], ["--guest-max-open", "20"],
                            listen=[f"unix:{sock}"])
-        helpers.poll_until(lambda: os.path.exists(sock), what="the listener")
+        helpers.poll_until(lambda: helpers.listening(sock), what="the listener")
         os.chmod(sock, 0o666)   # shared by local users on purpose
         greedy = [FuseClient(sock, export=EXPORT) for _ in range(2)]
         opened, errors = open_until_refused(greedy, 30)

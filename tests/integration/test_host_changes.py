@@ -75,7 +75,7 @@ def test_inodes_without_handles_have_an_fd_budget(fsb_workdir, daemon_factory):
     sock = rundir / "d.sock"
     d = daemon_factory([f"{EXPORT}={host}"], preexec_fn=as_nobody, listen=[f"unix:{sock}"],
                        rlimits={resource.RLIMIT_NOFILE: (256, 256)})
-    helpers.poll_until(sock.exists, what="the daemon's socket")
+    helpers.poll_until(lambda: helpers.listening(sock), what="the daemon's socket")
     with FuseClient(sock, export=EXPORT) as c:
         nodes, refused = [], 0
         for i in range(200):

@@ -1369,7 +1369,7 @@ def test_abuse_fd_exhaustion_by_one_session(layout, daemon_factory):
     d = daemon_factory([f"{EXPORT}={layout.export}"],
                        listen=[f"unix:{greedy_sock}", f"unix:{other_sock}"],
                        rlimits={resource.RLIMIT_NOFILE: (1024, 1024)})
-    helpers.poll_until(lambda: greedy_sock.exists() and other_sock.exists(), what="the listeners")
+    helpers.poll_until(lambda: helpers.listening(greedy_sock, other_sock), what="the listeners")
     greedy = FuseClient(greedy_sock, export=EXPORT, timeout=10)
     ids = [greedy.lookup(FUSE_ROOT_ID, f"f{i}")[1]["nodeid"] for i in range(50)]
     opened, errors = 0, {}

@@ -560,7 +560,7 @@ def test_sessions_are_bounded_per_peer(fsb_workdir, export_dir, daemon_factory):
     a, b = fsb_workdir / "vm-a.sock", fsb_workdir / "vm-b.sock"
     d = daemon_factory([f"{EXPORT}={export_dir}"], ["--max-sessions-per-peer", "2"],
                        listen=[f"unix:{a}", f"unix:{b}"])
-    helpers.poll_until(lambda: a.exists() and b.exists(), what="both listeners")
+    helpers.poll_until(lambda: helpers.listening(a, b), what="both listeners")
     first = [FuseClient(a, export=EXPORT) for _ in range(2)]
     assert all(c.alive() for c in first)
     with pytest.raises((ConnectionClosed, ConnectionError, OSError)):

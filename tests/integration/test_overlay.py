@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 import overlay_tree
 
 
@@ -448,7 +449,7 @@ def test_unprivileged_daemon_writes_userxattr_format(fsb_workdir, daemon_factory
     d = daemon_factory([f"t={lower},overlay={upper}"], listen=[f"unix:{sock}"],
                        preexec_fn=drop)
     deadline = time.monotonic() + 10
-    while not sock.exists():
+    while not helpers.listening(sock):
         assert d.alive() and time.monotonic() < deadline, d.stderr_text()
         time.sleep(0.01)
     m = mount_factory(f"unix:{sock}", fsb_workdir / "mnt", options=["export=t"])

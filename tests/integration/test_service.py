@@ -315,7 +315,8 @@ def test_unit_bounding_set_lets_the_sandbox_work(build_dir, fsb_workdir, daemon_
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True)
     try:
-        helpers.poll_until(lambda: proc.poll() is not None or sock.exists(), what="listening")
+        helpers.poll_until(lambda: proc.poll() is not None or helpers.listening(sock),
+                           what="listening")
         assert proc.poll() is None, log.read_text()
         m = mount_factory(f"unix:{sock}", options=["export=src"])
         (m.path / "chowned").write_text("x")

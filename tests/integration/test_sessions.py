@@ -180,7 +180,7 @@ def test_join_from_another_uid_is_refused(fsb_workdir, export_dir, daemon_factor
     guest of its own: a token that leaks to another user joins nothing."""
     sock = fsb_workdir / "shared.sock"
     d = daemon_factory([f"{EXPORT}={export_dir}"], listen=[f"unix:{sock}"])
-    helpers.poll_until(sock.exists, what="the listener")
+    helpers.poll_until(lambda: helpers.listening(sock), what="the listener")
     os.chmod(sock, 0o666)   # shared by local users on purpose
     with FuseClient(sock, export=EXPORT) as a:
         r = helpers.run_python(JOIN_AS_USER, os.path.dirname(__file__), sock, EXPORT,
@@ -198,7 +198,7 @@ def test_join_through_another_listener_is_refused(fsb_workdir, export_dir, daemo
     listener may have other rules (--allow-uid, its exports)."""
     socks = [fsb_workdir / "one.sock", fsb_workdir / "two.sock"]
     d = daemon_factory([f"{EXPORT}={export_dir}"], listen=[f"unix:{s}" for s in socks])
-    helpers.poll_until(lambda: all(s.exists() for s in socks), what="both listeners")
+    helpers.poll_until(lambda: helpers.listening(*socks), what="both listeners")
     with FuseClient(socks[0], export=EXPORT) as a:
         assert refused_join(d, a.token, sock=socks[1]) == errno.ESTALE
         with FuseClient(socks[0], export=EXPORT, join=a.token) as b:

@@ -78,7 +78,7 @@ def start_stream(daemon_factory, fsb_workdir, export_dir, *extra, umask=None):
     preexec = (lambda: os.umask(umask)) if umask is not None else None
     daemon_factory([f"{EXPORT}={export_dir}"], extra, listen=[f"unix:{sock}"], wait=False,
                    preexec_fn=preexec)
-    helpers.poll_until(sock.exists, what="the daemon's socket")
+    helpers.poll_until(lambda: helpers.listening(sock), what="the daemon's socket")
     return sock
 
 
