@@ -159,17 +159,29 @@ def _vsock_listen_works():
     return None
 
 
+def _free_vsock_ports(n):
+    """N distinct vsock ports that nothing holds now (bound together, so
+    that the second is not the first again)."""
+    held = []
+    try:
+        for port in range(VSOCK_PORT_BASE, VSOCK_PORT_BASE + 500):
+            s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+            try:
+                s.bind((socket.VMADDR_CID_ANY, port))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+            if len(held) == n:
+                return [h.getsockname()[1] for h in held]
+    finally:
+        for h in held:
+            h.close()
+    pytest.skip(f"not {n} free vsock ports")
+
+
 def _free_vsock_port():
-    for port in range(VSOCK_PORT_BASE, VSOCK_PORT_BASE + 500):
-        s = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
-        try:
-            s.bind((socket.VMADDR_CID_ANY, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    pytest.skip("no free vsock port")
+    return _free_vsock_ports(1)[0]
 
 
 def _start_vsock_daemon(daemon_factory, exports, listen, extra=()):
@@ -281,8 +293,7 @@ def test_vsock_join_through_another_listener_is_refused(vsock_loopback, fsb_work
     per listener already (test_sessions.py covers their JOIN rules)."""
     a = fsb_workdir / "a"
     a.mkdir()
-    one = _free_vsock_port()
-    two = one + 1
+    one, two = _free_vsock_ports(2)
     d = _start_vsock_daemon(daemon_factory, [f"a={a},cid=1"],
                             [f"vsock:{one},cid=1", f"vsock:{two},cid=1"])
     # The guest's first connection comes through TWO: on the broken code
