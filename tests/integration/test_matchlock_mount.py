@@ -236,7 +236,9 @@ def test_standin_requests_spread_over_connections(fsb_workdir, export_dir, stand
     mnt = fsb_workdir / "mnt"
     for i in range(4):
         (export_dir / f"f{i}").write_bytes(bytes([65 + i]) * 100)
-    standin = standin_factory(str(mnt), export_dir, "--read-delay", "0.3")
+    # Each read is held 1 s: the four threads' reads overlap however late
+    # a loaded machine starts them, so that the pool has to grow.
+    standin = standin_factory(str(mnt), export_dir, "--read-delay", "1.0")
     m = mount_factory(standin.address, mnt, options=["connections=4", "threads=4"],
                       extra_args=[PROTOCOL])
     results = read_at_once(m.path, 4)
@@ -253,7 +255,7 @@ def test_standin_refusing_extra_connections_is_fine(fsb_workdir, export_dir, sta
     mnt = fsb_workdir / "mnt"
     for i in range(4):
         (export_dir / f"f{i}").write_bytes(bytes([97 + i]) * 10)
-    standin = standin_factory(str(mnt), export_dir, "--read-delay", "0.1",
+    standin = standin_factory(str(mnt), export_dir, "--read-delay", "0.5",   # reads overlap
                               "--max-connections", "1")
     m = mount_factory(standin.address, mnt, options=["connections=4"], extra_args=[PROTOCOL])
     results = read_at_once(m.path, 4)
@@ -380,8 +382,9 @@ def test_concurrent_renames_links_and_lookups(fsbridged_mount, export_dir):
         out, err = p.communicate(timeout=100)
         assert p.returncode == 0 and out.strip() == "done", err
     assert m.proc.poll() is None, m.stderr_text()
-    time.sleep(1.1)  # past the attribute cache time
-    assert tree(m.path) == tree(export_dir)
+    # The same once the attribute cache (1 s) has let go of what it held.
+    helpers.poll_until(lambda: tree(m.path) == tree(export_dir), timeout=10,
+                       what="the mount's tree to match the host's")
 
 
 def walk_to(root, dirs, make=False):
