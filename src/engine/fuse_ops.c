@@ -952,6 +952,10 @@ static int op_getxattr(struct fsb_request *r)
     return err;
 }
 
+/* A host list of a few names (most are) fits this much of the stack;
+ * only a longer one costs a heap buffer, of the largest size. */
+#define XATTR_LIST_ON_STACK 1024
+
 /* The guest's list in BUF (SIZE bytes, 0: only its length).  Under
  * xattr=map the host's list is read whole and translated whatever SIZE
  * is: the length the guest is told, and its ERANGE, must be the
@@ -960,17 +964,21 @@ static ssize_t list_xattrs(struct fsb_request *r, char *buf, uint32_t size)
 {
     if (!r->s->export->xattr_map)
         return r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, buf, size);
-    char *all = malloc(XATTR_VALUE_MAX);
-    if (!all)
-        return -ENOMEM;
-    ssize_t n = r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, all, XATTR_VALUE_MAX);
+    char stack[XATTR_LIST_ON_STACK], *all = stack, *heap = NULL;
+    ssize_t n = r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, all, sizeof(stack));
+    if (n == -ERANGE) {
+        if (!(heap = malloc(XATTR_VALUE_MAX)))
+            return -ENOMEM;
+        all = heap;
+        n = r->be->ops->listxattr(r->be, &r->ctx, r->in.nodeid, all, XATTR_VALUE_MAX);
+    }
     if (n >= 0)
         n = (ssize_t)xattr_map_list_to_guest(all, (size_t)n, r->ctx.uid == 0);
     if (n > 0 && size && (size_t)n > size)
         n = -ERANGE;
     else if (n > 0 && size)
         memcpy(buf, all, (size_t)n);
-    free(all);
+    free(heap);
     return n;
 }
 

@@ -179,6 +179,24 @@ def test_listxattr_size_probe_gives_the_translated_size(mapped):
     assert c_listxattr(p, size - 1)[0] == -errno.ERANGE
 
 
+def test_long_list_is_translated_whole(mapped):
+    """A host list longer than what the daemon reads it into first (1 KiB
+    on its stack): listed, sized and refused (ERANGE) as the short one."""
+    p = new_file(mapped, "f")
+    names = [f"trusted.long-name-{i:03}-" + "x" * 40 for i in range(40)]
+    for name in names:
+        os.setxattr(p, name, b"v")
+    os.setxattr(mapped.host / "f", "trusted.host_only_" + "y" * 200, b"h")  # hidden
+    want = sorted(names)
+    assert len(os.listxattr(mapped.host / "f")) > 40   # the host's list: over 2 KiB
+    assert sorted(os.listxattr(p)) == want
+    size, _ = c_listxattr(p, 0)
+    assert size == sum(len(x) + 1 for x in names)
+    n, data = c_listxattr(p, size)
+    assert n == size and sorted(data.rstrip(b"\0").split(b"\0")) == [x.encode() for x in want]
+    assert c_listxattr(p, size - 1)[0] == -errno.ERANGE
+
+
 # ---- the private prefix is not the guest's -----------------------------------
 
 
