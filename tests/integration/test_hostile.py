@@ -62,6 +62,7 @@ from fuse_client import (
     FUSE_WRITE, FUSE_RENAME, FUSE_LINK, FUSE_SYMLINK, FUSE_SETXATTR,
     FUSE_MKNOD, FUSE_INIT, FUSE_FORGET, FUSE_BATCH_FORGET, FUSE_READLINK,
     FUSE_LISTXATTR, FUSE_STATFS, FORGET_IN, WRITE_IN, GETXATTR_IN, INIT_IN, parse_entry,
+    KERNEL_INIT_FLAGS,
 )
 
 SECRET = b"TOP-SECRET host data that must never reach the guest: 8d1f0c"
@@ -1232,6 +1233,104 @@ def test_raw_file_handles_do_not_cross_sessions(layout, daemon):
         err, data = a.read(fh, 0, 100, nodeid=reg_a)
         assert err == 0, "session B's RELEASE closed session A's handle"
     assert (layout.export / "regular").read_bytes() in (b"regular file\n", b"")
+
+
+FUSE_NO_OPENDIR_SUPPORT = 1 << 24
+
+
+def no_opendir_session(sock):
+    """A session whose INIT offers FUSE_NO_OPENDIR_SUPPORT, as a guest
+    kernel's does, on a cache=coherent export: directories go unopened
+    (OPENDIR is ENOSYS) and READDIR opens a handle of its own."""
+    c = FuseClient(sock, export=EXPORT, init=False)
+    err, out = c.init(flags=KERNEL_INIT_FLAGS | FUSE_NO_OPENDIR_SUPPORT)
+    assert err == 0 and out["flags"] & FUSE_NO_OPENDIR_SUPPORT, out
+    assert c.opendir(FUSE_ROOT_ID)[0] == errno.ENOSYS
+    return c
+
+
+def readdirplus_names(payload):
+    names, i = [], 0
+    while i + 152 <= len(payload):
+        namelen = struct.unpack_from("<I", payload, i + 128 + 16)[0]
+        names.append(payload[i + 152:i + 152 + namelen].decode())
+        i += (152 + namelen + 7) & ~7
+    return names
+
+
+FORGED_FHS = list(range(64)) + [2**32, 2**63, 2**64 - 1]
+
+
+def holds_directory_handle(pid, path):
+    """PID has PATH open as a directory handle (not as one of its O_PATH
+    inode fds).  Compared by inode: the sandboxed daemon's paths differ."""
+    want = os.stat(path)
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+        except (OSError, IndexError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino) and not flags & O_PATH:
+            return True
+    return False
+
+
+def test_raw_releasedir_without_opendir_closes_nothing(layout, daemon_factory):
+    """Without OPENDIR (cache=coherent) the guest holds no directory
+    handle, so a RELEASEDIR can only be forged: it is answered and
+    ignored, whatever its fh.  The session's file handles, another
+    session's, and the handle a READDIRPLUS in flight opened for itself
+    (held 400 ms mid-listing by FSBRIDGE_TEST_LOOKUP_DELAY_MS, so that
+    the RELEASEDIRs come while it is open) all go on working."""
+    for name in ("a", "b", "c"):
+        (layout.export / "sub" / name).write_bytes(b"")
+    env = dict(os.environ, FSBRIDGE_TEST_LOOKUP_DELAY_MS="1000")
+    d = daemon_factory([f"{EXPORT}={layout.export},cache=coherent"], env=env)
+    baseline = helpers.settled_fd_count(d.pid)
+    a, b = no_opendir_session(d.socket), no_opendir_session(d.socket)
+    try:
+        reg_a = lookup_path(a, "regular")["nodeid"]
+        sub = lookup_path(a, "sub")["nodeid"]
+        err, fh_a = a.open(reg_a)
+        assert err == 0
+        err, made, fh_made = a.create(FUSE_ROOT_ID, "made")
+        assert err == 0
+        reg_b = lookup_path(b, "regular")["nodeid"]
+        err, fh_b = b.open(reg_b)
+        assert err == 0
+        # A listing in flight, held 1 s after its first entry with the
+        # directory handle it opened for itself.
+        u = a.send(FUSE_READDIRPLUS, sub, struct.pack("<QQIIQII", 0, 0, 65536, 0, 0, 0, 0))
+        try:
+            helpers.poll_until(lambda: holds_directory_handle(d.pid, layout.export / "sub"),
+                               timeout=10, what="the READDIRPLUS's own directory handle")
+        except TimeoutError:   # not seen in its second: the rest still holds
+            print("the READDIRPLUS's handle was not seen open")
+        for c, nodeid in ((a, sub), (a, FUSE_ROOT_ID), (b, FUSE_ROOT_ID)):
+            for fh in FORGED_FHS + [fh_a, fh_made, fh_b]:
+                assert c.release(nodeid, fh, opcode=FUSE_RELEASEDIR) == 0, \
+                    f"RELEASEDIR fh {fh:#x} was not ignored"
+        err, payload = a.recv(u)
+        assert err == 0, os.strerror(err)
+        assert sorted(readdirplus_names(payload)) == [".", "..", "a", "b", "c", "inner"]
+        # Every handle still reads and writes.
+        assert a.read(fh_a, 0, 100, nodeid=reg_a) == (0, b"regular file\n")
+        assert a.write(fh_made, 0, b"still open", nodeid=made["nodeid"]) == (0, 10)
+        assert b.read(fh_b, 0, 100, nodeid=reg_b) == (0, b"regular file\n")
+        # And a directory is listed as before (a handle of its own again).
+        err, entries = a.readdir(sub, 0)
+        assert err == 0 and sorted(n for *_, n in entries) == \
+            [b".", b"..", b"a", b"b", b"c", b"inner"]
+    finally:
+        a.close()
+        b.close()
+    assert (layout.export / "made").read_bytes() == b"still open"
+    # Nothing was closed twice or kept: the fds come back once both end.
+    helpers.poll_until(lambda: helpers.fd_count(d.pid) <= baseline, timeout=15,
+                       what=f"the daemon's fds back to {baseline}")
+    layout.assert_intact("forged RELEASEDIRs")
 
 
 def test_raw_huge_sizes_and_offsets(layout, daemon):
