@@ -27,6 +27,7 @@
 #define TRUSTED_PREFIX "trusted.overlay."
 #define USER_PREFIX "user.overlay."
 #define XATTR_LIST_MAX_BYTES 65536
+#define XATTR_LIST_ON_STACK 1024
 
 bool ov_xattr_private(const char *name)
 {
@@ -248,9 +249,14 @@ ssize_t ov_listxattr(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
     uint64_t id;
     struct fsb_backend *layer = ov_top(ov, n, &id);
     /* The whole list, filtered, whatever SIZE is: the size the guest is
-     * told must be the filtered one. */
-    char *buf = malloc(XATTR_LIST_MAX_BYTES);
-    ssize_t r = buf ? layer->ops->listxattr(layer, ctx, id, buf, XATTR_LIST_MAX_BYTES) : -ENOMEM;
+     * told must be the filtered one.  A list of a few names (most are)
+     * fits on the stack; only a longer one costs a heap buffer. */
+    char stack[XATTR_LIST_ON_STACK], *buf = stack, *heap = NULL;
+    ssize_t r = layer->ops->listxattr(layer, ctx, id, buf, sizeof(stack));
+    if (r == -ERANGE) {
+        buf = heap = malloc(XATTR_LIST_MAX_BYTES);
+        r = buf ? layer->ops->listxattr(layer, ctx, id, buf, XATTR_LIST_MAX_BYTES) : -ENOMEM;
+    }
     ov_put(ov, n);
     if (r >= 0) {
         r = (ssize_t)filter_private(buf, (size_t)r);
@@ -259,6 +265,6 @@ ssize_t ov_listxattr(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
         else if (size)
             memcpy(list, buf, (size_t)r);
     }
-    free(buf);
+    free(heap);
     return r;
 }
