@@ -108,7 +108,15 @@ def test_copy_up_in_one_export_does_not_block_another(fsb_workdir, daemon_factor
     staging = fsb_workdir / "upper-a.work" / "staging"
 
     def copying():
-        return [p for p in staging.glob("copy-*") if 0 < p.stat().st_blocks * 512 < size]
+        # (a copy may be renamed away between its listing and its stat)
+        found = []
+        for p in staging.glob("copy-*"):
+            try:
+                if 0 < p.stat().st_blocks * 512 < size:
+                    found.append(p)
+            except FileNotFoundError:
+                pass
+        return found
 
     try:
         for attempt in range(5):
