@@ -334,7 +334,10 @@ def test_fd_reserve_holds_when_guests_take_every_fd_they_may(fsb_workdir, daemon
     # The daemon ends the closed sessions asynchronously (their fds return
     # to the pool only then): wait for it before asking for a new fd.
     with FuseClient(b, export=EXPORT, timeout=5) as c:
-        helpers.poll_until(lambda: c.open(c.lookup(FUSE_ROOT_ID, "f0")[1]["nodeid"])[0] == 0,
-                           timeout=10, what="the closed sessions' fds to return to the pool")
+        def opens_again():
+            err, e = c.lookup(FUSE_ROOT_ID, "f0")
+            return err == 0 and c.open(e["nodeid"])[0] == 0
+        helpers.poll_until(opens_again, timeout=10,
+                           what="the closed sessions' fds to return to the pool")
         serves_everything(c, "after-the-flood")
     print(f"pool: {opened} open files; flood: {len(flooders)} served, {shed} shed")
