@@ -13,7 +13,6 @@ import os
 import resource
 import select
 import shutil
-import socket
 import tempfile
 import time
 
@@ -159,7 +158,7 @@ def test_peer_uid_is_a_guest_of_its_own(daemon_factory):
         assert r.stdout.split() == ["lookup", "0", "open", "0", "create", "0"], r.stdout
         for c in greedy:
             c.close()
-        assert f"guest uid 0 on listener 0: open-file budget (20)" in d.stderr_text()
+        assert "guest uid 0 on listener 0: open-file budget (20)" in d.stderr_text()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

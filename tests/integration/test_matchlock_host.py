@@ -10,7 +10,6 @@ field definitions for 14-18, export prefixes, limits.
 
 import errno
 import os
-import socket
 import stat
 import struct
 import threading
