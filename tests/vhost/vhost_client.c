@@ -408,8 +408,10 @@ static int cmd_reset_device(struct client *c, char **a)
     int before = backend_files(c);
     if (vu_reset_device(&c->fe) < 0)
         return fail(c, "RESET_DEVICE: %s", c->fe.error);
+    /* The backend closes them as it ends the session: up to 10 s, for a
+     * loaded machine (a leak never gets there). */
     int after = before;
-    for (int tries = 0; tries < 100 && after > before - RESET_FILES; tries++) {
+    for (int tries = 0; tries < 500 && after > before - RESET_FILES; tries++) {
         usleep(20 * 1000);
         after = backend_files(c);
     }
