@@ -12,8 +12,9 @@
 #    (tests/fuzz/run-fuzz.sh, clang + libFuzzer),
 # 4. fetches the VM tests' guest kernel once (tests/vm/fetch-kernel.sh, into
 #    FSB_VM_CACHE, default /var/cache/fsbridge-vm),
-# 5. runs a subset of the integration tests in each relay mode (io_uring on
-#    and off, one queue and many, no polling: conftest.py's RELAY_MODES),
+# 5. runs a subset of the integration tests in each relay mode (io_uring on,
+#    spinning for replies (the default) and not, io_uring off, one queue and
+#    many, no polling: conftest.py's RELAY_MODES),
 # 6. runs the VM tests (QEMU guests on virtio-fs and virtio-serial, tests/vm)
 #    and the integration tests (real FUSE mounts: needs root and /dev/fuse)
 #    in one pytest run, passing PYTEST_ARGS through (e.g. -k rename, -x, -v).
@@ -94,7 +95,7 @@ export FSB_BUILD_DIR=$repo/$builddir
 # representative subset in one cache mode, to keep CI within its time; the
 # whole suite runs in the default mode below.  FSB_RELAY_MATRIX=0 skips.
 if [[ ${FSB_RELAY_MATRIX:-1} != 0 ]]; then
-    for mode in uring-on uring-off queues-1 queues-N poll-50; do
+    for mode in uring-on uring-poll-0 uring-off queues-1 queues-N poll-0; do
         step "relay mode $mode (a subset of the integration tests)"
         FSB_RELAY_MODE=$mode FSB_CACHE_MODES=auto /usr/bin/python3 -m pytest -q -x \
             tests/integration/test_files.py tests/integration/test_dirs.py \

@@ -35,7 +35,8 @@
 #   BENCH_TREE_FILES  files of the synthetic source tree (default 15000)
 #   BENCH_TARGETS     subset of: native pll auto always coherent writeback overlay
 #                     auto:uring auto:fd auto:old auto:1q (any cache mode
-#                     takes :RELAY)
+#                     takes :RELAY; a relay mode takes -pN for poll_us=N and
+#                     -dN for fsbridged --poll-us=N, e.g. auto:uring-p50)
 #   BENCH_COPYUP_MB   size of the file whose first write is timed (default 256)
 #   BENCH_DIR         work directory on a local disk (default /var/tmp/fsbridge-bench)
 #   FSB_BUILD_DIR     fsbridge build to measure (default: build-bench/, a

@@ -62,21 +62,45 @@ seed() {
     head -c "${copyup_mb}M" /dev/urandom >"$1/big.dat"
 }
 
-# relay_opts RELAY: fsbridge-mount's -o options for a relay mode.
+# relay_opts RELAY: fsbridge-mount's -o options for a relay mode,
+# BASE[-pN][-dN]:
 #   uring  FUSE-over-io_uring rings (the fuse module's enable_uring is set
 #          to 1 for the run and put back)
 #   fd     cloned /dev/fuse queues, with the default poll_us (uring=off)
 #   old    the relay before per-CPU queues and polling: /dev/fuse queues
 #          and sleeping for every reply (uring=off, poll_us=0)
 #   1q     one queue, one connection (queues=1, uring=off)
+#   -pN    the relay's poll_us=N (e.g. uring-p50), so that settings can
+#          alternate in one run
+#   -dN    fsbridged's --poll-us=N for this target (daemon_opts)
 relay_opts() {
-    case $1 in
-    uring) echo uring=on ;;
-    fd) echo uring=off ;;
+    local base=${1%%-*} poll
+    poll=$(relay_suffix "$1" p)
+    case $base in
+    uring) echo "uring=on${poll:+,poll_us=$poll}" ;;
+    fd) echo "uring=off${poll:+,poll_us=$poll}" ;;
     old) echo uring=off,poll_us=0 ;;
-    1q) echo queues=1,uring=off ;;
-    *) die "unknown relay mode '$1' (expected uring, fd, old or 1q)" ;;
+    1q) echo "queues=1,uring=off${poll:+,poll_us=$poll}" ;;
+    *) die "unknown relay mode '$1' (expected uring, fd, old or 1q, then -pN, -dN)" ;;
     esac
+}
+
+# relay_suffix RELAY LETTER: N of RELAY's -LETTER N suffix, or nothing.
+relay_suffix() {
+    local part parts
+    IFS=- read -r -a parts <<<"$1"
+    for part in "${parts[@]:1}"; do
+        [[ $part =~ ^$2([0-9]+)$ ]] && { echo "${BASH_REMATCH[1]}"; return; }
+        [[ $part =~ ^[pd][0-9]+$ ]] || die "bad relay mode suffix '-$part' in '$1'"
+    done
+}
+
+# daemon_opts T: fsbridged's options for target T: BENCH_DAEMON_OPTS, and
+# --poll-us=N for a relay mode's -dN.
+daemon_opts() {
+    local d=''
+    [[ $1 == *:* ]] && d=$(relay_suffix "${1#*:}" d)
+    echo "${BENCH_DAEMON_OPTS:-}${d:+ --poll-us=$d}"
 }
 
 enable_uring=/sys/module/fuse/parameters/enable_uring
@@ -99,7 +123,7 @@ start_target() {
         local cache=${t%%:*} relay='' mount_opts=${BENCH_MOUNT_OPTS:-}
         [[ $t == *:* ]] && relay=$(relay_opts "${t#*:}")
         mount_opts=$relay${relay:+${mount_opts:+,}}$mount_opts
-        if [[ $relay == uring=on ]]; then
+        if [[ $relay == uring=on* ]]; then
             [[ -w $enable_uring ]] || die "$t: this kernel has no FUSE-over-io_uring"
             uring_was=$(cat "$enable_uring")
             echo 1 >"$enable_uring"
@@ -109,9 +133,9 @@ start_target() {
         [[ $cache == overlay ]] && opts=cache=auto,overlay=$work/upper &&
             fresh_dir "$work/upper" && rm -rf "$work/upper.work"
         fresh_dir "$src"; seed "$src"; mkdir -p "$mnt"
-        # shellcheck disable=SC2086  # BENCH_DAEMON_OPTS: words on purpose
+        # shellcheck disable=SC2046  # daemon_opts: words on purpose
         "$build/fsbridged" --export "b=$src,$opts" --listen "unix:$fsb_sock" \
-            --log-level warn ${BENCH_DAEMON_OPTS:-} 2>"$work/fsbridged-$t.log" &
+            --log-level warn $(daemon_opts "$t") 2>"$work/fsbridged-$t.log" &
         daemon_pid=$!
         wait_for "fsbridged" listening "$fsb_sock"
         # In the foreground (-f) so that its pid is known; it exits at umount.

@@ -725,6 +725,7 @@ static int start_rings(struct relay *r)
             .qid = (unsigned)i,
             .dev_fd = r->cfg.session_fd,
             .payload_size = ring_payload_size(r->cfg.max_frame),
+            .poll_us = r->cfg.poll_us,
         };
         err = uring_queue_create(&qc, &r->rings[i]);
         if (r->rings[i])

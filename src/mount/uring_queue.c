@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/halt_poll.h"
 #include "common/log.h"
 #include "mount/fuse_uring_abi.h"
 
@@ -68,6 +69,10 @@ struct uring_queue {
     pthread_cond_t changed;
     enum queue_phase phase;
     int result;
+    /* The queue thread's: requests sent to the host whose entries wait
+     * for their commit (the reply), and the spin for them. */
+    unsigned owed;
+    struct fsb_halt_poll poll;
     struct uring_ent ents[URING_QUEUE_DEPTH];
 };
 
@@ -144,6 +149,8 @@ static void prep_fuse_cmd(struct uring_queue *q, struct uring_ent *e, uint32_t o
     struct fuse_uring_cmd_req *req = (void *)sqe->cmd;
     req->qid = (uint16_t)q->cfg.qid;
     req->commit_id = op == FUSE_IO_URING_CMD_COMMIT_AND_FETCH ? e->commit_id : 0;
+    if (op == FUSE_IO_URING_CMD_COMMIT_AND_FETCH)
+        q->owed--; /* every commit follows a forward_entry */
 }
 
 static void arm_mail(struct uring_queue *q)
@@ -209,6 +216,7 @@ static void deliver_to_entry(struct reply_dest *d, const void *msg, size_t len)
  * header, the opcode's argument and the payload. */
 static void forward_entry(struct uring_queue *q, struct uring_ent *e)
 {
+    q->owed++; /* until its commit, whoever answers it (also the errors below) */
     struct fuse_in_header ih;
     memcpy(&ih, e->hdr->in_out, sizeof(ih));
     uint32_t payload = e->hdr->ring_ent_in_out.payload_sz;
@@ -279,10 +287,52 @@ static bool handle_completion(struct uring_queue *q, const struct io_uring_cqe *
     return live_entries(q) > 0;
 }
 
+/*
+ * Whether a completion is there, after running the ring's task work.  With
+ * DEFER_TASKRUN the kernel posts a completion (the socket's poll, a new
+ * request in an entry) only as task work that runs when this thread enters
+ * io_uring with GETEVENTS, so peeking at the CQ ring alone would never see
+ * it: io_uring_get_events() is that entry, without waiting.  (Without
+ * DEFER_TASKRUN the task work also runs on that system call's return.)
+ */
+static bool completion_ready(void *arg)
+{
+    struct uring_queue *q = arg;
+    if (io_uring_cq_ready(&q->ring))
+        return true;
+    io_uring_get_events(&q->ring);
+    return io_uring_cq_ready(&q->ring) > 0;
+}
+
+/*
+ * Submits what was prepared and waits for at least one completion.  While
+ * the host owes replies, the reply (or a new request) often comes a few
+ * microseconds after the wait begins, and a sleeping thread takes tens of
+ * them to run again, often woken from another CPU: so it first spins for
+ * the adaptive window (halt_poll.h), and sleeps only if nothing came.
+ * Nothing owed: it sleeps at once, so an idle queue spins never.
+ */
+static int wait_for_completion(struct uring_queue *q)
+{
+    if (q->owed == 0 || q->poll.max_ns == 0)
+        return io_uring_submit_and_wait(&q->ring, 1);
+    int err = io_uring_submit(&q->ring);
+    if (err < 0)
+        return err;
+    uint64_t start = fsb_halt_poll_now_ns();
+    if (fsb_halt_poll_spin(&q->poll, completion_ready, q, start)) {
+        fsb_halt_poll_caught(&q->poll);
+        return 0;
+    }
+    err = io_uring_submit_and_wait(&q->ring, 1);
+    fsb_halt_poll_slept(&q->poll, fsb_halt_poll_now_ns() - start);
+    return err;
+}
+
 static void run(struct uring_queue *q)
 {
     for (;;) {
-        int err = io_uring_submit_and_wait(&q->ring, 1);
+        int err = wait_for_completion(q);
         if (err < 0 && err != -EINTR) {
             log_error("io_uring queue %u: %s", q->cfg.qid, strerror(-err));
             return;
@@ -396,6 +446,7 @@ int uring_queue_create(const struct uring_queue_config *cfg, struct uring_queue 
         return -ENOMEM;
     q->cfg = *cfg;
     q->mail_fd = -1;
+    fsb_halt_poll_init(&q->poll, cfg->poll_us);
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->changed, NULL);
     for (unsigned i = 0; i < URING_QUEUE_DEPTH; i++) {

@@ -28,6 +28,12 @@
  * entry and marks it done; an eventfd polled through the ring wakes the
  * queue thread, which commits every done entry.
  *
+ * While the host owes the queue replies, the thread first looks for a
+ * completion without sleeping, for an adaptive window of at most poll_us
+ * (halt_poll.h), then sleeps in io_uring_enter as before: a reply caught
+ * in the spin costs no wake-up.  With no reply owed (an idle mount, or
+ * requests yet to come) it sleeps at once.
+ *
  * Errors at setup (no io_uring, a kernel that refuses the registration)
  * are returned so the relay can fall back to /dev/fuse queues, which the
  * kernel itself does when a REGISTER fails.
@@ -55,6 +61,7 @@ struct uring_queue_config {
     unsigned qid;            /* the CPU the queue serves */
     int dev_fd;              /* the session's /dev/fuse fd */
     size_t payload_size;     /* per entry: >= the kernel's max payload */
+    unsigned poll_us;        /* reply spin limit (halt_poll.h), 0: sleep at once */
 };
 
 struct uring_queue;

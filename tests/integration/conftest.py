@@ -47,9 +47,9 @@ Markers:
 
 Relay modes: every native mount (fs and mount_factory) runs in the relay
 mode FSB_RELAY_MODE names (RELAY_MODES below: default, uring-on,
-uring-off, queues-1, queues-N, poll-50); its -o options come before the
-test's own, so a test that sets one itself wins.  uring-on sets the fuse
-module's enable_uring=1 for the run and restores it.  run-tests.sh runs the
+uring-poll-0, uring-off, queues-1, queues-N, poll-0); its -o options come
+before the test's own, so a test that sets one itself wins.  The uring=on
+modes set the fuse module's enable_uring=1 for the run and restore it.  run-tests.sh runs the
 whole suite in the default mode and a representative subset in the others.
 
 Environment:
@@ -92,10 +92,11 @@ ENABLE_URING = Path("/sys/module/fuse/parameters/enable_uring")
 RELAY_MODES = {
     "default": [],
     "uring-on": ["uring=on"],
+    "uring-poll-0": ["uring=on", "poll_us=0"],  # the default spins (poll_us=50)
     "uring-off": ["uring=off"],
     "queues-1": ["queues=1", "uring=off"],
     "queues-N": [f"queues={max(4, 2 * (os.cpu_count() or 1))}", "uring=off"],
-    "poll-50": ["poll_us=50"],  # the default is 0: the spinning path
+    "poll-0": ["poll_us=0"],  # sleeping for every reply, the old behaviour
 }
 RELAY_MODE = os.environ.get("FSB_RELAY_MODE", "default")
 if RELAY_MODE not in RELAY_MODES:
@@ -224,12 +225,12 @@ def set_enable_uring(value):
 
 @pytest.fixture(scope="session", autouse=True)
 def _relay_mode():
-    if RELAY_MODE != "uring-on":
+    if "uring=on" not in RELAY_MODES[RELAY_MODE]:
         yield
         return
     old = set_enable_uring(True)
     if old is None:
-        pytest.exit("FSB_RELAY_MODE=uring-on: this kernel has no FUSE-over-io_uring "
+        pytest.exit(f"FSB_RELAY_MODE={RELAY_MODE}: this kernel has no FUSE-over-io_uring "
                     "(/sys/module/fuse/parameters/enable_uring)", returncode=1)
     yield
     set_enable_uring(old == "Y")

@@ -21,7 +21,8 @@ poll_us=).
   the joins beyond it are refused and the queues share the connections
   there are.
 * An idle mount uses no CPU, polling or not: neither the relay nor the
-  daemon, both spinning (poll_us=, --poll-us=) or both sleeping.
+  daemon, both spinning (poll_us=, --poll-us=) or both sleeping, on
+  /dev/fuse queues and on io_uring rings (which spin for owed replies).
 """
 
 import errno
@@ -313,11 +314,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@pytest.mark.parametrize("poll_us", [1000, 0])
-def test_idle_mount_uses_no_cpu(export, daemon_factory, mount_factory, poll_us):
-    d = daemon_factory([f"{EXPORT}={export},cache=never"], [f"--poll-us={poll_us}"])
-    m = mount_factory(d, options=[f"export={EXPORT}", f"poll_us={poll_us}"])
-    for i in range(200):  # activity first: the poll windows have grown
+def assert_idle_uses_no_cpu(m, d):
+    """After activity (the poll windows have grown), the relay and the
+    daemon use (almost) no CPU time while nothing happens: a thread left
+    spinning would use about the 2 s.  A count of clock ticks, not a
+    timing."""
+    for i in range(200):
         os.stat(m.path / "hello")
     time.sleep(0.2)
     pids = {"relay": m.proc.pid, "daemon": d.pid}
@@ -326,3 +328,23 @@ def test_idle_mount_uses_no_cpu(export, daemon_factory, mount_factory, poll_us):
     for who, pid in pids.items():
         used = cpu_seconds(pid) - before[who]
         assert used < 0.05, f"an idle {who} used {used:.2f} s of CPU in 2 s"
+
+
+@pytest.mark.parametrize("poll_us", [1000, 0])
+def test_idle_mount_uses_no_cpu(export, daemon_factory, mount_factory, poll_us):
+    d = daemon_factory([f"{EXPORT}={export},cache=never"], [f"--poll-us={poll_us}"])
+    m = mount_factory(d, options=[f"export={EXPORT}", "uring=off", f"poll_us={poll_us}"])
+    assert_idle_uses_no_cpu(m, d)
+
+
+@needs_uring
+@pytest.mark.parametrize("poll_us", [1000, 0])
+def test_idle_uring_mount_uses_no_cpu(export, daemon_factory, mount_factory, uring_enabled,
+                                      poll_us):
+    """The rings spin for replies while they are owed, never for requests
+    that have not come: an idle ring sleeps in io_uring_enter."""
+    d = daemon_factory([f"{EXPORT}={export},cache=never"], [f"--poll-us={poll_us}"])
+    m = mount_factory(d, options=[f"export={EXPORT}", "uring=on", f"poll_us={poll_us}"])
+    assert mounted_mode(m)[0] == "io_uring"
+    use_from_every_cpu(m.path)  # every ring has spun
+    assert_idle_uses_no_cpu(m, d)
