@@ -122,7 +122,8 @@ struct change_watch {
  * busy export cached, but its snapshot would have to be taken in the
  * backend before each node's stat (lookup, each READDIRPLUS entry,
  * create, mkdir, link, revive...) and carried to the engine's reply,
- * where the per-session count is read once per request by the engine.
+ * while the session's count is one load when a request comes and one
+ * when its reply is built.
  */
 static uint64_t known_change(const struct change_sub *s, dev_t dev, ino_t ino)
 {
