@@ -84,9 +84,11 @@ static void fill_attr(struct fuse_attr *a, const struct stat *st)
  * node: the kernel drops an INVAL_INODE of an inode it has not made yet,
  * and the reply would then install the old attributes for a day (the
  * kernel's attr_version only protects inodes it already has).  So in
- * cache=coherent, when any change of the export came in meanwhile
- * (session.h host_changes, counted before its invalidation is queued),
- * the reply is not cached: the guest asks again at its next use.
+ * cache=coherent, when a change of an inode the session knows came in
+ * meanwhile (session.h host_changes, counted before its invalidation is
+ * queued; change_watch.c, known_change, says why the other changes need
+ * not count), the reply is not cached: the guest asks again at its next
+ * use.
  */
 static uint64_t reply_timeout(const struct fsb_request *r)
 {

@@ -33,6 +33,9 @@ struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_fra
      * where a host change must not get lost (fuse_ops.c). */
     const char *delay = getenv("FSBRIDGE_TEST_LOOKUP_DELAY_MS");
     s->test_lookup_delay_ms = delay ? (unsigned)strtoul(delay, NULL, 10) : 0;
+    /* Tests only: between a new node's stat and its joining the inode
+     * table (passthrough.c, restat_joined). */
+    const char *join = getenv("FSBRIDGE_TEST_JOIN_DELAY_MS");
     struct passthrough_config cfg = {
         .root_fd = exp->root_fd,
         .max_inodes = SESSION_MAX_INODES,
@@ -45,6 +48,7 @@ struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_fra
         .guest = guest,
         .watch = exp->watch,
         .mapped_caps_xattr = exp->xattr_map ? FSB_XATTR_MAPPED_CAPS : NULL,
+        .test_join_delay_ms = join ? (unsigned)strtoul(join, NULL, 10) : 0,
     };
     s->backend = fsb_export_backend(exp, &cfg, err);
     if (!s->backend) {

@@ -92,8 +92,8 @@ struct fsb_session {
      * never cleared), so the guest may cache for long. */
     bool coherent;
     struct fsb_notify_out *notify; /* the transport's, see notify_out.h */
-    /* cache=coherent: host changes of the export this session was not
-     * the origin of, counted as the watcher sees them (fuse_ops.c,
+    /* cache=coherent: host changes of inodes this session knows (and was
+     * not the origin of), counted as the watcher sees them (fuse_ops.c,
      * reply_timeout) */
     atomic_uint_least64_t host_changes;
     unsigned test_lookup_delay_ms; /* FSBRIDGE_TEST_LOOKUP_DELAY_MS, session.c */

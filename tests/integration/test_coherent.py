@@ -15,6 +15,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -194,6 +196,21 @@ def test_host_change_is_seen(coherent, change):
     change(host, mnt)
 
 
+def test_host_chmod_of_a_cached_directory_is_seen(coherent):
+    """A directory's own attribute change: fanotify reports it with a
+    DFID_NAME record named "." and no FID record.  The guest first holds
+    the directory's attributes in its cache for sure (a stat that needs no
+    daemon), so only the push can show the new mode."""
+    host, mnt, daemon = coherent
+    (host / "d").mkdir()
+    os.chmod(host / "d", 0o755)
+    poll_until(lambda: while_stopped(daemon, lambda: (mnt / "d").stat().st_mode, timeout=1),
+               timeout=15, interval=0.1, what="the directory's attributes cached")
+    assert (mnt / "d").stat().st_mode & 0o777 == 0o755
+    os.chmod(host / "d", 0o700)
+    seen(lambda: (mnt / "d").stat().st_mode & 0o777 == 0o700, "the directory's new mode")
+
+
 # ---- two guests ---------------------------------------------------------
 
 @pytest.fixture
@@ -313,6 +330,175 @@ def test_change_during_listing_is_not_lost(fsb_workdir, daemon_factory, mount_fa
     assert listed == [["a", "b", "c"]]
     for name in ("a", "b", "c"):
         seen(lambda: (m.path / "d" / name).stat().st_size == 4, f"the size of {name}")
+
+
+@pytest.mark.parametrize("watch", ["fanotify", "inotify"])
+def test_change_before_a_new_node_joins_the_table_is_not_lost(fsb_workdir, daemon_factory,
+                                                              mount_factory, watch):
+    """The watcher only counts changes of inodes the session knows.  A host
+    change after fsbridged's first stat of a name but before the new node
+    is in the session's table is neither counted nor pushed: the node is
+    statted again once it is in, so the reply carries the new size.
+    FSBRIDGE_TEST_JOIN_DELAY_MS holds each new node between the two."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    (host / "f").write_bytes(b"a")
+    env = dict(os.environ, FSBRIDGE_TEST_JOIN_DELAY_MS="400")
+    if watch == "inotify":
+        env["FSBRIDGE_CHANGE_WATCH"] = "inotify"
+    daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
+    m = mount_factory(daemon, options=["export=test", "allow_other"])
+    poll_until(lambda: f"tracked with {watch}" in daemon.stderr_text(), timeout=5,
+               what="the change watcher's mode in the log")
+    first = []
+    t = threading.Thread(target=lambda: first.append(os.stat(m.path / "f").st_size))
+    t.start()
+    time.sleep(0.2)                      # f is statted, not yet in the table
+    with open(host / "f", "ab") as w:
+        w.write(b"bcd")
+    t.join(10)
+    assert first and first[0] in (1, 4)
+    seen(lambda: (m.path / "f").stat().st_size == 4, "the size after the append")
+    assert (m.path / "f").read_bytes() == b"abcd"
+
+
+# ---- the rest of the host's filesystem ----------------------------------
+
+TRACING = Path("/sys/kernel/tracing")
+
+
+class RequestTrace:
+    """The FUSE requests the guest kernel sends on one mount, counted by its
+    own tracepoint (fuse:fuse_request_send, Linux 6.14+) in a tracing
+    instance of our own, filtered on the mount's connection: every request
+    that leaves the guest's cache for fsbridged, whatever else traces."""
+
+    def __init__(self, mnt):
+        if not (TRACING / "events").is_dir():
+            subprocess.run(["mount", "-t", "tracefs", "tracefs", str(TRACING)], check=False)
+        if not (TRACING / "events" / "fuse" / "fuse_request_send").is_dir():
+            pytest.skip("no fuse:fuse_request_send tracepoint (Linux 6.14+)")
+        dev = os.stat(mnt).st_dev                # the kernel's dev_t: major << 20 | minor
+        conn = (os.major(dev) << 20) | os.minor(dev)
+        self.dir = TRACING / "instances" / f"fsb-test-{os.getpid()}-{conn}"
+        self.dir.mkdir()
+        self.event = self.dir / "events" / "fuse" / "fuse_request_send"
+        (self.event / "filter").write_text(f"connection == {conn}\n")
+        (self.event / "enable").write_text("1\n")
+
+    def take(self):
+        """{opcode: count} of the requests sent since the last take."""
+        text = (self.dir / "trace").read_text()
+        (self.dir / "trace").write_text("")     # truncating it clears the buffer
+        return Counter(re.findall(r"opcode \d+ \(FUSE_(\w+)\)", text))
+
+    def close(self):
+        (self.event / "enable").write_text("0\n")
+        self.dir.rmdir()
+
+
+@pytest.fixture
+def request_trace():
+    traces = []
+
+    def start(mnt):
+        traces.append(RequestTrace(mnt))
+        return traces[-1]
+    yield start
+    for t in traces:
+        t.close()
+
+
+def asked(counts):
+    """The requests in COUNTS that a cache hit would not have sent (the
+    kernel's FORGETs come whenever it evicts)."""
+    return {op: n for op, n in counts.items() if op not in ("FORGET", "BATCH_FORGET")}
+
+
+class Writer(threading.Thread):
+    """Appends to a file in DIR, a line a millisecond, until stopped: a
+    build or a log on the host, beside the export."""
+
+    def __init__(self, d):
+        super().__init__(daemon=True)
+        self.path, self.lines, self.stopped = d / "log", 0, threading.Event()
+
+    def run(self):
+        with open(self.path, "wb", buffering=0) as f:
+            while not self.stopped.is_set():
+                f.write(b"a line of a build log\n")
+                self.lines += 1
+                time.sleep(0.001)
+
+    def stop(self):
+        self.stopped.set()
+        self.join(10)
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "writer-outside"])
+def test_changes_outside_the_export_keep_replies_cached(fsb_workdir, daemon_factory,
+                                                        mount_factory, request_trace, busy):
+    """fanotify's mark covers the whole filesystem, but only a change of an
+    inode the session knows may keep a reply out of the guest's cache: with
+    a program writing beside the export all along, what the guest looked up
+    once is served from its cache the second time (no request at all).
+    LOOKUP replies are held 20 ms, so that the writer's changes surely come
+    in while each is built; "idle" checks the counting without them."""
+    host, outside = fsb_workdir / "export", fsb_workdir / "outside"
+    host.mkdir()
+    outside.mkdir()                      # the same filesystem, not exported
+    names = [f"f{i:02}" for i in range(40)]
+    for n in names:
+        (host / n).write_bytes(b"x" * len(n))
+    env = dict(os.environ, FSBRIDGE_TEST_LOOKUP_DELAY_MS="20")
+    daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
+    m = mount_factory(daemon, options=["export=test", "allow_other"])
+    poll_until(lambda: "tracked with fanotify" in daemon.stderr_text(), timeout=5,
+               what="the change watcher's mode in the log")
+    trace = request_trace(m.path)
+    writer = Writer(outside)
+    if busy:
+        writer.start()
+        poll_until(lambda: writer.lines > 0, timeout=5, what="the writer's first line")
+    try:
+        trace.take()
+        lines = writer.lines
+        assert [os.lstat(m.path / n).st_size for n in names] == [3] * len(names)
+        first = trace.take()
+        written = writer.lines - lines
+        assert [os.lstat(m.path / n).st_size for n in names] == [3] * len(names)
+        second = trace.take()
+    finally:
+        if busy:
+            writer.stop()
+    # The trace sees each lookup, and each reply was cached at once (no
+    # GETATTR of an attribute that timed out at 0).
+    assert asked(first) == {"LOOKUP": len(names)}, first
+    assert not busy or written > 0, "the writer did not write during the lookups"
+    assert asked(second) == {}, f"second round: {second}; first: {first}"
+
+
+def test_change_through_a_link_outside_the_export_is_seen(fsb_workdir, daemon_factory,
+                                                         mount_factory):
+    """A known inode changed through a name outside the export (a hard
+    link in a directory no session knows) is still pushed: what counts is
+    the inode, not where its name is."""
+    host, outside = fsb_workdir / "export", fsb_workdir / "outside"
+    host.mkdir()
+    outside.mkdir()
+    (host / "f").write_bytes(b"old data")
+    os.link(host / "f", outside / "g")
+    daemon = daemon_factory([f"test={host},cache=coherent"])
+    m = mount_factory(daemon, options=["export=test", "allow_other"])
+    poll_until(lambda: "tracked with fanotify" in daemon.stderr_text(), timeout=5,
+               what="the change watcher's mode in the log")
+    with open(m.path / "f", "rb") as f:
+        assert f.read() == b"old data"
+        with open(outside / "g", "r+b") as h:
+            h.write(b"NEW")
+        seen(lambda: os.pread(f.fileno(), 8, 0) == b"NEW data", "new bytes read")
+    os.chmod(outside / "g", 0o600)
+    seen(lambda: (m.path / "f").stat().st_mode & 0o777 == 0o600, "the new mode")
 
 
 # ---- warm directories: no round trip ------------------------------------

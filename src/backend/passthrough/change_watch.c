@@ -26,6 +26,8 @@
 #define EVENT_BUFFER_SIZE (64 * 1024)
 #define INOTIFY_BUDGET_MAX 65536
 #define HANDLE_MAX_BYTES 128
+#define HANDLE_SLOTS 1024
+#define HANDLE_SLOT_BYTES 40 /* ext4 8, xfs 8-24, btrfs 20-40, tmpfs 12 */
 
 /* The marks' events: content, attributes (chmod, chown, utimes, xattrs,
  * link counts) and names; FAN_ONDIR for directories as well. */
@@ -48,6 +50,25 @@ struct watched_dir {
     struct file_handle *handle;
 };
 
+/*
+ * The watcher's cache of file handles it opened and the (dev, ino) each
+ * named, direct-mapped, used by its thread only.  fanotify's filesystem
+ * mark reports every change on the whole filesystem, and a steady writer
+ * (a build, a log, outside the export or in it) changes the same few
+ * files and directories over and over: after the first event of each,
+ * no open_by_handle_at.  A handle names one inode for good (its
+ * generation is part of it), so a slot never goes wrong; at worst the
+ * inode is gone and its number reused, and a late event of the old one
+ * invalidates the new one's node, in vain.
+ */
+struct handle_slot {
+    int type;
+    unsigned bytes; /* 0: empty */
+    unsigned char key[HANDLE_SLOT_BYTES];
+    dev_t dev;
+    ino_t ino;
+};
+
 struct change_watch {
     enum change_mode mode;
     char name[64];
@@ -63,6 +84,9 @@ struct change_watch {
     pthread_mutex_t subs_lock;
     struct change_sub *subs;
 
+    struct handle_slot handles[HANDLE_SLOTS]; /* the thread's */
+    uint64_t events, handle_opens;            /* the thread's, for the log */
+
     pthread_mutex_t dirs_lock; /* inotify: guards everything below */
     struct watched_dir *dirs;  /* index: watch descriptor */
     int ndirs;
@@ -72,13 +96,41 @@ struct change_watch {
 
 /* ---- dispatch ---------------------------------------------------------- */
 
-/* Tells S's sink that something changed (before the node id is looked up,
- * so a lookup that makes the node meanwhile sees the count move) and
- * returns the session's node id of (DEV, INO), 0 if it has none. */
-static uint64_t note_change(const struct change_sub *s, dev_t dev, ino_t ino)
+/*
+ * S's node id of (DEV, INO), 0 if it has none; a change of a node it has
+ * counts in the session (its sink's `changed`) before anything is queued.
+ *
+ * What the count is for (fuse_ops.c, reply_timeout): a reply that makes
+ * a node in the guest (LOOKUP, READDIRPLUS, CREATE...) carries attributes
+ * read on the host before the guest kernel has the node, and an
+ * INVAL_INODE pushed in between is dropped there (no inode yet), so a
+ * reply built after the session's count moved is not cached.  The count
+ * need only move for inodes in S's table:
+ *  - one in the table when its change is seen here is counted before its
+ *    invalidation is queued: a reply built after the invalidation went
+ *    out (and may have been dropped) has seen the count move;
+ *  - one not in the table when its change is seen here joins it later,
+ *    and its attributes are read again once it is in (passthrough.c,
+ *    restat_joined; a node already in the table before its stat is not):
+ *    such a reply carries attributes newer than the change;
+ *  - a name created, removed or renamed is a change of its directory,
+ *    and a reply about a name is about a name in a directory the guest
+ *    holds, which is in the table the whole time.
+ * So a change outside the export, or of a file no session has looked up,
+ * uncaches nothing.  The count is per session, not per inode: one per
+ * (dev, ino) hash bucket would also keep replies about other files of a
+ * busy export cached, but its snapshot would have to be taken in the
+ * backend before each node's stat (lookup, each READDIRPLUS entry,
+ * create, mkdir, link, revive...) and carried to the engine's reply,
+ * while the session's count is one load when a request comes and one
+ * when its reply is built.
+ */
+static uint64_t known_change(const struct change_sub *s, dev_t dev, ino_t ino)
 {
-    s->sink->changed(s->cookie);
-    return inode_nodeid_of(s->table, dev, ino);
+    uint64_t id = inode_nodeid_of(s->table, dev, ino);
+    if (id)
+        s->sink->changed(s->cookie);
+    return id;
 }
 
 static void dispatch_inode(struct change_watch *w, const struct change_sub *origin, dev_t dev,
@@ -86,7 +138,7 @@ static void dispatch_inode(struct change_watch *w, const struct change_sub *orig
 {
     pthread_mutex_lock(&w->subs_lock);
     for (struct change_sub *s = w->subs; s; s = s->next) {
-        uint64_t id = s == origin ? 0 : note_change(s, dev, ino);
+        uint64_t id = s == origin ? 0 : known_change(s, dev, ino);
         if (id)
             s->sink->inval_inode(s->cookie, id, off, len);
     }
@@ -100,11 +152,28 @@ static void dispatch_entry(struct change_watch *w, const struct change_sub *orig
 {
     pthread_mutex_lock(&w->subs_lock);
     for (struct change_sub *s = w->subs; s; s = s->next) {
-        uint64_t id = s == origin ? 0 : note_change(s, dev, ino);
+        uint64_t id = s == origin ? 0 : known_change(s, dev, ino);
         if (!id)
             continue;
         s->sink->inval_entry(s->cookie, id, name);
         s->sink->inval_inode(s->cookie, id, 0, 0);
+    }
+    pthread_mutex_unlock(&w->subs_lock);
+}
+
+/* A change of an inode that cannot be identified any more (its handle
+ * no longer opens: the file is gone): nothing can be pushed, and it
+ * counts in the sessions that know DIR (its directory, when the event
+ * names one: DIR_OK), or in every session. */
+static void dispatch_unidentified(struct change_watch *w, bool dir_ok, dev_t dir_dev,
+                                  ino_t dir_ino)
+{
+    pthread_mutex_lock(&w->subs_lock);
+    for (struct change_sub *s = w->subs; s; s = s->next) {
+        if (!dir_ok)
+            s->sink->changed(s->cookie);
+        else
+            known_change(s, dir_dev, dir_ino);
     }
     pthread_mutex_unlock(&w->subs_lock);
 }
@@ -180,13 +249,51 @@ static bool identify_fd(int fd, dev_t *dev, ino_t *ino)
     return ok;
 }
 
+static uint32_t handle_hash(const struct file_handle *fh)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)fh->handle_type; /* FNV-1a */
+    for (unsigned i = 0; i < fh->handle_bytes; i++)
+        h = (h ^ fh->f_handle[i]) * 16777619u;
+    return h;
+}
+
+/* FH's slot in the watcher's handle cache, NULL for a handle too long to
+ * be kept. */
+static struct handle_slot *handle_slot_of(struct change_watch *w, const struct file_handle *fh)
+{
+    if (fh->handle_bytes == 0 || fh->handle_bytes > HANDLE_SLOT_BYTES)
+        return NULL;
+    return &w->handles[handle_hash(fh) % HANDLE_SLOTS];
+}
+
+static bool slot_holds(const struct handle_slot *slot, const struct file_handle *fh)
+{
+    return slot->bytes == fh->handle_bytes && slot->type == fh->handle_type &&
+           memcmp(slot->key, fh->f_handle, fh->handle_bytes) == 0;
+}
+
 /* (dev, ino) of a file handle on the export's filesystem; false for one
- * that no longer opens (the inode is gone). */
+ * that no longer opens (the inode is gone).  Seen lately, it is not
+ * opened again: see struct handle_slot. */
 static bool identify_handle(struct change_watch *w, struct file_handle *fh, dev_t *dev,
                             ino_t *ino)
 {
+    struct handle_slot *slot = handle_slot_of(w, fh);
+    if (slot && slot_holds(slot, fh)) {
+        *dev = slot->dev;
+        *ino = slot->ino;
+        return true;
+    }
+    w->handle_opens++;
     int fd = open_by_handle_at(w->root_fd, fh, O_PATH | O_CLOEXEC);
-    return fd >= 0 && identify_fd(fd, dev, ino);
+    if (fd < 0 || !identify_fd(fd, dev, ino))
+        return false;
+    if (slot) {
+        *slot = (struct handle_slot){ .type = fh->handle_type, .bytes = fh->handle_bytes,
+                                      .dev = *dev, .ino = *ino };
+        memcpy(slot->key, fh->f_handle, fh->handle_bytes);
+    }
+    return true;
 }
 
 /* ---- fanotify ---------------------------------------------------------- */
@@ -255,16 +362,50 @@ static void parse_fan_info(const char *event, const struct fanotify_event_metada
     }
 }
 
-static void handle_fan_event(struct change_watch *w, struct fan_event *ev)
+/* The inode whose content or attributes changed: the FID record, or for
+ * a directory (which has none) its own DFID_NAME record, named ".". */
+static struct file_handle *event_object(struct fan_event *ev)
+{
+    if (ev->has_object)
+        return &ev->object.fh;
+    if (ev->has_dir && strcmp(ev->name, ".") == 0)
+        return &ev->dir.fh;
+    return NULL;
+}
+
+static void handle_name_event(struct change_watch *w, struct fan_event *ev)
 {
     dev_t dev;
     ino_t ino;
-    if (ev->mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) && ev->has_dir &&
-        ev->name[0] && identify_handle(w, &ev->dir.fh, &dev, &ino))
+    if (identify_handle(w, &ev->dir.fh, &dev, &ino))
         dispatch_entry(w, NULL, dev, ino, ev->name);
-    if (ev->mask & (FAN_MODIFY | FAN_ATTRIB) && ev->has_object &&
-        identify_handle(w, &ev->object.fh, &dev, &ino))
+    else
+        dispatch_unidentified(w, false, 0, 0); /* the directory is gone */
+}
+
+static void handle_inode_event(struct change_watch *w, struct fan_event *ev)
+{
+    dev_t dev = 0;
+    ino_t ino = 0;
+    struct file_handle *obj = event_object(ev);
+    if (obj && identify_handle(w, obj, &dev, &ino)) {
         dispatch_inode(w, NULL, dev, ino, ev->mask & FAN_MODIFY ? 0 : -1, 0);
+        return;
+    }
+    /* The inode is gone: its directory, when the event names one that
+     * still opens, narrows down who may care. */
+    bool dir_ok = ev->has_dir && &ev->dir.fh != obj && identify_handle(w, &ev->dir.fh, &dev, &ino);
+    dispatch_unidentified(w, dir_ok, dev, ino);
+}
+
+static void handle_fan_event(struct change_watch *w, struct fan_event *ev)
+{
+    w->events++;
+    if (ev->mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO) && ev->has_dir &&
+        ev->name[0] && strcmp(ev->name, ".") != 0)
+        handle_name_event(w, ev);
+    if (ev->mask & (FAN_MODIFY | FAN_ATTRIB))
+        handle_inode_event(w, ev);
 }
 
 /* One event at P with LEFT bytes in the buffer; returns its length, or 0
@@ -438,6 +579,8 @@ static void handle_in_event(struct change_watch *w, const struct inotify_event *
     else if (e->len && e->mask & (IN_MODIFY | IN_ATTRIB) &&
              identify_child(w, &d, e->name, &dev, &ino))
         dispatch_inode(w, NULL, dev, ino, e->mask & IN_MODIFY ? 0 : -1, 0);
+    else if (e->len && e->mask & (IN_MODIFY | IN_ATTRIB))
+        dispatch_unidentified(w, true, d.dev, d.ino); /* the name is gone already */
 }
 
 static void read_in_events(struct change_watch *w, char *buf)
@@ -533,6 +676,9 @@ void change_watch_close(struct change_watch *w)
             log_warn("export '%s': cannot stop the change watcher", w->name);
         pthread_join(w->thread, NULL);
     }
+    if (w->mode == CHANGE_FANOTIFY)
+        log_info("export '%s': change watcher: %llu events, %llu file handles opened", w->name,
+                 (unsigned long long)w->events, (unsigned long long)w->handle_opens);
     for (int i = 0; i < w->ndirs; i++)
         free(w->dirs[i].handle);
     free(w->dirs);

@@ -18,8 +18,11 @@
  *    every session gets every change, its own ones too.
  * Each change becomes, for every subscribed session that knows the inode,
  * an invalidation handed to the session's sink (which must not block: the
- * engine queues it, see engine/notify_out.h).  When the kernel's event
- * queue overflowed, every sink is told to drop its whole cache.
+ * engine queues it, see engine/notify_out.h); changes of inodes no session
+ * knows (the rest of the filesystem) are dropped, their file handles
+ * remembered so that the next event of the same file opens nothing.  When
+ * the kernel's event queue overflowed, every sink is told to drop its
+ * whole cache.
  *
  * Only what lives on the export root's filesystem is tracked: mounts below
  * the export root are not watched.
@@ -45,9 +48,10 @@ struct change_sink {
     void (*inval_inode)(void *cookie, uint64_t nodeid, int64_t off, int64_t len);
     void (*inval_entry)(void *cookie, uint64_t parent, const char *name);
     void (*inval_all)(void *cookie); /* events were lost */
-    /* Something in the export changed, whether or not the session knows
-     * the inode yet: called for every change the session did not make,
-     * before its invalidations. */
+    /* A change the session did not make of an inode it knows (or of a
+     * directory it knows, for a name), before its invalidations; also of
+     * an inode that cannot be identified any more (change_watch.c,
+     * known_change, says why nothing else needs counting). */
     void (*changed)(void *cookie);
 };
 

@@ -370,6 +370,10 @@ static void link_as_locked(struct inode_table *t, struct pt_inode *in, uint64_t 
 {
     in->nodeid = nodeid;
     in->nlookup = 1;
+    /* Numbered before it can be found, so that a reader of the count who
+     * finds it knows whether it was there before his read. */
+    in->linked_at = atomic_load_explicit(&t->links, memory_order_relaxed) + 1;
+    atomic_store_explicit(&t->links, in->linked_at, memory_order_seq_cst);
     t->permanent += !in->handle;
     table_link(t, in);
     if (++t->count > t->nbuckets * 2)
@@ -398,11 +402,19 @@ static int64_t link_new_locked(struct inode_table *t, struct pt_inode *in, const
     return (int64_t)id;
 }
 
-int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st)
+uint64_t inode_table_links(struct inode_table *t)
+{
+    return atomic_load_explicit(&t->links, memory_order_seq_cst);
+}
+
+int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st, uint64_t since,
+                       bool *settled)
 {
     struct file_handle *h = t->use_handles ? handle_of(fd) : NULL;
     pthread_mutex_lock(&t->lock);
     struct pt_inode *in = find_current(t, st, h);
+    if (settled)
+        *settled = in && in->linked_at <= since;
     if (in) {
         free(h);
         in->nlookup++;

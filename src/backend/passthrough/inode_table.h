@@ -16,6 +16,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@ struct pt_inode {
      * (seen by its file handle): reachable by node id only, until the
      * guest forgets it. */
     bool stale;
+    uint64_t linked_at;         /* the table's links when it joined (0: the root) */
     struct pt_inode *next_by_id, *next_by_ino;
 };
 
@@ -65,6 +67,9 @@ struct inode_table {
     size_t permanent;       /* entries holding a permanent fd (no handle) */
     size_t max_permanent;
     uint64_t next_nodeid;
+    /* Entries linked so far (written under the lock, read without it):
+     * see inode_table_links. */
+    atomic_uint_least64_t links;
     bool use_handles;
     struct fsb_guest *guest; /* each entry counts on its inode budget; a
                               * permanent fd on its open-file budget too */
@@ -91,11 +96,23 @@ struct pt_inode *inode_get(struct inode_table *t, uint64_t nodeid);
 void inode_put(struct inode_table *t, struct pt_inode *inode);
 
 /*
- * Records one more guest lookup of the host inode that FD (any fd, owned by
- * the call) refers to, creating the entry if needed.  ST is its stat.
- * Returns the node id, or -errno (-ENFILE at the session's inode limit).
+ * How many entries have joined the table so far.  Read before a stat,
+ * it tells inode_remember whether the entry it finds was in the table
+ * when the stat was taken (cache=coherent: the change watcher only counts
+ * changes of inodes in the table, change_watch.c).
  */
-int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st);
+uint64_t inode_table_links(struct inode_table *t);
+
+/*
+ * Records one more guest lookup of the host inode that FD (any fd, owned by
+ * the call) refers to, creating the entry if needed.  ST is its stat,
+ * taken after inode_table_links returned SINCE; *SETTLED (may be NULL)
+ * says whether the entry was in the table already then (so continuously
+ * since before ST was taken).  Returns the node id, or -errno (-ENFILE at
+ * the session's inode limit).
+ */
+int64_t inode_remember(struct inode_table *t, int fd, const struct stat *st, uint64_t since,
+                       bool *settled);
 
 /*
  * Brings back the forgotten node NODEID (a pt_ghost) with one guest

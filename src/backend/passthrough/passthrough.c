@@ -164,29 +164,61 @@ static int stat_fd(int fd, struct stat *st)
     return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
+/*
+ * cache=coherent: the attributes a coherent session is told about a node
+ * must be read while the node is in its inode table.  The change watcher
+ * counts a host change in the session only when the session knows the
+ * inode (change_watch.c, known_change), so a change that came between the
+ * stat and the node's joining the table would be neither counted (the
+ * reply would be cached) nor pushed (no node id yet): the guest would keep
+ * the old attributes for a day.  So a node that was not in the table
+ * before its stat (not SETTLED) is statted again, now that it is.  If the
+ * pin fails the file is gone (or the fds ran out): its name's removal is
+ * a change of the parent, which the session knows, and counts.
+ */
+static void restat_joined(struct passthrough *pt, bool settled, struct fsb_entry *out)
+{
+    if (!pt->sub || settled)
+        return;
+    struct pt_inode *in;
+    int fd = pt_pin(pt, out->nodeid, &in);
+    if (fd < 0)
+        return;
+    struct stat st;
+    if (stat_fd(fd, &st) == 0)
+        out->attr = st;
+    pt_unpin(pt, in);
+}
+
 /* Records the O_PATH fd FD (consumed), whose stat OUT->attr holds
- * already, and fills the rest of OUT. */
-static int remember_statted(struct passthrough *pt, int fd, struct fsb_entry *out)
+ * already, taken after inode_table_links returned SINCE, and fills the
+ * rest of OUT. */
+static int remember_statted(struct passthrough *pt, int fd, uint64_t since, struct fsb_entry *out)
 {
     if (pt->sub && S_ISDIR(out->attr.st_mode)) /* inotify mode watches what is looked up */
         change_watch_dir_seen(pt->watch, fd, out->attr.st_dev, out->attr.st_ino);
-    int64_t id = inode_remember(&pt->inodes, fd, &out->attr);
+    if (pt->sub && pt->test_join_delay_ms)
+        usleep(pt->test_join_delay_ms * 1000u);
+    bool settled;
+    int64_t id = inode_remember(&pt->inodes, fd, &out->attr, since, &settled);
     if (id < 0)
         return (int)id;
     out->nodeid = (uint64_t)id;
     out->generation = 0; /* node ids are never reused in a session */
+    restat_joined(pt, settled, out);
     return 0;
 }
 
 /* Records the O_PATH fd FD (consumed) and fills OUT. */
 static int remember(struct passthrough *pt, int fd, struct fsb_entry *out)
 {
+    uint64_t since = inode_table_links(&pt->inodes);
     int err = stat_fd(fd, &out->attr);
     if (err) {
         close(fd);
         return err;
     }
-    return remember_statted(pt, fd, out);
+    return remember_statted(pt, fd, since, out);
 }
 
 int pt_lookup_at(struct passthrough *pt, int dirfd, const char *name, struct fsb_entry *out)
@@ -217,12 +249,13 @@ static int lookup_dotdot(struct passthrough *pt, uint64_t parent, int dirfd,
     int fd = openat(dirfd, "..", O_PATH | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
+    uint64_t since = inode_table_links(&pt->inodes);
     if (stat_fd(fd, &out->attr) < 0 ||
         !inode_is_known(&pt->inodes, out->attr.st_dev, out->attr.st_ino)) {
         close(fd);
         return -ENOENT;
     }
-    return remember_statted(pt, fd, out);
+    return remember_statted(pt, fd, since, out);
 }
 
 /* "." names the node itself, whatever its type: the guest kernel asks for
@@ -239,11 +272,12 @@ static int lookup_dot(struct passthrough *pt, uint64_t nodeid, struct fsb_entry 
     if (fd >= 0) {
         /* Known still: the guest's FORGET is on its way.  A deleted file
          * is ESTALE, as the guest's kernel would find it evicted. */
+        uint64_t since = inode_table_links(&pt->inodes);
         int err = stat_fd(fd, &out->attr);
         if (!err && out->attr.st_nlink == 0)
             err = -ESTALE;
         int path_fd = err ? err : pt_reopen(fd, O_PATH);
-        err = path_fd < 0 ? path_fd : remember_statted(pt, path_fd, out);
+        err = path_fd < 0 ? path_fd : remember_statted(pt, path_fd, since, out);
         pt_unpin(pt, in);
         return err;
     }
@@ -254,6 +288,7 @@ static int lookup_dot(struct passthrough *pt, uint64_t nodeid, struct fsb_entry 
         return (int)id;
     out->nodeid = (uint64_t)id;
     out->generation = 0;
+    restat_joined(pt, false, out); /* revived: it joins the table again */
     return 0;
 }
 
@@ -939,6 +974,7 @@ struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *e
     pt->max_handles = cfg->max_handles;
     pt->guest = cfg->guest;
     pt->watch = cfg->watch;
+    pt->test_join_delay_ms = cfg->test_join_delay_ms;
     pt->free_head = PT_NO_HANDLE;
     for (unsigned i = 0; i < PT_LOCKER_BUCKETS; i++)
         pt->lockers[i] = PT_NO_HANDLE;

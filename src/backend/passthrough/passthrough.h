@@ -32,6 +32,10 @@ struct passthrough_config {
      * removal follows security.capability's rule (see passthrough.c); NULL
      * without the mapping. */
     const char *mapped_caps_xattr;
+    /* Tests only (FSBRIDGE_TEST_JOIN_DELAY_MS, engine/session.c): a new
+     * node of a tracked session waits this long between its first stat
+     * and its joining the inode table (passthrough.c, restat_joined). */
+    unsigned test_join_delay_ms;
 };
 
 /* Opens the process-wide state (the /proc/self/fd directory) and sizes the

@@ -42,6 +42,7 @@ struct passthrough {
     struct fsb_guest *guest;   /* budgets (common/budget.h); may be NULL */
     struct change_watch *watch; /* cache=coherent: the export's, else NULL */
     struct change_sub *sub;     /* set by passthrough_track */
+    unsigned test_join_delay_ms; /* passthrough_config's */
 
     pthread_mutex_t handles_lock;
     struct pt_handle *handles; /* index = fh */
