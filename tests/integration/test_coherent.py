@@ -268,11 +268,13 @@ def test_own_changes_are_not_echoed(two_guests):
 
 # ---- a change while a lookup is in flight --------------------------------
 
-def mount_with_held_replies(daemon_factory, mount_factory, host, watch):
+def mount_with_held_replies(daemon_factory, mount_factory, host, watch,
+                            hold="FSBRIDGE_TEST_LOOKUP_DELAY_MS"):
     """A cache=coherent mount of HOST tracked with WATCH whose daemon holds
-    LOOKUP replies (and a READDIRPLUS after its first entry) back 400 ms
-    (FSBRIDGE_TEST_LOOKUP_DELAY_MS), so a host change can come first."""
-    env = dict(os.environ, FSBRIDGE_TEST_LOOKUP_DELAY_MS="400")
+    each reply back 400 ms at the point the test hook HOLD names (default:
+    LOOKUP replies, and a READDIRPLUS after its first entry), so a host
+    change can come first."""
+    env = dict(os.environ, **{hold: "400"})
     if watch == "inotify":
         env["FSBRIDGE_CHANGE_WATCH"] = "inotify"
     daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
@@ -343,13 +345,8 @@ def test_change_before_a_new_node_joins_the_table_is_not_lost(fsb_workdir, daemo
     host = fsb_workdir / "export"
     host.mkdir()
     (host / "f").write_bytes(b"a")
-    env = dict(os.environ, FSBRIDGE_TEST_JOIN_DELAY_MS="400")
-    if watch == "inotify":
-        env["FSBRIDGE_CHANGE_WATCH"] = "inotify"
-    daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
-    m = mount_factory(daemon, options=["export=test", "allow_other"])
-    poll_until(lambda: f"tracked with {watch}" in daemon.stderr_text(), timeout=5,
-               what="the change watcher's mode in the log")
+    m = mount_with_held_replies(daemon_factory, mount_factory, host, watch,
+                                hold="FSBRIDGE_TEST_JOIN_DELAY_MS")
     first = []
     t = threading.Thread(target=lambda: first.append(os.stat(m.path / "f").st_size))
     t.start()
