@@ -283,8 +283,7 @@ def _watchdog(request):
         with _live_lock:
             mounts = list(_live_mounts)
         for m in mounts:
-            if m.dev:
-                helpers.fuse_abort(m.dev)
+            helpers.fuse_abort(m.connection)
 
     timer = threading.Timer(limit, fire)
     timer.daemon = True
@@ -477,6 +476,7 @@ class Mount:
         self.stderr_path = stderr_path
         self.proc = proc
         self.dev = None          # "major:minor" from mountinfo, once mounted
+        self.connection = None   # its fusectl identity (helpers.fuse_connection)
         self.unmounted = False
 
     def stderr_text(self):
@@ -500,6 +500,7 @@ class Mount:
             e = helpers.mount_entry(self.path)
             if e is not None and e["fstype"].startswith("fuse"):
                 self.dev = e["dev"]
+                self.connection = helpers.fuse_connection(self.dev)
                 return self
             if time.monotonic() > deadline:
                 pytest.fail(f"{self.path} not mounted after {timeout:.0f} s\n"
@@ -509,7 +510,7 @@ class Mount:
 
     def abort(self):
         """Abort the FUSE connection (fusectl): pending requests fail."""
-        return bool(self.dev) and helpers.fuse_abort(self.dev)
+        return helpers.fuse_abort(self.connection)
 
     def _umount_cmd(self, *flags):
         try:

@@ -87,21 +87,51 @@ def containing_mount(path):
     return best
 
 
-def fuse_abort(dev):
-    """Abort a FUSE connection through fusectl, given the "major:minor" dev.
+def fuse_connection(dev):
+    """The fusectl identity of the FUSE connection mounted as "major:minor"
+    dev: its number and the inode of its /sys/fs/fuse/connections directory,
+    or None without fusectl.
 
-    Every pending and later request on it fails with ENOTCONN; used by the
-    per-test watchdog so that a hung filesystem fails a test instead of
-    hanging the run.  Returns True when the abort file was written.
+    A connection's number is its device number, reused as soon as it ends;
+    the directory's inode is not.  An abort aimed at a connection that has
+    ended (a stale Mount, a watchdog firing late, another test run on this
+    machine) must not reach the newer mount that got its number.
     """
     major, _, minor = dev.partition(":")
     conn = (int(major) << 20) | int(minor)
     try:
-        with open(f"/sys/fs/fuse/connections/{conn}/abort", "w") as f:
-            f.write("1")
+        return conn, os.stat(f"/sys/fs/fuse/connections/{conn}").st_ino
+    except OSError:
+        return None
+
+
+def fuse_abort(connection):
+    """Abort a FUSE connection (from fuse_connection()) through fusectl.
+
+    Every pending and later request on it fails with ENOTCONN; used by the
+    per-test watchdog so that a hung filesystem fails a test instead of
+    hanging the run.  Returns True when the abort file was written, False
+    when the connection has ended (or was never known).
+    """
+    if connection is None:
+        return False
+    conn, ino = connection
+    path = f"/sys/fs/fuse/connections/{conn}"
+    try:
+        fd = os.open(f"{path}/abort", os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        # Checked after the open: the file now open belongs to the
+        # directory stat-ed, so a reused number cannot slip in between.
+        if os.stat(path).st_ino != ino:
+            return False
+        os.write(fd, b"1")
         return True
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def as_user(uid=NOBODY_UID, gid=NOBODY_GID, umask=None, groups=()):
