@@ -18,6 +18,7 @@
  */
 #include "mount/uring_queue.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
@@ -149,8 +150,12 @@ static void prep_fuse_cmd(struct uring_queue *q, struct uring_ent *e, uint32_t o
     struct fuse_uring_cmd_req *req = (void *)sqe->cmd;
     req->qid = (uint16_t)q->cfg.qid;
     req->commit_id = op == FUSE_IO_URING_CMD_COMMIT_AND_FETCH ? e->commit_id : 0;
-    if (op == FUSE_IO_URING_CMD_COMMIT_AND_FETCH)
-        q->owed--; /* every commit follows a forward_entry */
+    if (op == FUSE_IO_URING_CMD_COMMIT_AND_FETCH) {
+        /* Every commit follows a forward_entry: a count that wrapped
+         * would keep an idle queue spinning for good. */
+        assert(q->owed > 0);
+        q->owed--;
+    }
 }
 
 static void arm_mail(struct uring_queue *q)
