@@ -148,6 +148,8 @@ size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, in
     if (!err) {
         r.ctx = (struct fsb_ctx){ .uid = r.in.uid, .gid = r.in.gid, .pid = r.in.pid };
         r.host_changes = atomic_load_explicit(&s->host_changes, memory_order_acquire);
+        log_debug("%s/%u (unique %llu, node %llu)", op->name, r.in.opcode,
+                  (unsigned long long)r.in.unique, (unsigned long long)r.in.nodeid);
         iov_cursor_init(&r.out, out, out_cnt);
         iov_cursor_skip(&r.out, sizeof(struct fuse_out_header));
         err = read_extensions(&r, (size_t)r.in.total_extlen * 8);

@@ -184,6 +184,7 @@ static int start_relay(struct mount_job *job)
         .poll_us = job->opts->poll_us,
         .uring = job->opts->uring,
         .host_checks_permissions = !job->opts->default_permissions,
+        .flush_shortcut = !job->opts->flush_by_host,
         .address = job->opts->addr.text,
     };
     pthread_t tid;

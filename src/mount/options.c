@@ -45,6 +45,9 @@ static void print_help(void)
            "                                kernel offers them)\n"
            "       poll_us=N                spin up to N us for a reply before sleeping,\n"
            "                                0-%d (default %d; 0: sleep at once)\n"
+           "       flush=auto|host          auto (default): the relay answers the close of a\n"
+           "                                read-only file by a process that never locked;\n"
+           "                                host: every close goes to the host\n"
            "       threads=N                matchlock: /dev/fuse threads, 1-%d (default %d);\n"
            "                                native: the old name of queues=\n"
            "       connections=N            matchlock: most host connections, 1-%d (default %d)\n"
@@ -119,6 +122,14 @@ static bool parse_relay_option(const char *opt, struct mount_options *o, bool *k
         o->relay_set = true;
         return parse_uring(opt + 6, o);
     }
+    if (strncmp(opt, "flush=", 6) == 0) {
+        o->relay_set = true;
+        o->flush_by_host = strcmp(opt + 6, "host") == 0;
+        if (o->flush_by_host || strcmp(opt + 6, "auto") == 0)
+            return true;
+        log_error("bad option '%s' (expected flush=auto or flush=host)", opt);
+        return false;
+    }
     *known = false;
     return true;
 }
@@ -161,7 +172,7 @@ static bool check_protocol_options(struct mount_options *o)
         if (!o->connections)
             o->connections = MOUNT_DEFAULT_CONNECTIONS;
         if (o->queues || o->relay_set) {
-            log_error("queues=, uring= and poll_us= do not apply to --protocol=matchlock");
+            log_error("queues=, uring=, poll_us= and flush= do not apply to --protocol=matchlock");
             return false;
         }
     } else if (o->connections || *o->prefix) {

@@ -44,7 +44,8 @@ struct mount_options {
     unsigned queues;             /* native: relay queues (0: one per CPU) */
     unsigned poll_us;            /* native: reply spin limit, 0 = sleep at once */
     enum relay_uring uring;      /* native: io_uring queues */
-    bool threads_set, relay_set; /* threads= given; uring= or poll_us= given */
+    bool flush_by_host;          /* native: flush=host, no FLUSH shortcut */
+    bool threads_set, relay_set; /* threads= given; uring=, poll_us= or flush= given */
     unsigned connections;        /* matchlock: most host connections */
     char prefix[PATH_MAX];       /* matchlock: guest path prefix, "" = the mountpoint */
     bool default_permissions;    /* let the guest kernel check modes too */

@@ -19,26 +19,23 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/u64_table.h"
+
 /* Most requests in flight at once.  The kernel's own default congestion
  * threshold is far lower for background requests; 256 keeps a fast host
  * busy without letting a stalled one pin unbounded memory. */
 #define PENDING_MAX 256
-/* Open addressing at load <= 1/4: probes stay short without tombstones. */
+/* Open addressing at load <= 1/4: probes stay short. */
 #define PENDING_SLOTS (4 * PENDING_MAX)
 
 struct reply_dest;
 
-struct pending_entry {
-    uint64_t unique; /* 0: free slot (the kernel never uses unique 0) */
-    struct reply_dest *dest;
-};
-
 struct pending {
     pthread_mutex_t lock;
     pthread_cond_t room; /* signalled when an entry leaves or the set closes */
-    unsigned count;
     bool closed;
-    struct pending_entry slots[PENDING_SLOTS];
+    struct fsb_u64_table table; /* unique -> struct reply_dest */
+    struct fsb_u64_slot slots[PENDING_SLOTS];
 };
 
 void pending_init(struct pending *p);

@@ -25,6 +25,7 @@
 
 #include "common/fdio.h"
 #include "common/log.h"
+#include "mount/flush_shortcut.h"
 #include "mount/init_filter.h"
 #include "mount/notify_queue.h"
 #include "mount/pending.h"
@@ -64,6 +65,7 @@ struct relay {
     struct init_filter init;
     _Atomic uint64_t init_unique; /* of the kernel's FUSE_INIT, once read */
     struct notify_queue *notify;
+    struct flush_shortcut *flushes; /* NULL: every FLUSH goes to the host */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
     unsigned nconns;
     struct uring_queue **rings;   /* nrings, or none */
@@ -180,9 +182,29 @@ static void send_to_host(struct relay_conn *c, struct iovec *iov, int cnt)
         connection_lost(c->relay, strerror(-err));
 }
 
+/* The LEN bytes of the request's argument that follow its header in IOV:
+ * in the first part (a /dev/fuse read) or the second (a ring entry). */
+static const void *request_arg(const struct iovec *iov, int cnt, size_t *len)
+{
+    const struct fuse_in_header *ih = iov[0].iov_base;
+    if (iov[0].iov_len > sizeof(*ih)) {
+        *len = iov[0].iov_len - sizeof(*ih);
+        return (const char *)iov[0].iov_base + sizeof(*ih);
+    }
+    *len = cnt > 1 ? iov[1].iov_len : 0;
+    return cnt > 1 ? iov[1].iov_base : NULL;
+}
+
 void relay_forward(struct relay_conn *c, struct reply_dest *dest,
                    const struct fuse_in_header *ih, struct iovec *iov, int cnt)
 {
+    size_t arg_len;
+    const void *arg = request_arg(iov, cnt, &arg_len);
+    if (flush_shortcut_request(c->relay->flushes, ih, arg, arg_len)) {
+        log_debug("request %llu: FLUSH answered by the relay", (unsigned long long)ih->unique);
+        relay_reply_error(dest, ih->unique, 0);
+        return;
+    }
     if (expects_reply(ih->opcode)) {
         /* Before sending: the reply may arrive before send_to_host returns. */
         int err = pending_add(&c->relay->pending, ih->unique, dest);
@@ -438,6 +460,7 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
         log_debug("reply to unknown request %llu dropped", (unsigned long long)oh.unique);
         return;
     }
+    flush_shortcut_reply(r->flushes, &oh, (const char *)msg + sizeof(oh), len - sizeof(oh));
     if (oh.unique == atomic_load(&r->init_unique))
         deliver_init_reply(r, d, msg, len);
     else
@@ -675,6 +698,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     r->cfg = *cfg;
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
+    if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new()))
+        return NULL;
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_cond_init(&r->state_changed, NULL);
     r->conns = calloc(RELAY_MAX_CONNS, sizeof(r->conns[0]));

@@ -90,6 +90,8 @@ struct relay_config {
     /* no_default_permissions: the guest kernel checks no permission, so
      * every open must reach the host (see init_filter.h) */
     bool host_checks_permissions;
+    /* answer FLUSHes that have nothing to do on the host (flush_shortcut.h) */
+    bool flush_shortcut;
     const char *address; /* as the user gave it, for messages */
 };
 

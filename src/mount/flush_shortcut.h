@@ -1,0 +1,49 @@
+/*
+ * flush_shortcut.h - the FLUSH requests the relay answers itself.
+ *
+ * The guest kernel sends FLUSH at every close(2), and the caller waits for
+ * the reply.  On the host a FLUSH does two things (passthrough_files.c,
+ * pt_flush): it gives the host filesystem the close-time write-back of the
+ * handle (NFS and the like report errors there), and it drops the record
+ * locks that the closing process holds on the file, through any of its
+ * descriptors (POSIX).  For a handle opened read-only, closed by a process
+ * (lock owner) that has never asked for a record lock on this mount,
+ * neither has anything to do: the relay answers such a FLUSH at once, and
+ * a program that opens, reads and closes files (grep -r, a compiler
+ * reading headers, git status) saves one round trip to the host a file.
+ *
+ * What the relay learns for this, from the requests and replies it
+ * forwards: the uniques of read-only OPENs in flight, the handles their
+ * replies name (until their RELEASE), and the owners of every SETLK and
+ * SETLKW (for good: a process that locked once may still hold locks).
+ * Whatever does not fit in these bounded tables, and anything unclear
+ * (a handle opened some other way, an owner once seen locking), is
+ * forwarded as before; once the owners' table is full every FLUSH is.
+ */
+#ifndef FSB_MOUNT_FLUSH_SHORTCUT_H
+#define FSB_MOUNT_FLUSH_SHORTCUT_H
+
+#include <linux/fuse.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct flush_shortcut;
+
+struct flush_shortcut *flush_shortcut_new(void);
+void flush_shortcut_free(struct flush_shortcut *f);
+
+/*
+ * Looks at request IH (ARG: the LEN bytes of its argument, after the
+ * header) before the relay forwards it.  True for a FLUSH the relay
+ * answers itself (with 0); false for every request that goes on to the
+ * host.
+ */
+bool flush_shortcut_request(struct flush_shortcut *f, const struct fuse_in_header *ih,
+                            const void *arg, size_t len);
+
+/* Looks at reply OH (BODY: LEN bytes after the header) before the relay
+ * hands it to the kernel: the handle of a read-only OPEN. */
+void flush_shortcut_reply(struct flush_shortcut *f, const struct fuse_out_header *oh,
+                          const void *body, size_t len);
+
+#endif
