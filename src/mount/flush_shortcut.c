@@ -21,12 +21,13 @@
 #define OPEN_SLOTS (2 * PENDING_MAX)
 /* Read-only handles open at once; more are simply not shortcut. */
 #define HANDLE_SLOTS 8192
-/* Processes that ever locked; past half of this, no FLUSH is shortcut. */
-#define OWNER_SLOTS 1024
+/* Processes (and open files, for OFD locks) that ever locked; past half of
+ * this, no FLUSH is shortcut. */
+#define OWNER_SLOTS 8192
 
 struct flush_shortcut {
     pthread_mutex_t lock;
-    bool owners_full; /* an owner could not be recorded: shortcut nothing */
+    bool off; /* the tables cannot be trusted any more: shortcut nothing */
     /* opens.count, read without the lock: most replies need not take it.
      * Set before the OPEN is sent, so its reply sees it. */
     _Atomic size_t opens_in_flight;
@@ -42,7 +43,7 @@ struct flush_shortcut *flush_shortcut_new(void)
     if (!f)
         return NULL;
     pthread_mutex_init(&f->lock, NULL);
-    f->owners_full = false;
+    f->off = false;
     atomic_init(&f->opens_in_flight, 0);
     fsb_u64_table_init(&f->opens, f->open_slots, OPEN_SLOTS);
     fsb_u64_table_init(&f->handles, f->handle_slots, HANDLE_SLOTS);
@@ -65,29 +66,33 @@ static void note_open(struct flush_shortcut *f, uint64_t unique, const struct fu
         atomic_store_explicit(&f->opens_in_flight, f->opens.count, memory_order_release);
 }
 
+/* From now on every FLUSH goes to the host.  Caller holds the lock. */
+static void turn_off(struct flush_shortcut *f, const char *why)
+{
+    if (!f->off)
+        log_warn("%s: every close goes to the host from now on", why);
+    f->off = true;
+}
+
 static void note_lock(struct flush_shortcut *f, const struct fuse_lk_in *in)
 {
     /* flock locks belong to the open file and go with its RELEASE. */
-    if (in->lk_flags & FUSE_LK_FLOCK || f->owners_full)
+    if (in->lk_flags & FUSE_LK_FLOCK || f->off)
         return;
-    if (fsb_u64_table_add(&f->owners, in->owner, NULL) == -ENOSPC) {
-        f->owners_full = true;
-        log_info("more than %d processes took record locks: every close goes to the host",
-                 OWNER_SLOTS / 2);
-    }
+    if (fsb_u64_table_add(&f->owners, in->owner, NULL) == -ENOSPC)
+        turn_off(f, "the relay's table of lock owners is full");
 }
 
 static bool may_answer_flush(struct flush_shortcut *f, const struct fuse_flush_in *in)
 {
-    return !f->owners_full && fsb_u64_table_find(&f->handles, in->fh) &&
+    return !f->off && fsb_u64_table_find(&f->handles, in->fh) &&
            !fsb_u64_table_find(&f->owners, in->lock_owner);
 }
 
-/* The argument of IH, if it is one of the requests looked at and LEN
- * holds it, copied into ARG (aligned: the request's bytes may not be). */
+/* The arguments flush_shortcut_forwarding reads, copied out of the
+ * request (aligned: its bytes may not be). */
 union request_arg {
     struct fuse_open_in open;
-    struct fuse_flush_in flush;
     struct fuse_release_in release;
     struct fuse_lk_in lk;
 };
@@ -97,8 +102,6 @@ static size_t arg_size(uint32_t opcode)
     switch (opcode) {
     case FUSE_OPEN:
         return sizeof(struct fuse_open_in);
-    case FUSE_FLUSH:
-        return sizeof(struct fuse_flush_in);
     case FUSE_RELEASE:
         return sizeof(struct fuse_release_in);
     case FUSE_SETLK:
@@ -109,34 +112,40 @@ static size_t arg_size(uint32_t opcode)
     }
 }
 
-bool flush_shortcut_request(struct flush_shortcut *f, const struct fuse_in_header *ih,
+bool flush_shortcut_answers(struct flush_shortcut *f, const struct fuse_in_header *ih,
                             const void *arg, size_t len)
 {
-    size_t need = arg_size(ih->opcode);
-    if (!f || need == 0 || len < need)
+    struct fuse_flush_in in;
+    if (!f || ih->opcode != FUSE_FLUSH || len < sizeof(in))
         return false;
-    union request_arg a;
-    memcpy(&a, arg, need);
-    bool answer = false;
+    memcpy(&in, arg, sizeof(in)); /* the request's bytes may not be aligned */
     pthread_mutex_lock(&f->lock);
-    switch (ih->opcode) {
-    case FUSE_OPEN:
+    bool answer = may_answer_flush(f, &in);
+    pthread_mutex_unlock(&f->lock);
+    return answer;
+}
+
+void flush_shortcut_forwarding(struct flush_shortcut *f, const struct fuse_in_header *ih,
+                               const void *arg, size_t len)
+{
+    size_t need = arg_size(ih->opcode);
+    if (!f || need == 0 || (len < need && ih->opcode == FUSE_OPEN))
+        return; /* an OPEN not understood is simply not shortcut */
+    union request_arg a;
+    if (len >= need)
+        memcpy(&a, arg, need);
+    pthread_mutex_lock(&f->lock);
+    if (len < need)
+        turn_off(f, "a RELEASE or lock request too short to read");
+    else if (ih->opcode == FUSE_OPEN)
         note_open(f, ih->unique, &a.open);
-        break;
-    case FUSE_FLUSH:
-        answer = may_answer_flush(f, &a.flush);
-        break;
-    case FUSE_RELEASE:
+    else if (ih->opcode == FUSE_RELEASE)
         /* Before it is sent: the host may give the number out again
          * as soon as it has the RELEASE. */
         fsb_u64_table_remove(&f->handles, a.release.fh, NULL);
-        break;
-    default:
+    else
         note_lock(f, &a.lk);
-        break;
-    }
     pthread_mutex_unlock(&f->lock);
-    return answer;
 }
 
 void flush_shortcut_reply(struct flush_shortcut *f, const struct fuse_out_header *oh,

@@ -18,7 +18,9 @@
  * SETLKW (for good: a process that locked once may still hold locks).
  * Whatever does not fit in these bounded tables, and anything unclear
  * (a handle opened some other way, an owner once seen locking), is
- * forwarded as before; once the owners' table is full every FLUSH is.
+ * forwarded as before; once the owners' table is full, or a RELEASE or a
+ * lock request could not be read, every FLUSH is (for good: the tables
+ * could no longer be trusted).
  */
 #ifndef FSB_MOUNT_FLUSH_SHORTCUT_H
 #define FSB_MOUNT_FLUSH_SHORTCUT_H
@@ -33,16 +35,21 @@ struct flush_shortcut *flush_shortcut_new(void);
 void flush_shortcut_free(struct flush_shortcut *f);
 
 /*
- * Looks at request IH (ARG: the LEN bytes of its argument, after the
- * header) before the relay forwards it.  True for a FLUSH the relay
- * answers itself (with 0); false for every request that goes on to the
- * host.
+ * Whether the relay answers request IH itself (with 0): a FLUSH with
+ * nothing to do on the host.  ARG: the LEN bytes of its argument, after
+ * the header.  Asked of every request before anything else.
  */
-bool flush_shortcut_request(struct flush_shortcut *f, const struct fuse_in_header *ih,
+bool flush_shortcut_answers(struct flush_shortcut *f, const struct fuse_in_header *ih,
                             const void *arg, size_t len);
 
-/* Looks at reply OH (BODY: LEN bytes after the header) before the relay
- * hands it to the kernel: the handle of a read-only OPEN. */
+/* Learns from request IH (OPEN, RELEASE, SETLK, SETLKW) once it is
+ * recorded as pending, just before it is sent to the host. */
+void flush_shortcut_forwarding(struct flush_shortcut *f, const struct fuse_in_header *ih,
+                               const void *arg, size_t len);
+
+/* Looks at reply OH as the relay takes its request out of the pending set
+ * (BODY: the LEN bytes after the header it has read, maybe none): the
+ * handle of a read-only OPEN. */
 void flush_shortcut_reply(struct flush_shortcut *f, const struct fuse_out_header *oh,
                           const void *body, size_t len);
 

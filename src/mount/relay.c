@@ -200,7 +200,7 @@ void relay_forward(struct relay_conn *c, struct reply_dest *dest,
 {
     size_t arg_len;
     const void *arg = request_arg(iov, cnt, &arg_len);
-    if (flush_shortcut_request(c->relay->flushes, ih, arg, arg_len)) {
+    if (flush_shortcut_answers(c->relay->flushes, ih, arg, arg_len)) {
         log_debug("request %llu: FLUSH answered by the relay", (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, 0);
         return;
@@ -213,6 +213,7 @@ void relay_forward(struct relay_conn *c, struct reply_dest *dest,
             return;
         }
     }
+    flush_shortcut_forwarding(c->relay->flushes, ih, arg, arg_len);
     send_to_host(c, iov, cnt);
 }
 
@@ -436,6 +437,18 @@ static bool is_attr_invalidation(const void *msg, size_t len, const struct fuse_
     return a.off < 0;
 }
 
+/* The destination of reply OH, out of the pending set (NULL: not in
+ * flight), the FLUSH shortcut shown the reply (BODY: the LEN bytes read of
+ * it after the header) on the way. */
+static struct reply_dest *take_dest(struct relay *r, const struct fuse_out_header *oh,
+                                    const void *body, size_t len)
+{
+    struct reply_dest *d = pending_take(&r->pending, oh->unique);
+    if (d)
+        flush_shortcut_reply(r->flushes, oh, body, len);
+    return d;
+}
+
 static void deliver(struct relay_conn *c, void *msg, size_t len)
 {
     struct relay *r = c->relay;
@@ -455,12 +468,11 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
             write_to_kernel(d->dev_fd, msg, len);
         return;
     }
-    struct reply_dest *d = pending_take(&r->pending, oh.unique);
+    struct reply_dest *d = take_dest(r, &oh, (const char *)msg + sizeof(oh), len - sizeof(oh));
     if (!d) {
         log_debug("reply to unknown request %llu dropped", (unsigned long long)oh.unique);
         return;
     }
-    flush_shortcut_reply(r->flushes, &oh, (const char *)msg + sizeof(oh), len - sizeof(oh));
     if (oh.unique == atomic_load(&r->init_unique))
         deliver_init_reply(r, d, msg, len);
     else
@@ -560,7 +572,7 @@ static int relay_reply(struct relay_conn *c, size_t len)
             return err;
         memcpy(&oh, head, sizeof(oh));
         if (is_plain_reply(c->relay, oh.unique))
-            d = pending_take(&c->relay->pending, oh.unique);
+            d = take_dest(c->relay, &oh, NULL, 0); /* the body is still unread */
         if (d && d->to_dev_fd && c->pipe.rd >= 0 &&
             fsb_pipe_stream_slots(len) <= c->pipe.slots)
             return splice_reply(c, d, len);

@@ -92,6 +92,12 @@ except OSError as e:
 """
 
 
+def try_lock(path):
+    r = subprocess.run([sys.executable, "-c", TRY_LOCK, path], stdout=subprocess.PIPE,
+                       text=True, timeout=20)
+    return r.stdout.strip()
+
+
 def test_a_lockers_read_only_close_drops_its_locks(daemon, mount_factory):
     m = mount_factory(daemon, options=[f"export={EXPORT}"])
     path = str(m.path / "f1")
@@ -99,10 +105,9 @@ def test_a_lockers_read_only_close_drops_its_locks(daemon, mount_factory):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "closed"
-        other = subprocess.run([sys.executable, "-c", TRY_LOCK, path], stdout=subprocess.PIPE,
-                               text=True, timeout=20)
-        assert other.stdout.strip() == "locked", "the read-only close kept the lock"
-        assert served(daemon, FLUSH) >= 1
+        helpers.poll_until(lambda: served(daemon, FLUSH) == 1, timeout=10,
+                           what="the locker's read-only close in the daemon's log")
+        assert try_lock(path) == "locked", "the read-only close kept the lock"
     finally:
         holder.stdin.close()
         holder.wait(timeout=20)
@@ -116,3 +121,58 @@ def test_bad_flush_option_is_one_line(build_dir, daemon, fsb_workdir):
                        stderr=subprocess.PIPE, text=True, timeout=20)
     assert r.returncode != 0
     assert "flush=never" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# The lock owner is the process (its table of open files): a thread of the
+# locker that closes a read-only descriptor drops the lock; a forked
+# child's close does not (POSIX; the child is another process).
+THREAD_AND_CHILD = r"""
+import fcntl, os, sys, threading
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
+pid = os.fork()
+if pid == 0:
+    os.close(os.open(path, os.O_RDONLY))
+    os._exit(0)
+os.waitpid(pid, 0)
+print("child closed", flush=True)
+sys.stdin.readline()
+t = threading.Thread(target=lambda: os.close(os.open(path, os.O_RDONLY)))
+t.start()
+t.join()
+print("thread closed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_lock_owners_are_processes_not_threads(daemon, mount_factory):
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    path = str(m.path / "f2")
+    holder = subprocess.Popen([sys.executable, "-c", THREAD_AND_CHILD, path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "child closed"
+        assert try_lock(path).startswith("busy"), "a child's close dropped its parent's lock"
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "thread closed"
+        assert try_lock(path) == "locked", "a thread's close kept its process's lock"
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+
+
+def test_a_handle_number_given_out_again_is_not_taken_for_read_only(daemon, mount_factory):
+    """The host gives a released handle's number to its next open (last
+    freed, first given: passthrough/handles.c): the relay forgets a
+    read-only handle at its RELEASE, so the writable open that gets the
+    number again still flushes on the host."""
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    with open(m.path / "f3", "rb") as f:
+        f.read()
+    closed_for_good(daemon, 1)
+    with open(m.path / "f3", "r+b") as f:
+        f.write(b"w")
+    closed_for_good(daemon, 2)
+    assert served(daemon, FLUSH) == 1

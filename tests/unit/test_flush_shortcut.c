@@ -15,6 +15,16 @@
 
 static uint64_t next_unique = 2;
 
+/* What the relay does with a request: answer it, or forward it. */
+static bool relayed(struct flush_shortcut *f, const struct fuse_in_header *ih, const void *arg,
+                    size_t len)
+{
+    if (flush_shortcut_answers(f, ih, arg, len))
+        return true;
+    flush_shortcut_forwarding(f, ih, arg, len);
+    return false;
+}
+
 static struct fuse_in_header header(uint32_t opcode)
 {
     struct fuse_in_header ih = { .opcode = opcode, .unique = next_unique };
@@ -27,7 +37,7 @@ static void opened(struct flush_shortcut *f, uint32_t flags, uint64_t fh)
 {
     struct fuse_in_header ih = header(FUSE_OPEN);
     struct fuse_open_in in = { .flags = flags };
-    CHECK(!flush_shortcut_request(f, &ih, &in, sizeof(in)));
+    CHECK(!relayed(f, &ih, &in, sizeof(in)));
     struct fuse_out_header oh = { .unique = ih.unique };
     struct fuse_open_out out = { .fh = fh };
     flush_shortcut_reply(f, &oh, &out, sizeof(out));
@@ -37,21 +47,21 @@ static bool flush_answered(struct flush_shortcut *f, uint64_t fh, uint64_t owner
 {
     struct fuse_in_header ih = header(FUSE_FLUSH);
     struct fuse_flush_in in = { .fh = fh, .lock_owner = owner };
-    return flush_shortcut_request(f, &ih, &in, sizeof(in));
+    return relayed(f, &ih, &in, sizeof(in));
 }
 
 static void released(struct flush_shortcut *f, uint64_t fh)
 {
     struct fuse_in_header ih = header(FUSE_RELEASE);
     struct fuse_release_in in = { .fh = fh };
-    CHECK(!flush_shortcut_request(f, &ih, &in, sizeof(in)));
+    CHECK(!relayed(f, &ih, &in, sizeof(in)));
 }
 
 static void locked(struct flush_shortcut *f, uint64_t owner, uint32_t lk_flags)
 {
     struct fuse_in_header ih = header(FUSE_SETLKW);
     struct fuse_lk_in in = { .owner = owner, .lk_flags = lk_flags, .lk.type = F_RDLCK };
-    CHECK(!flush_shortcut_request(f, &ih, &in, sizeof(in)));
+    CHECK(!relayed(f, &ih, &in, sizeof(in)));
 }
 
 static void test_read_only_handles_of_non_lockers_only(void)
@@ -79,7 +89,7 @@ static void test_failed_opens_and_short_arguments(void)
     struct flush_shortcut *f = flush_shortcut_new();
     struct fuse_in_header ih = header(FUSE_OPEN);
     struct fuse_open_in in = { .flags = O_RDONLY };
-    CHECK(!flush_shortcut_request(f, &ih, &in, sizeof(in)));
+    CHECK(!relayed(f, &ih, &in, sizeof(in)));
     struct fuse_out_header oh = { .unique = ih.unique, .error = -EACCES };
     struct fuse_open_out out = { .fh = 5 };
     flush_shortcut_reply(f, &oh, &out, sizeof(out));
@@ -87,8 +97,16 @@ static void test_failed_opens_and_short_arguments(void)
     opened(f, O_RDONLY, 6);
     struct fuse_in_header fl = header(FUSE_FLUSH);
     struct fuse_flush_in fin = { .fh = 6 };
-    CHECK(!flush_shortcut_request(f, &fl, &fin, sizeof(fin) - 1));
-    CHECK(!flush_shortcut_request(NULL, &fl, &fin, sizeof(fin)));
+    CHECK(!relayed(f, &fl, &fin, sizeof(fin) - 1));
+    CHECK(!relayed(NULL, &fl, &fin, sizeof(fin)));
+    CHECK(flush_answered(f, 6, 1));
+    /* A RELEASE that cannot be read may free a number the relay still
+     * takes for read-only: from then on nothing is shortcut. */
+    struct fuse_in_header rel = header(FUSE_RELEASE);
+    struct fuse_release_in rin = { .fh = 6 };
+    CHECK(!relayed(f, &rel, &rin, sizeof(rin) - 1));
+    opened(f, O_RDONLY, 7);
+    CHECK(!flush_answered(f, 6, 1) && !flush_answered(f, 7, 1));
     flush_shortcut_free(f);
 }
 
@@ -96,7 +114,7 @@ static void test_too_many_lockers_turn_it_off(void)
 {
     struct flush_shortcut *f = flush_shortcut_new();
     opened(f, O_RDONLY, 3);
-    for (uint64_t owner = 100; owner < 100 + 2000; owner++)
+    for (uint64_t owner = 100; owner < 100 + 5000; owner++)
         locked(f, owner, 0);
     CHECK(!flush_answered(f, 3, 1)); /* owner 1 may be one that did not fit */
     flush_shortcut_free(f);
