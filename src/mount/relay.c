@@ -361,9 +361,11 @@ static unsigned connections_wanted(const struct relay *r)
 static void join_connections(struct relay *r)
 {
     unsigned want = connections_wanted(r);
+    /* Connection i + 1 is ring i's (ring_conn), and ring i runs on CPU i. */
+    bool per_ring = r->init.uring && want == r->nrings + 1;
     while (r->cfg.join && r->nconns < want) {
         struct relay_conn *c = &r->conns[r->nconns];
-        int fd = r->cfg.join(r->cfg.join_arg);
+        int fd = r->cfg.join(r->cfg.join_arg, per_ring ? (int)r->nconns - 1 : -1);
         if (fd < 0)
             break;
         if (conn_init(r, c, fd) < 0) {
