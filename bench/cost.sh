@@ -38,44 +38,24 @@
 # (/var/tmp/fsbridge-bench), FSB_BUILD_DIR (default build-bench/, as bench.sh).
 set -euo pipefail
 
-cd "$(dirname "$(readlink -f "$0")")/.."
-bench_name=cost
 # shellcheck source=bench/common.sh
-source bench/common.sh
-read -r -a targets <<<"${COST_TARGETS:-pll auto always writeback}"
+source "$(dirname "$(readlink -f "$0")")/common.sh" cost "${COST_TARGETS:-pll auto always writeback}"
 nfiles=${COST_FILES:-3000}
 size_mb=${COST_SIZE_MB:-64}
 tree_files=${COST_TREE_FILES:-3000}
 events=task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_futex
 
-need_root "mounts, perf counters of other processes"
-command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
-need_build
-scripts/install-deps.sh fio >&2
-# shellcheck source=bench/targets.sh
-source bench/targets.sh
-build_tools
+bench_setup "mounts, perf counters of other processes" perf
 tree_tar=$work/tree-$tree_files.tar
 [[ -s $tree_tar ]] || /usr/bin/python3 bench/make-tree.py "$tree_tar" "$tree_files"
-trap cleanup_target EXIT
-
-# perf_sum FILE EVENT: the event's count in a `perf stat -x,` output file.
-perf_sum() { awk -F, -v e="$2" '$3 == e { s += $1 } END { print s + 0 }' "$1"; }
 
 # measure T NAME OPS CMD...: runs CMD on target T while counting, prints a row.
 measure() {
     local t=$1 name=$2 ops=$3
     shift 3
     local srv=$work/perf-servers app=$work/perf-app
-    perf stat -x, -e "$events" -p "$server_pids" -o "$srv" &
-    local perf_pid=$!
-    sleep 0.5 # perf attaches
-    local t0=$EPOCHREALTIME
-    perf stat -x, -e "$events" -o "$app" -- "$@" >/dev/null
-    local t1=$EPOCHREALTIME
-    kill -INT "$perf_pid"
-    wait "$perf_pid" || true
-    awk -v t="$t" -v w="$name" -v n="$ops" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+    perf_counted "$events" "$@" >/dev/null
+    awk -v t="$t" -v w="$name" -v n="$ops" -v wall="$counted_wall" \
         -v cpu="$(($(perf_sum "$srv" task-clock | cut -d. -f1) + $(perf_sum "$app" task-clock | cut -d. -f1)))" \
         -v cs="$(($(perf_sum "$srv" context-switches) + $(perf_sum "$app" context-switches)))" \
         -v sc="$(perf_sum "$srv" raw_syscalls:sys_enter)" -v fx="$(perf_sum "$srv" syscalls:sys_enter_futex)" \
@@ -100,9 +80,7 @@ run_workloads() {
 
 cc -O2 -Wall -o "$work/bin/pingpong" bench/pingpong.c >&2
 
-echo "cost per operation: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "fsbridge: $build at $(git describe --always --dirty 2>/dev/null || echo '?')"
-echo "$pll_note"
+print_header "cost per operation"
 echo "fsbridged options: ${BENCH_DAEMON_OPTS:-(defaults)}; fsbridge-mount -o ${BENCH_MOUNT_OPTS:-(defaults)}"
 # pingpong_row WHAT CMD...: "WHAT: X us, cpu Y us" for one round trip.
 pingpong_row() {
@@ -118,10 +96,4 @@ pingpong_row "one CPU, sleeping" taskset -c 0 "$work/bin/pingpong"
 pingpong_row "one CPU, spinning" taskset -c 0 "$work/bin/pingpong" 20000 64 50
 printf '%-10s %-9s %9s %9s %11s %9s %10s\n' target workload "cpu us/op" ctxsw/op \
     syscalls/op futex/op "wall us/op"
-for t in "${targets[@]}"; do
-    [[ -n $t && $t != native ]] || continue
-    log "$t"
-    start_target "$t"
-    run_workloads "$t"
-    stop_target "$t"
-done
+each_target run_workloads

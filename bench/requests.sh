@@ -25,27 +25,17 @@
 # (/var/tmp/fsbridge-bench), FSB_BUILD_DIR (default build-bench/).
 set -euo pipefail
 
-cd "$(dirname "$(readlink -f "$0")")/.."
-bench_name=requests
 # shellcheck source=bench/common.sh
-source bench/common.sh
-read -r -a targets <<<"${REQ_TARGETS:-pll auto always writeback}"
+source "$(dirname "$(readlink -f "$0")")/common.sh" requests "${REQ_TARGETS:-pll auto always writeback}"
 tree_files=${REQ_TREE_FILES:-2000}
 top=${REQ_TOP:-6}
 tracing=/sys/kernel/tracing
 event=$tracing/events/fuse/fuse_request_send
 
-need_root "mounts, tracefs"
-need_build
+bench_setup "mounts, tracefs" tar git node
 [[ -d $tracing/events ]] || mount -t tracefs tracefs "$tracing"
 [[ -d $event ]] || die "no fuse:fuse_request_send tracepoint (Linux 6.14+ has it)"
-for tool in tar git node; do
-    command -v "$tool" >/dev/null || die "$tool is missing"
-done
-mkdir -p "$work"
-# shellcheck source=bench/targets.sh
-source bench/targets.sh
-trap 'trace_off; cleanup_target' EXIT
+cleanup_extra() { trace_off; }
 
 trace_off() {
     echo 0 >"$tracing/tracing_on" 2>/dev/null || true
@@ -95,6 +85,7 @@ EOF
 }
 
 run_workloads() {
+    local t=$1
     counted "untar" tar -xf "$work/req-tree.tar" -C "$dir"
     counted "npm untar" tar -xf "$work/req-app.tar" -C "$dir"
     counted "node cold" sh -c "cd '$dir/req-app/src/deep/er' && node main.js"
@@ -107,13 +98,7 @@ run_workloads() {
     counted "rm -rf" sh -c "rm -rf '$dir'/*"
 }
 
-build_tools
 make_trees
 echo "| target | workload | requests: total, most frequent |"
 echo "|---|---|---|"
-for t in "${targets[@]}"; do
-    [[ -n $t ]] || continue
-    start_target "$t"
-    run_workloads
-    stop_target "$t"
-done
+each_target run_workloads

@@ -25,24 +25,12 @@
 # as bench.sh), BENCH_MOUNT_OPTS / BENCH_DAEMON_OPTS (targets.sh).
 set -euo pipefail
 
-cd "$(dirname "$(readlink -f "$0")")/.."
-bench_name=seq
 # shellcheck source=bench/common.sh
-source bench/common.sh
-read -r -a targets <<<"${SEQ_TARGETS:-pll auto auto:uring}"
+source "$(dirname "$(readlink -f "$0")")/common.sh" seq "${SEQ_TARGETS:-pll auto auto:uring}"
 size_mb=${SEQ_SIZE_MB:-256}
 events=task-clock,raw_syscalls:sys_enter
 
-need_root "mounts, drop_caches, perf counters of other processes"
-command -v perf >/dev/null || die "perf is missing (Debian: linux-perf)"
-need_build
-scripts/install-deps.sh fio >&2
-# shellcheck source=bench/targets.sh
-source bench/targets.sh
-build_tools
-trap cleanup_target EXIT
-
-perf_sum() { awk -F, -v e="$2" '$3 == e { s += $1 } END { print s + 0 }' "$1"; }
+bench_setup "mounts, drop_caches, perf counters of other processes" perf
 
 # measure T NAME RW [fio options...]: one fio run of RW on target T, one row.
 measure() {
@@ -50,14 +38,9 @@ measure() {
     shift 3
     # fio splits --filename at ':' (mnt-auto:uring): escaped.
     local srv=$work/perf-servers app=$work/perf-app out=$work/fio.json
-    perf stat -x, -e "$events" -p "$server_pids" -o "$srv" &
-    local perf_pid=$!
-    sleep 0.5 # perf attaches
-    perf stat -x, -e "$events" -o "$app" -- fio --name=seq --filename="${dir//:/\\:}/seq.dat" \
+    perf_counted "$events" fio --name=seq --filename="${dir//:/\\:}/seq.dat" \
         --rw="$rw" --bs=1M --size="${size_mb}M" --ioengine=psync --fallocate=none \
         --invalidate=0 --output-format=json "$@" >"$out"
-    kill -INT "$perf_pid"
-    wait "$perf_pid" || true
     local mibs srv_ms app_ms
     mibs=$(/usr/bin/python3 -c '
 import json, sys
@@ -73,18 +56,14 @@ print("%.0f" % (side["bw_bytes"] / 1048576))' "$out")
 
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
-echo "sequential, ${size_mb} MiB in 1 MiB blocks: $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "fsbridge: $build at $(git describe --always --dirty 2>/dev/null || echo '?')"
-echo "$pll_note"
+print_header "sequential, ${size_mb} MiB in 1 MiB blocks"
 printf '%-12s %-13s %7s %10s %10s %12s\n' target workload MiB/s "cpu ms/MiB" "srv ms/MiB" \
     syscalls/MiB
-for t in "${targets[@]}"; do
-    [[ -n $t && $t != native ]] || continue
-    log "$t"
-    start_target "$t"
+run_workloads() {
+    local t=$1
     measure "$t" seqwrite write --end_fsync=1
     drop_caches
     measure "$t" seqread_cold read
     measure "$t" seqread_warm read
-    stop_target "$t"
-done
+}
+each_target run_workloads

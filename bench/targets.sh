@@ -73,6 +73,8 @@ seed() {
 #   -pN    the relay's poll_us=N (e.g. uring-p50), so that settings can
 #          alternate in one run
 #   -dN    fsbridged's --poll-us=N for this target (daemon_opts)
+#   -h1    fsbridged --cpu-hints follow: each ring's connection is read on
+#          the ring's CPU (-h0: ignore, the default), to compare
 relay_opts() {
     local base=${1%%-*} poll
     poll=$(relay_suffix "$1" p)
@@ -81,7 +83,7 @@ relay_opts() {
     fd) echo "uring=off${poll:+,poll_us=$poll}" ;;
     old) echo uring=off,poll_us=0 ;;
     1q) echo "queues=1,uring=off${poll:+,poll_us=$poll}" ;;
-    *) die "unknown relay mode '$1' (expected uring, fd, old or 1q, then -pN, -dN)" ;;
+    *) die "unknown relay mode '$1' (expected uring, fd, old or 1q, then -pN, -dN, -hN)" ;;
     esac
 }
 
@@ -91,16 +93,17 @@ relay_suffix() {
     IFS=- read -r -a parts <<<"$1"
     for part in "${parts[@]:1}"; do
         [[ $part =~ ^$2([0-9]+)$ ]] && { echo "${BASH_REMATCH[1]}"; return; }
-        [[ $part =~ ^[pd][0-9]+$ ]] || die "bad relay mode suffix '-$part' in '$1'"
+        [[ $part =~ ^[pdh][0-9]+$ ]] || die "bad relay mode suffix '-$part' in '$1'"
     done
 }
 
 # daemon_opts T: fsbridged's options for target T: BENCH_DAEMON_OPTS, and
-# --poll-us=N for a relay mode's -dN.
+# --poll-us=N for a relay mode's -dN, --cpu-hints for its -hN.
 daemon_opts() {
-    local d=''
-    [[ $1 == *:* ]] && d=$(relay_suffix "${1#*:}" d)
-    echo "${BENCH_DAEMON_OPTS:-}${d:+ --poll-us=$d}"
+    local d='' h=''
+    [[ $1 == *:* ]] && d=$(relay_suffix "${1#*:}" d) h=$(relay_suffix "${1#*:}" h)
+    [[ -n $h ]] && h=$( ((h)) && echo follow || echo ignore)
+    echo "${BENCH_DAEMON_OPTS:-}${d:+ --poll-us=$d}${h:+ --cpu-hints $h}"
 }
 
 enable_uring=/sys/module/fuse/parameters/enable_uring

@@ -114,11 +114,8 @@ void fsb_frame_reader_free(struct fsb_frame_reader *r)
  * wasted wake-up (and two context switches) per request or reply; poll()
  * only wakes for input.  With r->poll, the wait spins first (halt_poll.h).
  */
-static int fill_once(struct fsb_frame_reader *r, size_t max)
+static int read_once(struct fsb_frame_reader *r, size_t max)
 {
-    int err = fsb_halt_poll_wait_fd(r->poll, r->fd);
-    if (err)
-        return err;
     size_t room = r->cap - r->end;
     for (;;) {
         ssize_t n = read(r->fd, r->buf + r->end, max && max < room ? max : room);
@@ -131,6 +128,25 @@ static int fill_once(struct fsb_frame_reader *r, size_t max)
         if (errno != EINTR)
             return -errno;
     }
+}
+
+static int fill_once(struct fsb_frame_reader *r, size_t max)
+{
+    int err = fsb_halt_poll_wait_fd(r->poll, r->fd);
+    return err ? err : read_once(r, max);
+}
+
+int fsb_frame_fill_now(struct fsb_frame_reader *r)
+{
+    struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+    int n = poll(&pfd, 1, 0);
+    if (n < 0 && errno != EINTR)
+        return -errno;
+    if (n <= 0)
+        return -EAGAIN;
+    if (r->start == r->end)
+        r->start = r->end = 0;
+    return r->end < r->cap ? read_once(r, r->probe_max) : 0;
 }
 
 /* Makes sure NEED (<= cap) bytes from start are buffered, each read

@@ -86,6 +86,11 @@ int fsb_frame_take_into(struct fsb_frame_reader *r, void *dst, size_t len);
  * the bytes consumed. */
 size_t fsb_frame_take_head(struct fsb_frame_reader *r, size_t len, void **head);
 
+/* Reads what the stream holds now, without waiting (as a peek would,
+ * at most probe_max).  Returns 0, -EAGAIN when it holds nothing, -EPIPE
+ * at its end, or -errno. */
+int fsb_frame_fill_now(struct fsb_frame_reader *r);
+
 /* Bytes buffered after the frames consumed: more than 0 means that at
  * least the start of another frame has arrived. */
 static inline size_t fsb_frame_buffered(const struct fsb_frame_reader *r)

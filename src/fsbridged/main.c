@@ -309,6 +309,7 @@ static int serve_streams(struct daemon_state *d)
         .max_workers = d->o->max_workers,
         .max_sessions = d->o->max_sessions,
         .poll_us = d->o->vhost.poll_us,
+        .follow_cpu_hints = d->o->follow_cpu_hints,
         .listener_rules = d->o->listen_rules,
         .guest_limits = &d->o->guest_limits,
         .stop_fd = d->stop_fd,

@@ -46,6 +46,9 @@ static const char usage[] =
     "  --poll-us N            a reader waiting for the guest spins up to N us\n"
     "                         (adaptive) before it sleeps; 0: never (the default,\n"
     "                         see bench/README.md; virtio-fs queues too)\n"
+    "  --cpu-hints MODE       ignore (default) or follow: serve a connection whose\n"
+    "                         client on this machine names its queue's CPU on that\n"
+    "                         CPU (if it is one of fsbridged's; see bench/README.md)\n"
     "\n"
     "Budgets of one guest (a vsock CID; a Unix socket listener's peer uid; the\n"
     "virtio-fs frontend), over all its sessions:\n"
@@ -391,6 +394,15 @@ static int parse_budget(const char *arg, enum fsb_budget_kind kind, struct optio
     return 0;
 }
 
+/* --cpu-hints follow|ignore */
+static int parse_cpu_hints(struct options *o, const char *v)
+{
+    if (strcmp(v, "follow") != 0 && strcmp(v, "ignore") != 0)
+        return fail("bad --cpu-hints '%s' (expected follow or ignore)", v);
+    o->follow_cpu_hints = strcmp(v, "follow") == 0;
+    return 0;
+}
+
 size_t options_default_open(size_t pool)
 {
     size_t share = pool / 100;
@@ -400,7 +412,8 @@ size_t options_default_open(size_t pool)
 int options_parse(int argc, char **argv, struct options *o)
 {
     enum { OPT_EXPORT = 256, OPT_LISTEN, OPT_THREADS, OPT_MAX_SESSIONS, OPT_LOG_LEVEL,
-           OPT_SYSLOG, OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_ALLOW_UID, OPT_HELP, OPT_VERSION,
+           OPT_SYSLOG, OPT_SOCKET_MODE, OPT_SOCKET_GROUP, OPT_ALLOW_UID, OPT_CPU_HINTS, OPT_HELP,
+           OPT_VERSION,
            OPT_GUEST_BUDGET = 384 /* + enum fsb_budget_kind; below VOPT_* */ };
     static const struct option longopts[] = {
         { "export", required_argument, NULL, OPT_EXPORT },
@@ -418,6 +431,7 @@ int options_parse(int argc, char **argv, struct options *o)
         { "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
         { "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
         { "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
+        { "cpu-hints", required_argument, NULL, OPT_CPU_HINTS },
         { "help", no_argument, NULL, OPT_HELP },
         { "version", no_argument, NULL, OPT_VERSION },
         { "socket-path", required_argument, NULL, VOPT_SOCKET_PATH },
@@ -471,6 +485,7 @@ int options_parse(int argc, char **argv, struct options *o)
         case OPT_SOCKET_MODE: r = parse_socket_mode(o, optarg); break;
         case OPT_SOCKET_GROUP: r = parse_socket_group(o, optarg); break;
         case OPT_ALLOW_UID: r = parse_allow_uid(o, optarg); break;
+        case OPT_CPU_HINTS: r = parse_cpu_hints(o, optarg); break;
         case OPT_HELP: fputs(usage, stdout); return 1;
         case OPT_VERSION: printf("fsbridged %s\n", FSB_VERSION); return 1;
         case '?': return fail("unknown or incomplete option '%s'", argv[optind - 1]);

@@ -30,6 +30,7 @@ struct options {
     struct fsb_socket_access socket_access; /* --socket-mode, --socket-group */
     bool socket_mode_given;
     struct fsb_id_set allow_uids;           /* --allow-uid; empty: any uid */
+    bool follow_cpu_hints;                  /* --cpu-hints follow */
     struct vhost_options vhost; /* virtio-fs: --socket-path/--fd */
 };
 

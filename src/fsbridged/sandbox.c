@@ -425,6 +425,11 @@ static int allow_with_arguments(scmp_filter_ctx ctx, uint32_t default_act)
     if (!r)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unshare), 1,
                              SCMP_A0(SCMP_CMP_EQ, CLONE_FS));
+    /* The calling thread's CPUs (0) only: a reader follows its client's
+     * CPU hint (stream_server.c). */
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sched_setaffinity), 1,
+                             SCMP_A0(SCMP_CMP_EQ, 0));
     /* Our own limits (pid 0) only. */
     if (!r)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));

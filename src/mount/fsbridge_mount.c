@@ -157,11 +157,16 @@ static unsigned relay_queues(const struct mount_options *o)
     return cpus < 1 ? 1 : cpus > RELAY_MAX_QUEUES ? RELAY_MAX_QUEUES : (unsigned)cpus;
 }
 
-/* relay_config.join: one more connection of the job's session. */
-static int join_session(void *arg)
+/* relay_config.join: one more connection of the job's session.  A Unix
+ * socket's host runs on this kernel, where the CPU numbers of the rings are
+ * its own too: it may serve the connection on the ring's CPU.  A guest's
+ * CPU means nothing to the host across vsock (a vCPU runs anywhere). */
+static int join_session(void *arg, int cpu)
 {
     const struct mount_job *job = arg;
-    return handshake_join(&job->opts->addr, job->opts->export_name, &job->ticket);
+    bool local = job->opts->addr.kind == FSB_ADDR_UNIX;
+    return handshake_join(&job->opts->addr, job->opts->export_name, &job->ticket,
+                          local ? cpu : -1);
 }
 
 /* A serial port or an inherited fd is the only way to the host there is;

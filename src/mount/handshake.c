@@ -17,15 +17,20 @@
 #include "mount/connect_error.h"
 #include "transport/stream_hello.h"
 
-/* A HELLO; with a JOIN ticket, one that joins its session. */
-static int send_hello(int fd, const char *export_name, const struct fsb_session_ticket *join)
+/* A HELLO; with a JOIN ticket, one that joins its session, naming CPU
+ * (>= 0) when the session's version knows the hint (an older host would
+ * refuse the flag). */
+static int send_hello(int fd, const char *export_name, const struct fsb_session_ticket *join,
+                      int cpu)
 {
+    bool hint = join && cpu >= 0 && cpu <= UINT16_MAX && join->version >= FSB_STREAM_VERSION_CPU;
     struct fsb_hello h = {
         .version = FSB_STREAM_VERSION,
         .byte_order = fsb_native_byte_order(),
-        .flags = join ? FSB_HELLO_JOIN : 0,
+        .flags = (uint8_t)((join ? FSB_HELLO_JOIN : 0) | (hint ? FSB_HELLO_CPU : 0)),
         .max_frame = join ? join->max_frame : FSB_DEFAULT_MAX_FRAME,
         .name_len = (uint16_t)strlen(export_name),
+        .cpu = hint ? (uint16_t)cpu : 0,
     };
     uint8_t fixed[FSB_HELLO_SIZE];
     fsb_hello_encode(&h, fixed);
@@ -148,7 +153,7 @@ static int check_join(const struct fsb_address *addr, const struct fsb_session_t
 /* The HELLO exchange on a connected FD: opens a session and fills *T, or
  * (JOIN) joins the session of *T.  Returns 0 or -1 (logged). */
 static int hello(int fd, const struct fsb_address *addr, const char *export_name,
-                 struct fsb_session_ticket *t, bool join)
+                 struct fsb_session_ticket *t, bool join, int cpu)
 {
     struct fsb_hello_reply reply;
     uint8_t token[FSB_SESSION_TOKEN_SIZE];
@@ -159,7 +164,7 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
         return -1;
     }
     if (!err)
-        err = send_hello(fd, export_name, join ? t : NULL);
+        err = send_hello(fd, export_name, join ? t : NULL, cpu);
     if (err) {
         log_error("%s: sending HELLO: %s", addr->text, strerror(-err));
         return -1;
@@ -190,14 +195,14 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
 
 /* Connects and runs the handshake.  Returns the fd or -1 (logged). */
 static int connect_and_hello(const struct fsb_address *addr, const char *export_name,
-                             struct fsb_session_ticket *t, bool join)
+                             struct fsb_session_ticket *t, bool join, int cpu)
 {
     int fd = fsb_address_connect(addr);
     if (fd < 0) {
         log_connect_error(addr, fd, "fsbridged");
         return -1;
     }
-    if (hello(fd, addr, export_name, t, join) < 0) {
+    if (hello(fd, addr, export_name, t, join, cpu) < 0) {
         close(fd);
         return -1;
     }
@@ -207,7 +212,7 @@ static int connect_and_hello(const struct fsb_address *addr, const char *export_
 int handshake_open(const struct fsb_address *addr, const char *export_name,
                    struct fsb_session_ticket *ticket)
 {
-    int fd = connect_and_hello(addr, export_name, ticket, false);
+    int fd = connect_and_hello(addr, export_name, ticket, false, -1);
     if (fd >= 0)
         log_debug("session open on %s: protocol %u, frames up to %u bytes", addr->text,
                   ticket->version, ticket->max_frame);
@@ -225,7 +230,7 @@ int handshake_connect(const struct fsb_address *addr, const char *export_name,
 }
 
 int handshake_join(const struct fsb_address *addr, const char *export_name,
-                   const struct fsb_session_ticket *ticket)
+                   const struct fsb_session_ticket *ticket, int cpu)
 {
     if (!ticket->joinable) {
         log_error("%s: the host speaks protocol %u: a session has one connection",
@@ -233,5 +238,5 @@ int handshake_join(const struct fsb_address *addr, const char *export_name,
         return -1;
     }
     struct fsb_session_ticket t = *ticket;
-    return connect_and_hello(addr, export_name, &t, true);
+    return connect_and_hello(addr, export_name, &t, true, cpu);
 }

@@ -41,9 +41,11 @@ int handshake_open(const struct fsb_address *addr, const char *export_name,
  * Connects to ADDR again and joins the session of TICKET (which must be
  * joinable), as one more connection of the same FUSE session: it carries
  * no INIT, and the host refuses a join before the first connection's INIT
- * has been answered.  Returns the fd, or -1 after logging why.
+ * has been answered.  CPU >= 0: the HELLO names it as the CPU of the queue
+ * this connection serves (FSB_HELLO_CPU), if the host speaks version 3;
+ * -1: no hint.  Returns the fd, or -1 after logging why.
  */
 int handshake_join(const struct fsb_address *addr, const char *export_name,
-                   const struct fsb_session_ticket *ticket);
+                   const struct fsb_session_ticket *ticket, int cpu);
 
 #endif

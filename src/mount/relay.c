@@ -362,9 +362,11 @@ static unsigned connections_wanted(const struct relay *r)
 static void join_connections(struct relay *r)
 {
     unsigned want = connections_wanted(r);
+    /* Connection i + 1 is ring i's (ring_conn), and ring i runs on CPU i. */
+    bool per_ring = r->init.uring && want == r->nrings + 1;
     while (r->cfg.join && r->nconns < want) {
         struct relay_conn *c = &r->conns[r->nconns];
-        int fd = r->cfg.join(r->cfg.join_arg);
+        int fd = r->cfg.join(r->cfg.join_arg, per_ring ? (int)r->nconns - 1 : -1);
         if (fd < 0)
             break;
         if (conn_init(r, c, fd) < 0) {
@@ -616,11 +618,25 @@ static void *conn_reader_main(void *arg)
 
 int relay_conn_read_ready(struct relay_conn *c)
 {
-    /* Readable: a message (or the end) has begun; what is buffered after
-     * it has begun too, so reading it waits at most for its rest. */
+    /* The ring's poll said readable, but the socket may hold nothing by
+     * now (seen under bench.sh: a ring's thread asleep in poll() at the
+     * start of a reply, its socket and buffer empty, the host owing
+     * nothing).  Waiting here would hold back the commits the thread has
+     * prepared and not yet submitted, the replies the kernel waits for:
+     * no program then makes another request, and the mount stalls for
+     * good.  So only what is there now is read; nothing: back to the ring,
+     * which polls again.  Once a message has begun, what is buffered
+     * after it has begun too, so reading it waits at most for its rest. */
+    int err = fsb_frame_buffered(&c->replies) ? 0 : fsb_frame_fill_now(&c->replies);
+    if (err == -EAGAIN)
+        return 0;
+    if (err) {
+        conn_failed(c, err, 0);
+        return err;
+    }
     size_t len = 0;
     do {
-        int err = next_message(c, &len);
+        err = next_message(c, &len);
         if (!err)
             err = relay_reply(c, len);
         if (err) {

@@ -78,8 +78,10 @@ struct relay_config {
      * or -1 after logging why; NULL when the host takes one connection
      * only (a version-1 host).  Called once the host has answered INIT
      * (the host refuses joins before), before the kernel sees the answer,
-     * so every queue has its connection by the first request. */
-    int (*join)(void *arg);
+     * so every queue has its connection by the first request.  CPU: the
+     * CPU of the ring that will read the connection, or -1 (for the host,
+     * a hint of where to serve it: handshake_join). */
+    int (*join)(void *arg, int cpu);
     void *join_arg;
     int session_fd;      /* fuse_session_fd() of the mounted session */
     uint32_t max_frame;  /* largest message of the session (HELLO reply),

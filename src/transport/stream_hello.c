@@ -49,18 +49,31 @@ void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE])
     buf[7] = h->flags;
     put_le32(buf + 8, h->max_frame);
     put_le16(buf + 12, h->name_len);
+    put_le16(buf + 14, h->flags & FSB_HELLO_CPU ? h->cpu : 0);
+}
+
+/* The flags a HELLO of VERSION may carry: none before version 2. */
+static uint8_t known_flags(uint16_t version)
+{
+    return (version >= FSB_STREAM_VERSION_JOIN ? FSB_HELLO_JOIN : 0) |
+           (version >= FSB_STREAM_VERSION_CPU ? FSB_HELLO_CPU : 0);
 }
 
 int fsb_hello_decode(const uint8_t buf[FSB_HELLO_SIZE], struct fsb_hello *h)
 {
     memset(h, 0, sizeof(*h));
-    if (memcmp(buf, FSB_STREAM_MAGIC, 4) != 0 || get_le16(buf + 14) != 0)
+    if (memcmp(buf, FSB_STREAM_MAGIC, 4) != 0)
         return -EPROTO;
     h->version = get_le16(buf + 4);
     h->byte_order = buf[6];
     h->flags = buf[7];
-    /* Byte 7 was reserved in version 1; later versions define only JOIN. */
-    if (h->flags & ~(h->version >= FSB_STREAM_VERSION_JOIN ? FSB_HELLO_JOIN : 0))
+    /* Byte 7 was reserved in version 1, bytes 14-15 are unless the CPU
+     * flag says otherwise.  Any CPU decodes: fsb_hello_cpu_hint() bounds
+     * it to the server's CPUs. */
+    if (h->flags & ~known_flags(h->version))
+        return -EPROTO;
+    h->cpu = get_le16(buf + 14);
+    if (!(h->flags & FSB_HELLO_CPU) && h->cpu != 0)
         return -EPROTO;
     h->max_frame = get_le32(buf + 8);
     h->name_len = get_le16(buf + 12);
@@ -78,6 +91,13 @@ int fsb_hello_check_name(struct fsb_hello *h)
     }
     h->name[h->name_len] = 0;
     return 0;
+}
+
+int fsb_hello_cpu_hint(const struct fsb_hello *h, const cpu_set_t *allowed)
+{
+    if (!(h->flags & FSB_HELLO_CPU) || h->cpu >= CPU_SETSIZE || !CPU_ISSET(h->cpu, allowed))
+        return -1;
+    return h->cpu;
 }
 
 size_t fsb_hello_tail_size(const struct fsb_hello *h)

@@ -12,10 +12,12 @@
  *     4  u16   version (FSB_STREAM_VERSION)
  *     6  u8    byte order of the FUSE messages that follow (1 LE, 2 BE)
  *     7  u8    flags (version 2; must be 0 in a version-1 HELLO):
- *              bit 0 FSB_HELLO_JOIN, every other bit must be 0
+ *              bit 0 FSB_HELLO_JOIN, bit 1 FSB_HELLO_CPU (version 3),
+ *              every other bit must be 0
  *     8  u32   largest frame the client accepts
  *     12 u16   export name length (0: the server's default export)
- *     14 u16   reserved, 0
+ *     14 u16   with FSB_HELLO_CPU: the CPU the client's queue of this
+ *              connection runs on (a scheduling hint); else reserved, 0
  *     16       export name, not NUL-terminated
  *     then, with FSB_HELLO_JOIN only: the 16-byte session token
  *
@@ -33,18 +35,26 @@
  * Version 2 lets one FUSE session span many connections (one per queue of
  * the client): the first connection's reply carries the token, and a
  * HELLO with FSB_HELLO_JOIN and that token adds a connection to it.
+ * Version 3 adds FSB_HELLO_CPU: a client on the server's own kernel (a
+ * Unix socket) names the CPU its queue runs on, so that the server can
+ * serve the connection on that CPU too.  It is a hint for scheduling and
+ * nothing else: the server may ignore it, and bounds it to its own CPUs.
  */
 #ifndef FSB_STREAM_HELLO_H
 #define FSB_STREAM_HELLO_H
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 2
+#define FSB_STREAM_VERSION 3
 /* The first version whose HELLO has flags and whose reply has a token. */
 #define FSB_STREAM_VERSION_JOIN 2
+/* The first version whose HELLO may carry a CPU hint. */
+#define FSB_STREAM_VERSION_CPU 3
 #define FSB_HELLO_JOIN 0x01
+#define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16
 #define FSB_HELLO_SIZE 16
 #define FSB_HELLO_REPLY_SIZE 16
@@ -62,9 +72,10 @@
 struct fsb_hello {
     uint16_t version;
     uint8_t byte_order;
-    uint8_t flags;         /* FSB_HELLO_JOIN or 0 */
+    uint8_t flags;         /* FSB_HELLO_JOIN, FSB_HELLO_CPU or 0 */
     uint32_t max_frame;
     uint16_t name_len;
+    uint16_t cpu;          /* with FSB_HELLO_CPU: any value (a hint), else 0 */
     char name[FSB_EXPORT_NAME_MAX + 1]; /* NUL-terminated after decoding */
     uint8_t token[FSB_SESSION_TOKEN_SIZE]; /* with FSB_HELLO_JOIN: read after the name */
 };
@@ -83,7 +94,8 @@ void fsb_hello_encode(const struct fsb_hello *h, uint8_t buf[FSB_HELLO_SIZE]);
 
 /*
  * Decodes the fixed part.  Returns 0, or -EPROTO for a wrong magic,
- * reserved bits, flags in a version-1 HELLO or unknown flags,
+ * reserved bits (byte 14 without FSB_HELLO_CPU), flags in a version-1
+ * HELLO or flags its version does not define,
  * -ENAMETOOLONG for a name over FSB_EXPORT_NAME_MAX.  The name itself
  * (name_len bytes) follows and is checked by fsb_hello_check_name(); then,
  * with FSB_HELLO_JOIN, the token (fsb_hello_tail_size() counts both).
@@ -93,6 +105,11 @@ int fsb_hello_decode(const uint8_t buf[FSB_HELLO_SIZE], struct fsb_hello *h);
 /* Export names are printable ASCII without '/' or ','.  Returns 0 or -EINVAL;
  * on success h->name is NUL-terminated. */
 int fsb_hello_check_name(struct fsb_hello *h);
+
+/* The CPU a decoded HELLO names (FSB_HELLO_CPU) if it is in ALLOWED (the
+ * server's own CPUs), else -1.  A hint is guest input: good for choosing
+ * where one of the server's threads runs among its CPUs, nothing else. */
+int fsb_hello_cpu_hint(const struct fsb_hello *h, const cpu_set_t *allowed);
 
 /* Bytes that follow the fixed part of a decoded HELLO: name and token. */
 size_t fsb_hello_tail_size(const struct fsb_hello *h);

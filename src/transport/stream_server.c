@@ -20,6 +20,7 @@
 #include <linux/vm_sockets.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -143,6 +144,7 @@ struct conn {
     bool closing;
     atomic_bool stop_reading;  /* closing, for a reader waiting on its guest */
     atomic_bool no_splice;     /* the stream refused a splice: copy READs */
+    bool pinned;               /* the reader runs on the HELLO's CPU (follow_cpu_hint) */
     pthread_t *threads;
 
     struct peer peer;          /* who connected */
@@ -159,6 +161,9 @@ static struct conn *conns;
 static unsigned nconns;
 static struct stream_session *sessions;
 static struct guest *guests;
+/* The CPUs the daemon may run on (its affinity at start: taskset, a
+ * cgroup's cpuset), the only ones a CPU hint may name. */
+static cpu_set_t server_cpus;
 
 /* The data of a reply that the engine left in a pipe, after the rest of
  * the reply went from BUF.  A stream that takes no splices (EINVAL before
@@ -302,6 +307,10 @@ static void job_done(struct conn *c, struct job *j)
 static void *worker_main(void *arg)
 {
     struct conn *c = arg;
+    /* Workers take the requests that arrive together: they may run on
+     * any CPU, not on the one of the reader they were started from. */
+    if (c->pinned)
+        sched_setaffinity(0, sizeof(server_cpus), &server_cpus);
     void *reply = malloc(c->session->max_frame);
     struct job *j;
     while ((j = next_job(c))) {
@@ -821,6 +830,29 @@ static bool claim_session_slot(struct conn *c)
     return !why;
 }
 
+/*
+ * A client on this kernel names the CPU its queue of this connection runs
+ * on (FSB_HELLO_CPU): its io_uring ring of that CPU.  The reader, which
+ * answers most requests itself (run_inline), then runs there too, and the
+ * hops between the ring and the reader, both ways, are wake-ups on one CPU
+ * instead of cross-CPU ones (bench/README.md, "CPU affinity").  The hint
+ * is a guest's word: it decides where this thread runs and nothing else,
+ * and one outside the daemon's own CPUs is ignored.  Only the calling
+ * thread is moved (sched_setaffinity(0), the one form seccomp allows).
+ */
+static void follow_cpu_hint(struct conn *c, const struct fsb_hello *h)
+{
+    int cpu = fsb_hello_cpu_hint(h, &server_cpus);
+    if (cpu < 0 || !c->cfg->follow_cpu_hints)
+        return;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    c->pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+    if (c->pinned)
+        log_debug("session %u: connection %u served on CPU %d", c->ss->id, c->id, cpu);
+}
+
 /* The handshake: opens or joins c->ss.  Returns false to drop the peer. */
 static bool handshake(struct conn *c)
 {
@@ -856,6 +888,7 @@ static bool handshake(struct conn *c)
     /* A failed send ends the connection; conn_main still detaches it. */
     if (send_hello_reply(c, &h, 0, (uint32_t)c->session->max_frame) < 0)
         return true;
+    follow_cpu_hint(c, &h);
     if (c->kind == CONN_JOINED)
         log_info("session %u: connection %u joined", c->ss->id, c->id);
     else
@@ -1160,6 +1193,8 @@ int stream_server_run(const struct stream_server_config *cfg)
         pfds[i] = (struct pollfd){ .fd = cfg->listen_fds[i], .events = POLLIN };
     pfds[cfg->nlisten] = (struct pollfd){ .fd = cfg->stop_fd, .events = POLLIN };
     spare_fd = eventfd(0, EFD_CLOEXEC); /* no path: the sandbox has no /dev */
+    if (sched_getaffinity(0, sizeof(server_cpus), &server_cpus) < 0)
+        CPU_ZERO(&server_cpus); /* no hint is followed */
     for (;;) {
         if (poll(pfds, cfg->nlisten + 1, -1) < 0) {
             if (errno == EINTR)

@@ -26,6 +26,9 @@ struct stream_server_config {
      * a Unix socket listener's peer uid, or a listener (see peer_of). */
     const struct fsb_budget_limits *guest_limits;
     unsigned poll_us;       /* a reader spins this long at most before sleeping */
+    /* Serve a connection whose HELLO names a CPU (FSB_HELLO_CPU) on that
+     * CPU, when it is one of the daemon's (--cpu-hints). */
+    bool follow_cpu_hints;
     /* Per listener: who may connect (--allow-uid, cid=) and which exports
      * it serves (exports=, and the exports' cid=). */
     const struct fsb_listener_rules *listener_rules;

@@ -24,8 +24,9 @@ import struct
 
 # --- HELLO (src/transport/stream_hello.h) --------------------------------
 MAGIC = b"FSBR"
-STREAM_VERSION = 2
+STREAM_VERSION = 3
 HELLO_JOIN = 0x01                # HELLO flags (byte 7), version 2
+HELLO_CPU = 0x02                 # version 3: bytes 14-15 name a CPU
 TOKEN_SIZE = 16
 BYTE_ORDER_LE = 1
 BYTE_ORDER_BE = 2
@@ -181,16 +182,17 @@ def parse_entry(payload):
 
 def hello_bytes(export="", version=STREAM_VERSION, byte_order=BYTE_ORDER_LE,
                 max_frame=MAX_FRAME, magic=MAGIC, name_len=None, flags=None,
-                join=None):
+                join=None, cpu=None):
     """A HELLO; `join` (a 16-byte token) sets the JOIN flag and appends
-    the token after the name.  `flags` overrides byte 7."""
+    the token after the name; `cpu` sets the CPU flag and puts the hint in
+    bytes 14-15.  `flags` overrides byte 7."""
     name = export.encode() if isinstance(export, str) else export
     if name_len is None:
         name_len = len(name)
     if flags is None:
-        flags = HELLO_JOIN if join is not None else 0
+        flags = (HELLO_JOIN if join is not None else 0) | (HELLO_CPU if cpu is not None else 0)
     return struct.pack(HELLO_FMT, magic, version, byte_order, flags, max_frame,
-                       name_len, 0) + name + (join or b"")
+                       name_len, cpu or 0) + name + (join or b"")
 
 
 def hello_status_on(s, export=""):
@@ -231,9 +233,10 @@ class FuseClient:
     """One session on an fsbridged stream socket."""
 
     def __init__(self, path, export="", hello=True, init=True, timeout=10.0,
-                 uid=0, gid=0, version=STREAM_VERSION, join=None):
+                 uid=0, gid=0, version=STREAM_VERSION, join=None, cpu=None):
         """`path`: a socket path or a (cid, port) vsock address.
         `join`: the token of a session to join (no INIT is sent then).
+        `cpu`: a CPU hint in the HELLO (version 3).
         After a version-2 HELLO, `self.token` is the session's token."""
         self.path = path if isinstance(path, tuple) else str(path)
         self.sock = connect_stream(self.path, timeout)
@@ -246,7 +249,7 @@ class FuseClient:
         self.token = None
         self.setxattr_ext = False
         if hello:
-            self.hello_reply = self.hello(export, version=version, join=join)
+            self.hello_reply = self.hello(export, version=version, join=join, cpu=cpu)
             if self.hello_reply["status"] != 0:
                 raise HelloRefused(self.hello_reply["status"])
             self.token = self.hello_reply["token"]

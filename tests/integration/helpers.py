@@ -242,6 +242,19 @@ def quietest_cpu_window(pids, window=2.0, tries=5, quiet=0.05):
     return best
 
 
+def narrowed_threads(pid):
+    """{tid: CPUs} of PID's threads that may run on fewer CPUs than PID
+    (its main thread) may: those that pinned themselves."""
+    every = os.sched_getaffinity(pid)
+    cpus = {}
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
+        try:
+            cpus[tid] = os.sched_getaffinity(tid)
+        except ProcessLookupError:        # a thread that just ended
+            pass
+    return {tid: c for tid, c in cpus.items() if c != every}
+
+
 def unix_socket_listening(path):
     """True when a listening Unix socket is bound at `path`.
 

@@ -144,8 +144,25 @@ def test_uring_auto_uses_one_ring_per_cpu(daemon, mount_factory, fsb_workdir, ur
     assert mounted_mode(m) == ("io_uring", possible_cpus(), conns)
     assert (m.path / "hello").read_text() == "hello\n"
     use_from_every_cpu(m.path)
+    assert helpers.narrowed_threads(daemon.pid) == {}, "--cpu-hints ignore is the default"
     m.umount()
     assert m.proc.wait(timeout=10) == 0
+
+
+@needs_uring
+def test_rings_connections_are_served_on_their_cpus(export, daemon_factory, mount_factory,
+                                                     uring_enabled):
+    """Over a Unix socket (the host runs on this kernel) each ring's
+    connection names the ring's CPU, and fsbridged --cpu-hints follow reads
+    it there: one daemon thread per ring, on that CPU."""
+    daemon = daemon_factory([f"{EXPORT}={export},cache=never"], ["--cpu-hints", "follow"])
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=on"])
+    if mounted_mode(m)[2] != possible_cpus() + 1:
+        pytest.skip("queues= leaves the rings sharing connections on this machine")
+    use_from_every_cpu(m.path)
+    want = sorted(cpu for cpu in online_cpus() if cpu in os.sched_getaffinity(daemon.pid))
+    got = sorted(c for cpus in helpers.narrowed_threads(daemon.pid).values() for c in cpus)
+    assert got == want, f"daemon threads on one CPU: {got}, rings' CPUs: {want}"
 
 
 @needs_uring

@@ -17,7 +17,8 @@ import pytest
 
 import helpers
 from fuse_client import (
-    FUSE_ROOT_ID, TOKEN_SIZE, FuseClient, HelloRefused, connect_unix, hello_bytes,
+    FUSE_ROOT_ID, STREAM_VERSION, TOKEN_SIZE, FuseClient, HelloRefused, connect_unix,
+    hello_bytes,
 )
 
 EXPORT = "data"
@@ -81,7 +82,7 @@ def log_has(daemon, text, timeout=10):
 
 def test_v2_reply_carries_a_token_and_joins_share_nodes_and_handles(daemon):
     with FuseClient(daemon.socket, export=EXPORT) as a:
-        assert a.hello_reply["version"] == 2
+        assert a.hello_reply["version"] == STREAM_VERSION
         assert len(a.token) == TOKEN_SIZE
         err, e = a.lookup(FUSE_ROOT_ID, "file")
         assert err == 0
@@ -333,3 +334,67 @@ def test_an_idle_daemon_uses_no_cpu(export_dir, daemon_factory, poll_us):
         used = helpers.quietest_cpu_window([d.pid])[d.pid]
         assert used < 0.05, f"an idle daemon used {used:.2f} s of CPU in 2 s"
         assert a.alive() and b.alive()
+
+
+# --- CPU hints (version 3) ------------------------------------------------
+
+def burst_of_getattrs(c, n):
+    """N GETATTRs in one write: the reader hands them to workers, which it
+    starts (from its own thread) for them; all answered."""
+    body = struct.pack("<IIQ", 0, 0, 0)
+    uniques = [c.next_unique() for _ in range(n)]
+    c.raw_frame(b"".join(c.header(3, FUSE_ROOT_ID, len(body), u) + body for u in uniques))
+    assert all(c.recv(u)[0] == 0 for u in uniques)
+
+
+def test_cpu_hint_moves_the_joined_connections_reader_and_nothing_else(export_dir,
+                                                                       daemon_factory):
+    """With --cpu-hints follow, a joined connection whose HELLO names one of
+    the daemon's CPUs is read on that CPU (under the default seccomp
+    filter, as root); the workers its reader starts for a burst run
+    anywhere, and so does everything else."""
+    daemon = daemon_factory([f"{EXPORT}={export_dir}"], ["--cpu-hints", "follow"])
+    cpu = max(os.sched_getaffinity(daemon.pid))
+    with FuseClient(daemon.socket, export=EXPORT) as a, join(daemon, a.token, cpu=cpu) as b:
+        assert b.hello_reply["status"] == 0 and b.hello_reply["version"] == STREAM_VERSION
+        assert b.getattr(FUSE_ROOT_ID)[0] == 0
+        burst_of_getattrs(b, 16)
+        # A worker starts on its reader's CPU and leaves it first thing: one
+        # that started late may be seen before it has.
+        try:
+            helpers.poll_until(
+                lambda: list(helpers.narrowed_threads(daemon.pid).values()) == [{cpu}],
+                timeout=5, what=f"the reader alone on CPU {cpu}")
+        except TimeoutError:
+            pytest.fail(f"threads on fewer CPUs: {helpers.narrowed_threads(daemon.pid)}, "
+                        f"want the reader alone on {cpu}")
+        assert a.alive() and b.alive()
+
+
+@pytest.mark.parametrize("hint", ["outside", "ignored", "default"])
+def test_cpu_hint_outside_the_daemons_cpus_or_ignored_pins_nothing(export_dir, daemon_factory,
+                                                                   hint):
+    """A hint of a CPU the daemon may not run on (any 16-bit value is a
+    valid HELLO), or any hint under --cpu-hints ignore, the default: the
+    join works and no thread is moved."""
+    opts = {"outside": ["--cpu-hints", "follow"], "ignored": ["--cpu-hints", "ignore"]}
+    d = daemon_factory([f"{EXPORT}={export_dir}"], opts.get(hint, []))
+    cpu = 65535 if hint == "outside" else min(os.sched_getaffinity(d.pid))
+    with FuseClient(d.socket, export=EXPORT) as a, join(d, a.token, cpu=cpu) as b:
+        assert b.getattr(FUSE_ROOT_ID)[0] == 0
+        burst_of_getattrs(b, 4)
+        assert helpers.narrowed_threads(d.pid) == {}
+        assert a.alive() and b.alive()
+
+
+def test_cpu_hint_needs_version_3_and_its_flag(daemon):
+    """The CPU flag in a version-2 HELLO, or bytes 14-15 set without it,
+    are protocol errors: closed without a reply, like any reserved bit."""
+    with FuseClient(daemon.socket, export=EXPORT) as a:
+        for hello in (hello_bytes(EXPORT, version=2, join=a.token, cpu=0),
+                      hello_bytes(EXPORT, join=a.token, flags=0x01, cpu=1)):
+            with connect_unix(daemon.socket) as s:
+                s.settimeout(5)
+                s.sendall(hello)
+                assert_closed_without_reply(s)
+        assert a.alive()

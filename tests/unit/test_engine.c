@@ -292,7 +292,20 @@ static void test_hello_decoding(void)
     fsb_hello_encode(&in, b);
     CHECK(fsb_hello_decode(b, &out) == 0 && out.flags == FSB_HELLO_JOIN &&
           fsb_hello_tail_size(&out) == 3 + FSB_SESSION_TOKEN_SIZE);
-    b[7] = 0x03; /* an unknown flag */
+    b[7] = 0x03; /* CPU: unknown in version 2 */
+    CHECK(fsb_hello_decode(b, &out) == -EPROTO);
+    in.version = 3;
+    in.flags = FSB_HELLO_JOIN | FSB_HELLO_CPU;
+    in.cpu = 5;
+    fsb_hello_encode(&in, b);
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CHECK(fsb_hello_decode(b, &out) == 0 && out.cpu == 5 && fsb_hello_cpu_hint(&out, &cpus) == -1);
+    CPU_SET(5, &cpus);
+    CHECK(fsb_hello_cpu_hint(&out, &cpus) == 5);
+    b[7] = FSB_HELLO_JOIN; /* bytes 14-15 without the CPU flag */
+    CHECK(fsb_hello_decode(b, &out) == -EPROTO);
+    b[7] = 0x04; /* an unknown flag */
     CHECK(fsb_hello_decode(b, &out) == -EPROTO);
     in.flags = 0;
     in.name_len = 300;
