@@ -184,6 +184,8 @@ static int start_relay(struct mount_job *job)
         .poll_us = job->opts->poll_us,
         .uring = job->opts->uring,
         .host_checks_permissions = !job->opts->default_permissions,
+        .host_events = job->opts->host_events,
+        .mountpoint = job->mountpoint,
         .address = job->opts->addr.text,
     };
     pthread_t tid;

@@ -90,6 +90,10 @@ struct relay_config {
     /* no_default_permissions: the guest kernel checks no permission, so
      * every open must reach the host (see init_filter.h) */
     bool host_checks_permissions;
+    /* host_events=on: echo host changes through the mount so that guest
+     * inotify watchers see them (host_events.h) */
+    bool host_events;
+    const char *mountpoint; /* absolute, for the echo */
     const char *address; /* as the user gave it, for messages */
 };
 
