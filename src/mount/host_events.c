@@ -28,6 +28,11 @@
 /* Echoes handled together: a rename shows as a name gone and a name come
  * in one burst of notifications, paired within a batch. */
 #define BATCH_MAX 64
+/* How long a batch with names waits for the rest of its burst: the
+ * notifications of one rename come one by one (and through two paths,
+ * relay.c), and a rename whose new name is not in the batch of its old
+ * one would be echoed as a removal and a creation. */
+#define SETTLE_MS 20
 
 /* What the relay answers for the echo's next system call. */
 struct echo_plan {
@@ -442,12 +447,22 @@ static bool look_at(struct host_events *he, struct name_change *c)
     return c->present != c->known || (c->present && c->host.nodeid != c->was.nodeid);
 }
 
-/* A name gone whose node came back under another name of the batch. */
+/* Whether A and B are one host file.  By inode number, not node id: the
+ * kernel forgets the node of a name the host moved as soon as the name's
+ * invalidation leaves it unused, and the host's node id of the new name
+ * is then a new one. */
+static bool same_file(const struct hn_entry *a, const struct hn_entry *b)
+{
+    return a->nodeid == b->nodeid ||
+           (a->attr.ino == b->attr.ino && ((a->attr.mode ^ b->attr.mode) & S_IFMT) == 0);
+}
+
+/* A name gone whose file came back under another name of the batch. */
 static struct name_change *moved_to(struct name_change *all, size_t n,
                                     const struct name_change *gone)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!all[i].done && all[i].present && all[i].host.nodeid == gone->was.nodeid)
+        if (!all[i].done && all[i].present && same_file(&all[i].host, &gone->was))
             return &all[i];
     }
     return NULL;
@@ -499,6 +514,21 @@ static void echo_batch(struct host_events *he, const struct hn_notify *b, size_t
 
 /* ---- the queue and the thread ----------------------------------------- */
 
+/* Whether the ring already holds the echo N would be; under the lock.  A
+ * host writing a file in a loop queues one echo, not one per write. */
+static bool queued(const struct host_events *he, const struct hn_notify *n)
+{
+    for (unsigned i = 0; i < he->count; i++) {
+        const struct hn_notify *o = &he->ring[(he->head + i) % HOST_EVENTS_QUEUE];
+        if (o->kind != n->kind || o->nodeid != n->nodeid)
+            continue;
+        if (n->kind == HN_INVAL_INODE ? (o->off < 0) == (n->off < 0)
+                                      : strcmp(o->name, n->name) == 0)
+            return true;
+    }
+    return false;
+}
+
 void host_events_notified(struct host_events *he, const void *msg, size_t len, int result)
 {
     struct hn_notify n;
@@ -511,7 +541,7 @@ void host_events_notified(struct host_events *he, const void *msg, size_t len, i
     pthread_mutex_lock(&he->lock);
     bool full = he->count == HOST_EVENTS_QUEUE;
     bool first = full && !he->overflow_logged;
-    if (!full) {
+    if (!full && !queued(he, &n)) {
         he->ring[(he->head + he->count++) % HOST_EVENTS_QUEUE] = n;
         pthread_cond_signal(&he->wake);
     }
@@ -522,12 +552,35 @@ void host_events_notified(struct host_events *he, const void *msg, size_t len, i
                  "programs watching files with inotify miss their events)");
 }
 
-/* Takes up to MAX queued echoes into B, waiting for one. */
+/* Whether the ring holds an echo of a name; under the lock. */
+static bool names_queued(const struct host_events *he)
+{
+    for (unsigned i = 0; i < he->count; i++) {
+        if (he->ring[(he->head + i) % HOST_EVENTS_QUEUE].kind != HN_INVAL_INODE)
+            return true;
+    }
+    return false;
+}
+
+/* Takes up to MAX queued echoes into B, waiting for one (and, when names
+ * are among them, SETTLE_MS for more). */
 static size_t pop_batch(struct host_events *he, struct hn_notify *b, size_t max)
 {
     pthread_mutex_lock(&he->lock);
     while (he->count == 0)
         pthread_cond_wait(&he->wake, &he->lock);
+    if (he->count < max && names_queued(he)) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += SETTLE_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (he->count < max &&
+               pthread_cond_timedwait(&he->wake, &he->lock, &until) != ETIMEDOUT)
+            ;
+    }
     size_t n = 0;
     for (; n < max && he->count; n++, he->count--) {
         b[n] = he->ring[he->head];
@@ -564,7 +617,6 @@ int host_events_start(const struct host_events_config *cfg, struct host_events *
     he->cfg = *cfg;
     he->root_fd = -1;
     pthread_mutex_init(&he->lock, NULL);
-    pthread_cond_init(&he->wake, NULL);
     pthread_mutex_init(&he->plan_lock, NULL);
     struct own_call *c = &he->call;
     c->dest = (struct reply_dest){ .deliver = own_reply, .dev_fd = -1 };
@@ -574,6 +626,7 @@ int host_events_start(const struct host_events_config *cfg, struct host_events *
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->answered, &ca);
+    pthread_cond_init(&he->wake, &ca);
     pthread_condattr_destroy(&ca);
     pthread_t tid;
     int err = pthread_create(&tid, NULL, echo_main, he);
