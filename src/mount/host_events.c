@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@
  * relay.c), and a rename whose new name is not in the batch of its old
  * one would be echoed as a removal and a creation. */
 #define SETTLE_MS 20
+#define FUSE_SUPER_MAGIC 0x65735546 /* <linux/magic.h> */
 
 /* What the relay answers for the echo's next system call. */
 struct echo_plan {
@@ -57,7 +59,8 @@ struct own_call {
 
 struct host_events {
     struct host_events_config cfg;
-    int root_fd;
+    int root_fd;      /* the mount's root while an echo runs, else -1 */
+    dev_t root_dev;   /* the mount's device, once known */
     _Atomic int tid; /* the echo thread's, once it runs */
     _Atomic uint64_t next_unique;
 
@@ -322,6 +325,37 @@ static int entry_path(struct host_events *he, uint64_t parent, const char *name,
     return n < 0 || (size_t)n >= size - used ? -ENAMETOOLONG : 0;
 }
 
+/*
+ * Opens the mount's root for one echo, as he->root_fd.  Only for the echo's
+ * duration: an fd kept open would make every plain umount of the mount fail
+ * (EBUSY).  The path could lead elsewhere by then (a mount over the
+ * mountpoint): it must be a FUSE filesystem, the device the first echo found
+ * (the first comes after a notification, so the mount is live).
+ */
+static bool root_open(struct host_events *he)
+{
+    int fd = open(he->cfg.mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct statfs sf;
+    struct stat st;
+    bool ours = fd >= 0 && fstatfs(fd, &sf) == 0 && sf.f_type == FUSE_SUPER_MAGIC &&
+                fstat(fd, &st) == 0 && (!he->root_dev || st.st_dev == he->root_dev);
+    if (!ours) {
+        log_debug("echo: %s is not the mount any more", he->cfg.mountpoint);
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    he->root_dev = st.st_dev;
+    he->root_fd = fd;
+    return true;
+}
+
+static void root_close(struct host_events *he)
+{
+    close(he->root_fd);
+    he->root_fd = -1;
+}
+
 static void echo_failed(const char *what, const char *path)
 {
     log_debug("host change not echoed (%s %s): %s", what, path, strerror(errno));
@@ -331,31 +365,33 @@ static void echo_failed(const char *what, const char *path)
 static void echo_inode(struct host_events *he, const struct hn_notify *n)
 {
     struct hn_entry e;
-    char path[PATH_MAX], full[2 * PATH_MAX + 1]; /* the mountpoint, "/", path */
+    char path[PATH_MAX], full[PATH_MAX + 32]; /* /proc/self/fd/N/path */
     struct stat st;
     if (host_nodes_own_change(he->cfg.nodes, n->nodeid, NULL) ||
         !host_nodes_get(he->cfg.nodes, n->nodeid, &e) || S_ISDIR(e.attr.mode) ||
-        host_nodes_path(he->cfg.nodes, n->nodeid, path, sizeof(path)) < 0)
+        host_nodes_path(he->cfg.nodes, n->nodeid, path, sizeof(path)) < 0 || !root_open(he))
         return;
     /* The kernel asks the host (the notification dropped its attributes):
      * the host's size and owner, and whether the path is still the node. */
-    if (fstatat(he->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_ino != e.attr.ino)
-        return;
-    bool data = n->off >= 0 && S_ISREG(st.st_mode) && !*he->cfg.writeback;
-    int len = snprintf(full, sizeof(full), "%s/%s", he->cfg.mountpoint, path);
-    if (data && len > 0 && (size_t)len < sizeof(full)) {
-        if (truncate(full, st.st_size) < 0)
-            echo_failed("truncate", path);
-    } else if (fchownat(he->root_fd, path, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0) {
-        echo_failed("chown", path);
+    if (fstatat(he->root_fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == e.attr.ino) {
+        bool data = n->off >= 0 && S_ISREG(st.st_mode) && !*he->cfg.writeback;
+        /* truncate has no *at form: through the root fd's magic link */
+        int len = snprintf(full, sizeof(full), "/proc/self/fd/%d/%s", he->root_fd, path);
+        if (data && len > 0 && (size_t)len < sizeof(full)) {
+            if (truncate(full, st.st_size) < 0)
+                echo_failed("truncate", path);
+        } else if (fchownat(he->root_fd, path, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0) {
+            echo_failed("chown", path);
+        }
     }
+    root_close(he);
 }
 
 /* C's name, gone on the host, removed in the guest: IN_DELETE. */
 static void echo_remove(struct host_events *he, const struct name_change *c)
 {
     char path[PATH_MAX];
-    if (entry_path(he, c->parent, c->name, path, sizeof(path)) < 0)
+    if (entry_path(he, c->parent, c->name, path, sizeof(path)) < 0 || !root_open(he))
         return;
     struct echo_plan p = { .pos = true, .pos_parent = c->parent, .entry = c->was };
     snprintf(p.pos_name, sizeof(p.pos_name), "%s", c->name);
@@ -366,13 +402,14 @@ static void echo_remove(struct host_events *he, const struct name_change *c)
     else
         echo_failed("unlink", path);
     clear_plan(he);
+    root_close(he);
 }
 
 /* C's name, new on the host, made in the guest: IN_CREATE. */
 static void echo_create(struct host_events *he, const struct name_change *c)
 {
     char path[PATH_MAX];
-    if (entry_path(he, c->parent, c->name, path, sizeof(path)) < 0)
+    if (entry_path(he, c->parent, c->name, path, sizeof(path)) < 0 || !root_open(he))
         return;
     struct echo_plan p = { .neg = true, .neg_parent = c->parent };
     snprintf(p.neg_name, sizeof(p.neg_name), "%s", c->name);
@@ -388,6 +425,7 @@ static void echo_create(struct host_events *he, const struct name_change *c)
     if (err < 0)
         echo_failed("create", path);
     clear_plan(he);
+    root_close(he);
 }
 
 /* FROM's node, now TO's name on the host, moved in the guest:
@@ -397,7 +435,7 @@ static void echo_rename(struct host_events *he, const struct name_change *from,
 {
     char old[PATH_MAX], new[PATH_MAX];
     if (entry_path(he, from->parent, from->name, old, sizeof(old)) < 0 ||
-        entry_path(he, to->parent, to->name, new, sizeof(new)) < 0)
+        entry_path(he, to->parent, to->name, new, sizeof(new)) < 0 || !root_open(he))
         return;
     struct echo_plan p = { .pos = true, .pos_parent = from->parent, .entry = from->was,
                            .neg = true, .neg_parent = to->parent };
@@ -409,6 +447,7 @@ static void echo_rename(struct host_events *he, const struct name_change *from,
     else
         echo_failed("rename", old);
     clear_plan(he);
+    root_close(he);
 }
 
 /* Whether the batch's names before C already name C's. */
@@ -597,14 +636,7 @@ static void *echo_main(void *arg)
     static struct hn_notify batch[BATCH_MAX]; /* one echo thread per process */
     for (;;) {
         size_t n = pop_batch(he, batch, BATCH_MAX);
-        /* Opened at the first echo: the mount is live by then (a
-         * notification came), and its lookups are the echo's own. */
-        if (he->root_fd < 0)
-            he->root_fd = open(he->cfg.mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (he->root_fd >= 0)
-            echo_batch(he, batch, n);
-        else
-            log_debug("cannot open %s for echoes: %s", he->cfg.mountpoint, strerror(errno));
+        echo_batch(he, batch, n);
     }
     return NULL;
 }

@@ -15,8 +15,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "common/log.h" /* DEBUG */
-
 #define ID_BUCKETS (1u << 16)
 #define NAME_BUCKETS (1u << 16)
 #define REQ_BUCKETS 1024u
@@ -125,7 +123,6 @@ static void node_unname(struct host_nodes *h, struct hn_node *n)
 {
     if (!n->name)
         return;
-    log_debug("DEBUG unname %llu %s", (unsigned long long)n->e.nodeid, n->name);
     struct hn_node **p = &h->by_name[name_hash(n->parent, n->name) % NAME_BUCKETS];
     while (*p != n)
         p = &(*p)->next_name;
@@ -406,9 +403,19 @@ static struct hn_req *req_take(struct host_nodes *h, uint64_t unique)
     return r;
 }
 
+/* Whether the guest changes something with opcode OP (note_own_change). */
+static bool changes(uint32_t op)
+{
+    return op == FUSE_SETATTR || op == FUSE_WRITE || op == FUSE_FALLOCATE ||
+           op == FUSE_SETXATTR || op == FUSE_REMOVEXATTR || op == FUSE_OPEN ||
+           op == FUSE_COPY_FILE_RANGE;
+}
+
 void host_nodes_request(struct host_nodes *h, const struct fuse_in_header *ih,
                         const struct iovec *iov, int cnt, bool echo)
 {
+    if (name_offset(ih->opcode) < 0 && (echo || !changes(ih->opcode)))
+        return; /* READ, GETATTR, ...: nothing to learn */
     char buf[REQUEST_COPY_MAX];
     size_t got = copy_frame(iov, cnt, buf, sizeof(buf));
     if (got < sizeof(*ih))
@@ -598,7 +605,6 @@ void host_nodes_reply(struct host_nodes *h, void *msg, size_t len)
 static uint64_t forget_one(struct host_nodes *h, uint64_t nodeid, uint64_t nlookup)
 {
     struct hn_node *n = node_find(h, nodeid);
-    log_debug("DEBUG forget %llu %llu known %d", (unsigned long long)nodeid, (unsigned long long)nlookup, n != NULL);
     if (!n)
         return nlookup;
     uint64_t repay = n->lent < nlookup ? n->lent : nlookup;
