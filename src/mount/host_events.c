@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,13 @@ struct echo_plan {
     struct hn_entry entry;
 };
 
+/* Where the host's reply to an echo request goes once the relay answered
+ * it itself (relay_abandon). */
+struct discard {
+    struct reply_dest dest; /* first */
+    struct host_events *he;
+};
+
 /* The echo's LOOKUP to the host, one in flight at a time. */
 struct own_call {
     struct reply_dest dest; /* first: the reply's deliver finds the call */
@@ -74,6 +82,12 @@ struct host_events {
     struct echo_plan plan;
 
     struct own_call call;
+
+    /* Bounding the echo's system calls (arm_timer) */
+    timer_t timer;
+    bool timer_ok;
+    _Atomic uint64_t inflight; /* the unique of the echo's request last sent */
+    struct discard discard;
 };
 
 /* One name a burst of notifications was about, as the host has it now. */
@@ -215,17 +229,25 @@ static bool answer_lookup(struct host_events *he, struct reply_dest *dest,
     return true;
 }
 
+/* Sends the echo's request IH (IOV, CNT) to the host. */
+static void send_echo(struct host_events *he, struct relay_conn *c, struct reply_dest *dest,
+                      const struct fuse_in_header *ih, struct iovec *iov, int cnt)
+{
+    atomic_store(&he->inflight, ih->unique);
+    relay_send(c, dest, ih, iov, cnt);
+}
+
 /* The request IH (IOV, CNT) sent as it is. */
 static void send_read(struct host_events *he, struct relay_conn *c, struct reply_dest *dest,
                       const struct fuse_in_header *ih, struct iovec *iov, int cnt)
 {
     host_nodes_request(he->cfg.nodes, ih, iov, cnt, true);
-    relay_send(c, dest, ih, iov, cnt);
+    send_echo(he, c, dest, ih, iov, cnt);
 }
 
 /* A SETATTR sent as a GETATTR of its node: the same reply, the host's
  * attributes as they are. */
-static void send_as_getattr(struct relay_conn *c, struct reply_dest *dest,
+static void send_as_getattr(struct host_events *he, struct relay_conn *c, struct reply_dest *dest,
                             const struct fuse_in_header *ih)
 {
     struct {
@@ -236,7 +258,7 @@ static void send_as_getattr(struct relay_conn *c, struct reply_dest *dest,
     m.ih.opcode = FUSE_GETATTR;
     m.ih.total_extlen = 0;
     struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-    relay_send(c, dest, &m.ih, &iov, 1);
+    send_echo(he, c, dest, &m.ih, &iov, 1);
 }
 
 /* A MKNOD, MKDIR or SYMLINK of NAME sent as a LOOKUP of it: the same
@@ -255,12 +277,38 @@ static void send_as_lookup(struct host_events *he, struct relay_conn *c, struct 
     memcpy(m.name, name, n);
     struct iovec iov = { .iov_base = &m, .iov_len = m.ih.len };
     host_nodes_request(he->cfg.nodes, &m.ih, &iov, 1, true);
-    relay_send(c, dest, &m.ih, &iov, 1);
+    send_echo(he, c, dest, &m.ih, &iov, 1);
+}
+
+/* The host's late reply to an echo request the relay answered EINTR: a
+ * lookup it counted goes back. */
+static void discard_reply(struct reply_dest *d, const void *msg, size_t len)
+{
+    struct discard *x = (struct discard *)d;
+    struct hn_entry e;
+    if (host_nodes_parse_entry(msg, len, &e) == 0)
+        send_forget(x->he, e.nodeid);
+}
+
+/* The kernel's INTERRUPT (the echo's timer went off, arm_timer): an echo
+ * request still waiting for the host is answered EINTR at once, so that
+ * the echo's system call returns.  True: not for the host. */
+static bool interrupted(struct host_events *he, struct relay_conn *c,
+                        const struct fuse_in_header *ih, struct iovec *iov, int cnt)
+{
+    struct fuse_interrupt_in in;
+    if (ih->len != sizeof(*ih) + sizeof(in) || cnt < 1 || iov[0].iov_len < ih->len)
+        return false;
+    memcpy(&in, (const char *)iov[0].iov_base + sizeof(*ih), sizeof(in));
+    return in.unique && in.unique == atomic_load(&he->inflight) &&
+           relay_abandon(c, in.unique, &he->discard.dest, EINTR);
 }
 
 bool host_events_intercept(struct host_events *he, struct relay_conn *c, struct reply_dest *dest,
                            const struct fuse_in_header *ih, struct iovec *iov, int cnt)
 {
+    if (ih->opcode == FUSE_INTERRUPT)
+        return interrupted(he, c, ih, iov, cnt);
     int tid = atomic_load(&he->tid);
     if (!tid || ih->pid != (uint32_t)tid)
         return false;
@@ -287,7 +335,7 @@ bool host_events_intercept(struct host_events *he, struct relay_conn *c, struct 
         send_read(he, c, dest, ih, iov, cnt);
         return true;
     case FUSE_SETATTR:
-        send_as_getattr(c, dest, ih);
+        send_as_getattr(he, c, dest, ih);
         return true;
     case FUSE_MKNOD:
     case FUSE_MKDIR:
@@ -332,8 +380,24 @@ static int entry_path(struct host_events *he, uint64_t parent, const char *name,
  * mountpoint): it must be a FUSE filesystem, the device the first echo found
  * (the first comes after a notification, so the mount is live).
  */
+/*
+ * Bounds the echo's system calls: SECONDS from now a signal interrupts
+ * the one running (0: disarms).  The kernel then stops waiting for a
+ * request it has not sent, and sends an INTERRUPT for one it has, which
+ * the relay answers EINTR for the host (interrupted()).  What no signal
+ * ends is a wait for an inode lock that a guest process holds while it
+ * waits for the host: as long as the host answers, that ends too.
+ */
+static void arm_timer(struct host_events *he, int seconds)
+{
+    struct itimerspec t = { .it_value = { .tv_sec = seconds } };
+    if (he->timer_ok)
+        timer_settime(he->timer, 0, &t, NULL);
+}
+
 static bool root_open(struct host_events *he)
 {
+    arm_timer(he, HOST_EVENTS_SYSCALL_TIMEOUT_S);
     int fd = open(he->cfg.mountpoint, O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct statfs sf;
     struct stat st;
@@ -343,6 +407,7 @@ static bool root_open(struct host_events *he)
         log_debug("echo: %s is not the mount any more", he->cfg.mountpoint);
         if (fd >= 0)
             close(fd);
+        arm_timer(he, 0);
         return false;
     }
     he->root_dev = st.st_dev;
@@ -352,6 +417,7 @@ static bool root_open(struct host_events *he)
 
 static void root_close(struct host_events *he)
 {
+    arm_timer(he, 0);
     close(he->root_fd);
     he->root_fd = -1;
 }
@@ -629,9 +695,33 @@ static size_t pop_batch(struct host_events *he, struct hn_notify *b, size_t max)
     return n;
 }
 
+static void on_timer(int sig)
+{
+    (void)sig; /* only there to interrupt a system call */
+}
+
+/* The echo thread's timer (arm_timer): a signal of its own, to it alone,
+ * whose handler does not restart system calls. */
+static void start_timer(struct host_events *he)
+{
+    struct sigaction sa = { .sa_handler = on_timer };
+    sigemptyset(&sa.sa_mask);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, HOST_EVENTS_SIGNAL);
+    struct sigevent ev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = HOST_EVENTS_SIGNAL };
+    ev._sigev_un._tid = gettid();
+    he->timer_ok = sigaction(HOST_EVENTS_SIGNAL, &sa, NULL) == 0 &&
+                   pthread_sigmask(SIG_UNBLOCK, &set, NULL) == 0 &&
+                   timer_create(CLOCK_MONOTONIC, &ev, &he->timer) == 0;
+    if (!he->timer_ok)
+        log_warn("echoes of host changes are not bounded in time: %s", strerror(errno));
+}
+
 static void *echo_main(void *arg)
 {
     struct host_events *he = arg;
+    start_timer(he);
     atomic_store(&he->tid, (int)gettid());
     static struct hn_notify batch[BATCH_MAX]; /* one echo thread per process */
     for (;;) {
@@ -650,6 +740,7 @@ int host_events_start(const struct host_events_config *cfg, struct host_events *
     he->root_fd = -1;
     pthread_mutex_init(&he->lock, NULL);
     pthread_mutex_init(&he->plan_lock, NULL);
+    he->discard = (struct discard){ .dest = { .deliver = discard_reply, .dev_fd = -1 }, .he = he };
     struct own_call *c = &he->call;
     c->dest = (struct reply_dest){ .deliver = own_reply, .dev_fd = -1 };
     c->he = he;

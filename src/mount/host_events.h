@@ -57,6 +57,10 @@
 #define HOST_EVENTS_QUEUE 1024
 /* How long the echo waits for the host's answer to its own LOOKUP. */
 #define HOST_EVENTS_LOOKUP_TIMEOUT_MS 2000
+/* How long one echo's system calls may take (host_events.c, arm_timer). */
+#define HOST_EVENTS_SYSCALL_TIMEOUT_S 2
+/* The echo thread's timer signal; no other thread of the program gets it. */
+#define HOST_EVENTS_SIGNAL (SIGRTMIN + 1)
 
 struct relay_conn;
 struct reply_dest;

@@ -99,6 +99,17 @@ struct reply_dest *pending_take(struct pending *p, uint64_t unique)
     return dest;
 }
 
+struct reply_dest *pending_swap(struct pending *p, uint64_t unique, struct reply_dest *dest)
+{
+    pthread_mutex_lock(&p->lock);
+    long i = unique ? find_slot(p, unique) : -1;
+    struct reply_dest *old = i >= 0 ? p->slots[i].dest : NULL;
+    if (i >= 0)
+        p->slots[i].dest = dest;
+    pthread_mutex_unlock(&p->lock);
+    return old;
+}
+
 struct reply_dest *pending_find(struct pending *p, uint64_t unique)
 {
     pthread_mutex_lock(&p->lock);

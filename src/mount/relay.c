@@ -198,6 +198,14 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     send_to_host(c, iov, cnt);
 }
 
+bool relay_abandon(struct relay_conn *c, uint64_t unique, struct reply_dest *discard, int error)
+{
+    struct reply_dest *d = pending_swap(&c->relay->pending, unique, discard);
+    if (d)
+        relay_reply_error(d, unique, -error);
+    return d != NULL;
+}
+
 void relay_forward(struct relay_conn *c, struct reply_dest *dest,
                    const struct fuse_in_header *ih, struct iovec *iov, int cnt)
 {

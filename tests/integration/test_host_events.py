@@ -320,3 +320,34 @@ def test_host_changes_to_a_file_the_guest_writes_do_not_hang(coherent, watcher):
     w.wait("after", IN_CREATE)
     assert (mnt / "f").stat().st_size == 65536
 
+
+
+@pytest.mark.parametrize("watch", ["fanotify", "inotify"])
+@pytest.mark.deadline(90)
+def test_a_stuck_echo_delays_no_notification(fsb_workdir, daemon_factory, mount_factory,
+                                             watcher, watch):
+    """The daemon holds every LOOKUP reply back 6 s (a test hook): the echo,
+    whose every step asks the host a LOOKUP, is stuck (its own lookups give
+    up after 2 s, its system calls are interrupted), and still the host's
+    notifications reach the guest kernel at once, and the guest's requests
+    are answered."""
+    host = fsb_workdir / "export"
+    host.mkdir()
+    (host / "f").write_bytes(b"old")
+    env = dict(os.environ, FSBRIDGE_TEST_LOOKUP_DELAY_MS="6000")
+    if watch == "inotify":
+        env["FSBRIDGE_CHANGE_WATCH"] = "inotify"
+    daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
+    mnt = mount_factory(daemon, options=["export=test", "allow_other"]).path
+    assert (mnt / "f").read_bytes() == b"old"      # one held LOOKUP
+    w = watcher(mnt)
+    for i in range(5):                             # echoes that wait for LOOKUPs
+        (host / f"new{i}").write_bytes(b"")
+    time.sleep(0.1)
+    os.chmod(host / "f", 0o604)
+    with open(host / "f", "wb") as f:
+        f.write(b"new!")
+    poll_until(lambda: (mnt / "f").stat().st_mode & 0o777 == 0o604, timeout=3,
+               what="the host's chmod (its notification is not behind the echo)")
+    assert (mnt / "f").read_bytes() == b"new!"
+    w.wait("f", IN_ATTRIB, timeout=30)              # and the echo gets there in the end
