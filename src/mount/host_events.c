@@ -318,7 +318,6 @@ bool host_events_intercept(struct host_events *he, struct relay_conn *c, struct 
     switch (ih->opcode) {
     case FUSE_FORGET:
     case FUSE_BATCH_FORGET:
-    case FUSE_INTERRUPT:
     case FUSE_NOTIFY_REPLY:
     case FUSE_INIT:
         return false; /* the kernel's, whoever caused them */
