@@ -100,7 +100,7 @@ def coherent(request, fsb_workdir, daemon_factory, mount_factory):
     daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
 
     def mount(*options):
-        return mount_factory(daemon, options=["export=test", "allow_other", *options], extra_args=["-d"] if os.environ.get("HE_DEBUG") else []).path
+        return mount_factory(daemon, options=["export=test", "allow_other", *options]).path
     mnt = mount()
     poll_until(lambda: f"tracked with {request.param}" in daemon.stderr_text(), timeout=5,
                what="the change watcher's mode in the log")
