@@ -136,6 +136,8 @@ int init_filter_reply(struct init_filter *f, void *msg, size_t len, uint32_t max
         return oh->error;
     mask_reply_flags(out, body);
     grant_uring(f, out, body);
+    f->writeback = has_field(body, offsetof(struct fuse_init_out, flags), sizeof(out->flags)) &&
+                   (out->flags & FUSE_WRITEBACK_CACHE) && (f->offered & FUSE_WRITEBACK_CACHE);
     if (!has_field(body, offsetof(struct fuse_init_out, max_write), sizeof(out->max_write)))
         return 0;
     uint32_t cap = max_write_cap(max_frame, page);

@@ -28,6 +28,7 @@ struct init_filter {
     bool want_uring;  /* set by the relay: its io_uring queues are ready */
     bool host_checks_permissions; /* set by the relay: no default_permissions */
     bool uring;       /* result: the reply granted FUSE_OVER_IO_URING */
+    bool writeback;   /* result: the reply asked for (offered) FUSE_WRITEBACK_CACHE */
 };
 
 /* Whether the kernel's INIT offered FUSE-over-io_uring. */

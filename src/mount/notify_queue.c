@@ -26,6 +26,8 @@ struct notify_queue {
     size_t bytes;
     bool overflow_logged;
     int dev_fd;
+    notify_delivered_fn *delivered;
+    void *arg;
 };
 
 static struct notify_msg *pop(struct notify_queue *q)
@@ -49,14 +51,18 @@ static void *delivery_main(void *arg)
         struct notify_msg *m = pop(q);
         /* The kernel refuses notifications it does not know (EINVAL) or
          * whose inode is gone (ENOENT): the host's business, not ours. */
-        if (write(q->dev_fd, m->data, m->len) < 0)
-            log_debug("notification dropped by the kernel: %s", strerror(errno));
+        int result = write(q->dev_fd, m->data, m->len) < 0 ? -errno : 0;
+        if (result)
+            log_debug("notification dropped by the kernel: %s", strerror(-result));
+        if (q->delivered)
+            q->delivered(q->arg, m->data, m->len, result);
         free(m);
     }
     return NULL;
 }
 
-int notify_queue_start(struct notify_queue **out, int dev_fd)
+int notify_queue_start(struct notify_queue **out, int dev_fd, notify_delivered_fn *delivered,
+                       void *arg)
 {
     struct notify_queue *q = calloc(1, sizeof(*q));
     if (!q)
@@ -65,6 +71,8 @@ int notify_queue_start(struct notify_queue **out, int dev_fd)
     pthread_cond_init(&q->changed, NULL);
     q->tail = &q->head;
     q->dev_fd = dev_fd;
+    q->delivered = delivered;
+    q->arg = arg;
     pthread_t tid;
     int err = pthread_create(&tid, NULL, delivery_main, q);
     if (err) {

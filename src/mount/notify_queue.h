@@ -26,8 +26,15 @@
 
 struct notify_queue;
 
-/* Starts the delivery thread writing to DEV_FD.  Returns 0 or -errno. */
-int notify_queue_start(struct notify_queue **out, int dev_fd);
+/* Called by the delivery thread after it wrote a notification (MSG, LEN
+ * bytes) to the kernel, with the write's result (0 or -errno); must not
+ * block for long. */
+typedef void notify_delivered_fn(void *arg, const void *msg, size_t len, int result);
+
+/* Starts the delivery thread writing to DEV_FD; DELIVERED (may be NULL)
+ * with ARG after each.  Returns 0 or -errno. */
+int notify_queue_start(struct notify_queue **out, int dev_fd, notify_delivered_fn *delivered,
+                       void *arg);
 
 /* Queues a copy of MSG (LEN bytes).  Never blocks: drops the message
  * (logged) beyond NOTIFY_QUEUE_MAX_BYTES or when out of memory. */

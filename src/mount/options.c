@@ -48,6 +48,9 @@ static void print_help(void)
            "       flush=auto|host          auto (default): the relay answers the close of a\n"
            "                                read-only file by a process that never locked;\n"
            "                                host: every close goes to the host\n"
+           "       host_events=on|off       echo host changes through the mount so that guest\n"
+           "                                inotify watchers see them (default on; acts on\n"
+           "                                cache=coherent exports, the ones that push changes)\n"
            "       threads=N                matchlock: /dev/fuse threads, 1-%d (default %d);\n"
            "                                native: the old name of queues=\n"
            "       connections=N            matchlock: most host connections, 1-%d (default %d)\n"
@@ -128,6 +131,16 @@ static bool parse_relay_option(const char *opt, struct mount_options *o, bool *k
         if (o->flush_by_host || strcmp(opt + 6, "auto") == 0)
             return true;
         log_error("bad option '%s' (expected flush=auto or flush=host)", opt);
+        return false;
+    }
+    if (strncmp(opt, "host_events=", 12) == 0) {
+        o->relay_set = true;
+        bool on = strcmp(opt + 12, "on") == 0;
+        if (on || strcmp(opt + 12, "off") == 0) {
+            o->host_events = on;
+            return true;
+        }
+        log_error("bad option '%s' (expected host_events=on or off)", opt);
         return false;
     }
     *known = false;
@@ -374,6 +387,7 @@ enum mount_parse_result mount_options_parse(int argc, char **argv, struct mount_
     memset(o, 0, sizeof(*o));
     o->threads = MOUNT_DEFAULT_THREADS;
     o->poll_us = RELAY_DEFAULT_POLL_US;
+    o->host_events = true;
     o->default_permissions = true;
     o->foreground = false;
     opterr = 0;

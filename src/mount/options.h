@@ -8,7 +8,7 @@
  *
  * -o takes comma-separated options.  export=, threads=,
  * (no_)default_permissions, protocol= (as --protocol), the relay's queues=,
- * uring= and poll_us=, and with --protocol=matchlock connections= and
+ * uring=, poll_us= and host_events=, and with --protocol=matchlock connections= and
  * prefix=, are fsbridge-mount's own;
  * mount(8)/fstab-only
  * options (defaults, noauto, _netdev, x-*, ...) are dropped; the rest go to
@@ -45,7 +45,8 @@ struct mount_options {
     unsigned poll_us;            /* native: reply spin limit, 0 = sleep at once */
     enum relay_uring uring;      /* native: io_uring queues */
     bool flush_by_host;          /* native: flush=host, no FLUSH shortcut */
-    bool threads_set, relay_set; /* threads= given; uring=, poll_us= or flush= given */
+    bool host_events;            /* native: echo host changes (host_events.h) */
+    bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush= or host_events= given */
     unsigned connections;        /* matchlock: most host connections */
     char prefix[PATH_MAX];       /* matchlock: guest path prefix, "" = the mountpoint */
     bool default_permissions;    /* let the guest kernel check modes too */

@@ -39,6 +39,17 @@ struct reply_dest *pending_take(struct pending *p, uint64_t unique)
     return dest;
 }
 
+struct reply_dest *pending_swap(struct pending *p, uint64_t unique, struct reply_dest *dest)
+{
+    pthread_mutex_lock(&p->lock);
+    struct fsb_u64_slot *s = unique ? fsb_u64_table_find(&p->table, unique) : NULL;
+    struct reply_dest *old = s ? s->value : NULL;
+    if (s)
+        s->value = dest;
+    pthread_mutex_unlock(&p->lock);
+    return old;
+}
+
 struct reply_dest *pending_find(struct pending *p, uint64_t unique)
 {
     pthread_mutex_lock(&p->lock);

@@ -52,6 +52,10 @@ int pending_add(struct pending *p, uint64_t unique, struct reply_dest *dest);
  * flight. */
 struct reply_dest *pending_take(struct pending *p, uint64_t unique);
 
+/* Makes DEST where UNIQUE's reply goes; returns where it went, or NULL
+ * (nothing done) if UNIQUE is not in flight. */
+struct reply_dest *pending_swap(struct pending *p, uint64_t unique, struct reply_dest *dest);
+
 /* Returns the destination of UNIQUE without removing it, or NULL. */
 struct reply_dest *pending_find(struct pending *p, uint64_t unique);
 

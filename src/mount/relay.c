@@ -26,6 +26,8 @@
 #include "common/fdio.h"
 #include "common/log.h"
 #include "mount/flush_shortcut.h"
+#include "mount/host_events.h"
+#include "mount/host_nodes.h"
 #include "mount/init_filter.h"
 #include "mount/notify_queue.h"
 #include "mount/pending.h"
@@ -66,6 +68,8 @@ struct relay {
     _Atomic uint64_t init_unique; /* of the kernel's FUSE_INIT, once read */
     struct notify_queue *notify;
     struct flush_shortcut *flushes; /* NULL: every FLUSH goes to the host */
+    struct host_nodes *nodes;     /* host_events=on, else NULL */
+    struct host_events *events;   /* with nodes */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
     unsigned nconns;
     struct uring_queue **rings;   /* nrings, or none */
@@ -195,8 +199,8 @@ static const void *request_arg(const struct iovec *iov, int cnt, size_t *len)
     return cnt > 1 ? iov[1].iov_base : NULL;
 }
 
-void relay_forward(struct relay_conn *c, struct reply_dest *dest,
-                   const struct fuse_in_header *ih, struct iovec *iov, int cnt)
+void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse_in_header *ih,
+                struct iovec *iov, int cnt)
 {
     size_t arg_len;
     const void *arg = request_arg(iov, cnt, &arg_len);
@@ -217,6 +221,25 @@ void relay_forward(struct relay_conn *c, struct reply_dest *dest,
     send_to_host(c, iov, cnt);
 }
 
+bool relay_abandon(struct relay_conn *c, uint64_t unique, struct reply_dest *discard, int error)
+{
+    struct reply_dest *d = pending_swap(&c->relay->pending, unique, discard);
+    if (d)
+        relay_reply_error(d, unique, -error);
+    return d != NULL;
+}
+
+void relay_forward(struct relay_conn *c, struct reply_dest *dest,
+                   const struct fuse_in_header *ih, struct iovec *iov, int cnt)
+{
+    struct relay *r = c->relay;
+    if (r->events && host_events_intercept(r->events, c, dest, ih, iov, cnt))
+        return;
+    if (r->nodes)
+        host_nodes_request(r->nodes, ih, iov, cnt, false);
+    relay_send(c, dest, ih, iov, cnt);
+}
+
 static void note_init(struct relay *r, void *msg, size_t len)
 {
     const struct fuse_in_header *ih = msg;
@@ -235,6 +258,10 @@ static void forward_from_fd(struct fd_queue *q, size_t len)
               ih->opcode, len);
     if (ih->opcode == FUSE_INIT)
         note_init(q->relay, q->buf, len);
+    /* the lookups the echo answered itself are the relay's to forget */
+    if ((ih->opcode == FUSE_FORGET || ih->opcode == FUSE_BATCH_FORGET) && q->relay->nodes &&
+        (len = host_nodes_forget(q->relay->nodes, q->buf, len)) == 0)
+        return;
     struct iovec iov = { .iov_base = q->buf, .iov_len = len };
     relay_forward(q->conn, &q->dest, ih, &iov, 1);
 }
@@ -457,7 +484,9 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
     struct fuse_out_header oh;
     memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
     if (oh.unique == 0 && is_attr_invalidation(msg, len, &oh)) {
-        write_to_kernel(r->cfg.session_fd, msg, len);
+        int err = write(r->cfg.session_fd, msg, len) < 0 ? -errno : 0;
+        if (r->events)
+            host_events_notified(r->events, msg, len, err);
         return;
     }
     if (oh.unique == 0) {
@@ -475,10 +504,13 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
         log_debug("reply to unknown request %llu dropped", (unsigned long long)oh.unique);
         return;
     }
-    if (oh.unique == atomic_load(&r->init_unique))
+    if (oh.unique == atomic_load(&r->init_unique)) {
         deliver_init_reply(r, d, msg, len);
-    else
-        d->deliver(d, msg, len);
+        return;
+    }
+    if (r->nodes)
+        host_nodes_reply(r->nodes, msg, len);
+    d->deliver(d, msg, len);
 }
 
 /* The socket took no splice (EINVAL before the first byte): the HAVE bytes
@@ -573,7 +605,9 @@ static int relay_reply(struct relay_conn *c, size_t len)
         if ((err = fsb_frame_peek(&c->replies, sizeof(oh), &head)))
             return err;
         memcpy(&oh, head, sizeof(oh));
-        if (is_plain_reply(c->relay, oh.unique))
+        /* a listing the node table reads goes the copying way */
+        if (is_plain_reply(c->relay, oh.unique) &&
+            !(c->relay->nodes && host_nodes_wants(c->relay->nodes, oh.unique)))
             d = take_dest(c->relay, &oh, NULL, 0); /* the body is still unread */
         if (d && d->to_dev_fd && c->pipe.rd >= 0 &&
             fsb_pipe_stream_slots(len) <= c->pipe.slots)
@@ -809,10 +843,30 @@ static int start_thread(void *(*fn)(void *), void *arg)
     return 0;
 }
 
+static void notified(void *arg, const void *msg, size_t len, int result)
+{
+    host_events_notified(arg, msg, len, result);
+}
+
+/* host_events=on: the node table and the echo thread. */
+static int start_events(struct relay *r)
+{
+    if (!r->cfg.host_events)
+        return 0;
+    if (!(r->nodes = host_nodes_new()))
+        return -ENOMEM;
+    struct host_events_config hc = { .mountpoint = r->cfg.mountpoint, .nodes = r->nodes,
+                                     .conn = &r->conns[0], .writeback = &r->init.writeback };
+    return host_events_start(&hc, &r->events);
+}
+
 static int start_threads(struct relay *r)
 {
     const struct relay_config *cfg = &r->cfg;
-    int err = notify_queue_start(&r->notify, cfg->session_fd);
+    int err = start_events(r);
+    if (!err)
+        err = notify_queue_start(&r->notify, cfg->session_fd,
+                                 r->events ? notified : NULL, r->events);
     for (unsigned i = 0; !err && i < cfg->queues; i++) {
         r->fdq[i].dest.dev_fd = queue_fd(cfg, i);
         err = start_thread(fd_queue_main, &r->fdq[i]);

@@ -94,6 +94,10 @@ struct relay_config {
     bool host_checks_permissions;
     /* answer FLUSHes that have nothing to do on the host (flush_shortcut.h) */
     bool flush_shortcut;
+    /* host_events=on: echo host changes through the mount so that guest
+     * inotify watchers see them (host_events.h) */
+    bool host_events;
+    const char *mountpoint; /* absolute, for the echo */
     const char *address; /* as the user gave it, for messages */
 };
 

@@ -63,6 +63,17 @@ struct relay_conn {
 void relay_forward(struct relay_conn *c, struct reply_dest *dest,
                    const struct fuse_in_header *ih, struct iovec *iov, int cnt);
 
+/* relay_forward without the echo's interception and the node table's
+ * bookkeeping: for requests that are the relay's own or already seen
+ * (host_events.c). */
+void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse_in_header *ih,
+                struct iovec *iov, int cnt);
+
+/* Answers request UNIQUE (sent on C) with -ERROR now, if it is still in
+ * flight, and sends the host's reply to DISCARD when it comes.  Returns
+ * whether it was in flight. */
+bool relay_abandon(struct relay_conn *c, uint64_t unique, struct reply_dest *discard, int error);
+
 /* For a queue thread that reads its own connection C (uring_queue.c): C's
  * socket is readable; reads the reply there and every one buffered after
  * it, and hands each to its queue.  Returns 0, or -errno when the

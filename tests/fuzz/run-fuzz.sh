@@ -18,10 +18,10 @@ if [[ ! -f $builddir/meson-private/coredata.dat ]]; then
     CC=clang meson setup "$builddir" -Dfuzz=true -Db_sanitize=address,undefined \
         -Db_lundef=false >/dev/null
 fi
-ninja -C "$builddir" tests/fuzz_engine tests/fuzz_hello tests/fuzz_hello_join tests/fuzz_virtqueue tests/fuzz_ml_frame \
+ninja -C "$builddir" tests/fuzz_engine tests/fuzz_hello tests/fuzz_hello_join tests/fuzz_virtqueue tests/fuzz_ml_frame tests/fuzz_host_nodes \
     >/dev/null
 
-for target in engine hello hello_join virtqueue ml_frame; do
+for target in engine hello hello_join virtqueue ml_frame host_nodes; do
     work=$(mktemp -d)
     cp tests/fuzz/corpus/$target/* "$work/"
     echo "run-fuzz: fuzz_$target for ${seconds}s"
