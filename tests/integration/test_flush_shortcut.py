@@ -11,7 +11,7 @@ closed for good), so once the daemon has logged a file's RELEASE, its FLUSH
 would have been logged too.
 """
 
-import os
+import contextlib
 import re
 import subprocess
 import sys
@@ -98,19 +98,27 @@ def try_lock(path):
     return r.stdout.strip()
 
 
+@contextlib.contextmanager
+def lock_holder(script, path):
+    """A Python process running SCRIPT on PATH, told to go on through its
+    stdin, and ended (stdin closed) on the way out."""
+    holder = subprocess.Popen([sys.executable, "-c", script, path],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+
+
 def test_a_lockers_read_only_close_drops_its_locks(daemon, mount_factory):
     m = mount_factory(daemon, options=[f"export={EXPORT}"])
     path = str(m.path / "f1")
-    holder = subprocess.Popen([sys.executable, "-c", LOCK_THEN_CLOSE, path],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with lock_holder(LOCK_THEN_CLOSE, path) as holder:
         assert holder.stdout.readline().strip() == "closed"
         helpers.poll_until(lambda: served(daemon, FLUSH) == 1, timeout=10,
                            what="the locker's read-only close in the daemon's log")
         assert try_lock(path) == "locked", "the read-only close kept the lock"
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=20)
 
 
 def test_bad_flush_option_is_one_line(build_dir, daemon, fsb_workdir):
@@ -149,18 +157,13 @@ sys.stdin.read()
 def test_lock_owners_are_processes_not_threads(daemon, mount_factory):
     m = mount_factory(daemon, options=[f"export={EXPORT}"])
     path = str(m.path / "f2")
-    holder = subprocess.Popen([sys.executable, "-c", THREAD_AND_CHILD, path],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with lock_holder(THREAD_AND_CHILD, path) as holder:
         assert holder.stdout.readline().strip() == "child closed"
         assert try_lock(path).startswith("busy"), "a child's close dropped its parent's lock"
         holder.stdin.write("go\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "thread closed"
         assert try_lock(path) == "locked", "a thread's close kept its process's lock"
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=20)
 
 
 def test_a_handle_number_given_out_again_is_not_taken_for_read_only(daemon, mount_factory):
