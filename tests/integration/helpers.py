@@ -8,6 +8,7 @@ have a timeout.  Nothing here sleeps to synchronise except bounded polling.
 import os
 import stat
 import subprocess
+import threading
 import time
 
 PYTHON = "/usr/bin/python3"
@@ -319,3 +320,36 @@ try:
 except OSError as e:
     print(e.strerror)
 """
+
+
+def race_guest_and_host(guest_file, guest_step, host_step, seconds=4):
+    """For SECONDS, a guest thread writes and reads GUEST_FILE (a path in a
+    mount) in a loop, calling GUEST_STEP() after each round, while this
+    thread calls HOST_STEP(n) for n = 0, 1, ...: a host change that
+    invalidates what the guest holds (page locks, the inode lock) must
+    never wait for a reply that waits for it.  Fails if the guest loop
+    hangs or gets an error."""
+    stop = time.monotonic() + seconds
+    errors = []
+
+    def guest_loop():
+        try:
+            with open(guest_file, "r+b") as f:
+                while time.monotonic() < stop:
+                    f.seek(0)
+                    f.write(b"g" * 4096)
+                    f.flush()
+                    os.pread(f.fileno(), 65536, 0)
+                    guest_step()
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=guest_loop)
+    t.start()
+    n = 0
+    while time.monotonic() < stop:
+        host_step(n)
+        n += 1
+    t.join(timeout=20)
+    assert not t.is_alive(), "the guest loop hung"
+    assert not errors, errors

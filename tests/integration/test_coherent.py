@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from helpers import NOBODY_UID, poll_until, run_python
 
 CHANGE_TIMEOUT = 5.0
@@ -646,12 +647,18 @@ def test_burst_overflows_and_stays_consistent(coherent):
         (host / n).write_bytes(b"start")
     for n in names:                           # the guest knows and caches them
         assert (mnt / n).read_bytes() == b"start"
+    overflowed = re.compile(r"notification queue overflowed|change queue overflowed")
     fds = [os.open(host / n, os.O_WRONLY) for n in names]
     try:
-        for r in range(500):                  # 200 x 500 = 100,000 writes
-            data = b"round %03d" % r
-            for fd in fds:
-                os.pwrite(fd, data, 0)
+        # fanotify merges a file's unread events, so a daemon that keeps up
+        # may see fewer than its queue holds: burst again (at most 3 times).
+        for _ in range(3):
+            for r in range(500):              # 200 x 500 = 100,000 writes
+                data = b"round %03d" % r
+                for fd in fds:
+                    os.pwrite(fd, data, 0)
+            if overflowed.search(daemon.stderr_text()):
+                break
     finally:
         for fd in fds:
             os.close(fd)
@@ -662,8 +669,7 @@ def test_burst_overflows_and_stays_consistent(coherent):
         return all((mnt / n).read_bytes() == b"round 499" for n in names[50:]) and \
             sorted(os.listdir(mnt)) == sorted([n + ".moved" for n in names[:50]] + names[50:])
     poll_until(consistent, timeout=30, interval=0.05, what="the guest's view after the burst")
-    assert re.search(r"notification queue overflowed|change queue overflowed",
-                     daemon.stderr_text()), "the burst did not take the overflow path"
+    assert overflowed.search(daemon.stderr_text()), "the burst did not take the overflow path"
 
 
 @pytest.mark.deadline(60)
@@ -672,33 +678,14 @@ def test_host_changes_while_guest_loops_do_not_hang(coherent):
     locks, the inode lock) never wait for a reply that waits for them."""
     host, mnt, _ = coherent
     (host / "f").write_bytes(b"0" * 65536)
-    stop = time.monotonic() + 4
-    errors = []
 
-    def guest_loop():
-        try:
-            with open(mnt / "f", "r+b") as f:
-                while time.monotonic() < stop:
-                    f.seek(0)
-                    f.write(b"g" * 4096)
-                    f.flush()
-                    os.pread(f.fileno(), 65536, 0)
-                    os.listdir(mnt)
-        except OSError as e:
-            errors.append(e)
-
-    t = threading.Thread(target=guest_loop)
-    t.start()
-    n = 0
-    while time.monotonic() < stop:
+    def host_step(n):
         with open(host / "f", "r+b") as h:
             h.write(b"h" * 8192)
         os.truncate(host / "f", 65536 - (n % 2) * 4096)
         (host / f"x{n % 10}").write_bytes(b"")
-        n += 1
-    t.join(timeout=20)
-    assert not t.is_alive(), "the guest loop hung"
-    assert not errors
+
+    helpers.race_guest_and_host(mnt / "f", lambda: os.listdir(mnt), host_step)
     assert (mnt / "f").stat().st_size in (65536, 61440)
 
 
