@@ -71,6 +71,11 @@ struct fsb_reply_pipe {
     uint64_t stale_attrs;
 };
 
+/* The FOPEN_* flags S answers a read-only OPEN of a file with; they
+ * depend on the session's cache mode only (a stream session's terms tell
+ * the guest's relay, stream_hello.h). */
+uint32_t fsb_engine_file_open_flags(const struct fsb_session *s);
+
 /* FUSE_NOTIFY_INVAL_INODE of NODEID's attributes only (offset -1: no
  * page is touched, so the kernel takes no lock a request in flight may
  * hold: safe to send from any thread, before or after any reply). */

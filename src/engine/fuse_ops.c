@@ -142,6 +142,11 @@ static uint32_t open_reply_flags(const struct fsb_session *s, bool dir)
     return 0;
 }
 
+uint32_t fsb_engine_file_open_flags(const struct fsb_session *s)
+{
+    return open_reply_flags(s, false);
+}
+
 /*
  * Directories without OPENDIR (cache=coherent).  There the guest keeps
  * listings for good, so OPENDIR's reply would only ever say

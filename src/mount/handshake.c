@@ -76,18 +76,32 @@ static int read_within_timeout(int fd, void *buf, size_t len)
     return fsb_read_full(fd, buf, len);
 }
 
-/* Reads the reply and, after a version-2 success, the session token.
- * Returns 0, -ETIMEDOUT, -EPIPE if the host hung up, -EPROTO if what came
- * back is not a HELLO reply, or -errno. */
-static int read_hello_reply(int fd, struct fsb_hello_reply *reply, uint8_t *token)
+/* The session's terms after a version-4 success (all 0 before). */
+static int read_terms(int fd, const struct fsb_hello_reply *reply, struct fsb_session_terms *terms)
+{
+    uint8_t buf[FSB_SESSION_TERMS_SIZE];
+    *terms = (struct fsb_session_terms){ 0 };
+    if (reply->version < FSB_STREAM_VERSION_TERMS)
+        return 0;
+    int err = read_within_timeout(fd, buf, sizeof(buf));
+    return err ? err : fsb_session_terms_decode(buf, terms);
+}
+
+/* Reads the reply and, after a success, the session token (version 2)
+ * and terms (version 4).  Returns 0, -ETIMEDOUT, -EPIPE if the host hung
+ * up, -EPROTO if what came back is not a HELLO reply, or -errno. */
+static int read_hello_reply(int fd, struct fsb_hello_reply *reply, uint8_t *token,
+                            struct fsb_session_terms *terms)
 {
     uint8_t buf[FSB_HELLO_REPLY_SIZE];
     int err = read_within_timeout(fd, buf, sizeof(buf));
     if (!err)
         err = fsb_hello_reply_decode(buf, reply);
-    if (!err && reply->status == 0 && reply->version >= FSB_STREAM_VERSION_JOIN)
+    if (err || reply->status != 0)
+        return err;
+    if (reply->version >= FSB_STREAM_VERSION_JOIN)
         err = read_within_timeout(fd, token, FSB_SESSION_TOKEN_SIZE);
-    return err;
+    return err ? err : read_terms(fd, reply, terms);
 }
 
 static void log_read_error(const struct fsb_address *addr, int err)
@@ -137,12 +151,14 @@ static int check_reply(const struct fsb_address *addr, const struct fsb_hello_re
     return 0;
 }
 
-/* A join's reply must name the same session: same token, same frames. */
+/* A join's reply must name the same session: same token, frames, terms. */
 static int check_join(const struct fsb_address *addr, const struct fsb_session_ticket *t,
-                      const struct fsb_hello_reply *reply, const uint8_t *token)
+                      const struct fsb_hello_reply *reply, const uint8_t *token,
+                      const struct fsb_session_terms *terms)
 {
     if (reply->version != t->version || reply->max_frame != t->max_frame ||
-        memcmp(token, t->token, FSB_SESSION_TOKEN_SIZE) != 0) {
+        memcmp(token, t->token, FSB_SESSION_TOKEN_SIZE) != 0 ||
+        memcmp(terms, &t->terms, sizeof(*terms)) != 0) {
         log_error("%s answered a join with another session (version %u, frames %u)",
                   addr->text, reply->version, reply->max_frame);
         return -1;
@@ -157,6 +173,7 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
 {
     struct fsb_hello_reply reply;
     uint8_t token[FSB_SESSION_TOKEN_SIZE];
+    struct fsb_session_terms terms;
     int err = wait_writable(fd, addr);
     if (err == -ETIMEDOUT) {
         log_error("%s: no host on the other side within %d s", addr->text,
@@ -169,7 +186,7 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
         log_error("%s: sending HELLO: %s", addr->text, strerror(-err));
         return -1;
     }
-    err = read_hello_reply(fd, &reply, token);
+    err = read_hello_reply(fd, &reply, token, &terms);
     if (err) {
         log_read_error(addr, err);
         return -1;
@@ -181,13 +198,14 @@ static int hello(int fd, const struct fsb_address *addr, const char *export_name
     if (check_reply(addr, &reply) < 0)
         return -1;
     if (join)
-        return check_join(addr, t, &reply, token);
+        return check_join(addr, t, &reply, token, &terms);
     /* The host should answer the minimum of both; never trust it to. */
     *t = (struct fsb_session_ticket){
         .joinable = reply.version >= FSB_STREAM_VERSION_JOIN,
         .version = reply.version,
         .max_frame = reply.max_frame < FSB_DEFAULT_MAX_FRAME ? reply.max_frame
                                                              : FSB_DEFAULT_MAX_FRAME,
+        .terms = terms,
     };
     memcpy(t->token, token, sizeof(token));
     return 0;
@@ -214,8 +232,9 @@ int handshake_open(const struct fsb_address *addr, const char *export_name,
 {
     int fd = connect_and_hello(addr, export_name, ticket, false, -1);
     if (fd >= 0)
-        log_debug("session open on %s: protocol %u, frames up to %u bytes", addr->text,
-                  ticket->version, ticket->max_frame);
+        log_debug("session open on %s: protocol %u, frames up to %u bytes, terms %#x/%#x",
+                  addr->text, ticket->version, ticket->max_frame, ticket->terms.features,
+                  ticket->terms.open_flags);
     return fd;
 }
 

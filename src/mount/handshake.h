@@ -31,6 +31,7 @@ struct fsb_session_ticket {
     uint16_t version;   /* of the session */
     uint32_t max_frame; /* the session's largest message */
     uint8_t token[FSB_SESSION_TOKEN_SIZE];
+    struct fsb_session_terms terms; /* version 4; all 0 before */
 };
 
 /* handshake_connect() that also fills *TICKET.  Returns the fd or -1. */

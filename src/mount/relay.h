@@ -50,6 +50,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "transport/stream_hello.h"
+
 #define RELAY_MAX_QUEUES 64
 /* Connections of one session (the host's limit too). */
 #define RELAY_MAX_CONNS 64
@@ -86,6 +88,9 @@ struct relay_config {
     int session_fd;      /* fuse_session_fd() of the mounted session */
     uint32_t max_frame;  /* largest message of the session (HELLO reply),
                             at least FUSE_MIN_READ_BUFFER */
+    /* what the host lets the relay answer in its stead (HELLO reply,
+     * version 4; all 0 from an older host) */
+    struct fsb_session_terms terms;
     unsigned queues;     /* fd queues, 1..RELAY_MAX_QUEUES */
     unsigned poll_us;    /* reply spin limit, 0..RELAY_MAX_POLL_US */
     enum relay_uring uring;

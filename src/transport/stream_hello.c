@@ -7,6 +7,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <linux/fuse.h>
 #include <string.h>
 
 static void put_le16(uint8_t *p, uint16_t v)
@@ -122,5 +123,25 @@ int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_h
     r->version = get_le16(buf + 4);
     r->status = get_le32(buf + 8);
     r->max_frame = get_le32(buf + 12);
+    return 0;
+}
+
+void fsb_session_terms_encode(const struct fsb_session_terms *t,
+                              uint8_t buf[FSB_SESSION_TERMS_SIZE])
+{
+    put_le32(buf, t->features);
+    put_le32(buf + 4, t->open_flags);
+}
+
+int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
+                             struct fsb_session_terms *t)
+{
+    t->features = get_le32(buf);
+    t->open_flags = get_le32(buf + 4);
+    if (t->features & ~FSB_TERMS_KNOWN ||
+        t->open_flags & ~(uint32_t)(FOPEN_KEEP_CACHE | FOPEN_DIRECT_IO)) {
+        *t = (struct fsb_session_terms){ 0 };
+        return -EPROTO;
+    }
     return 0;
 }

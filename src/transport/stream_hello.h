@@ -31,6 +31,11 @@
  *              all the connections it may have)
  *     12 u32   largest frame of the session (min of both sides)
  *     then, when status is 0 and version >= 2: the 16-byte session token
+ *     then, when status is 0 and version >= 4: the session's terms, 8 bytes
+ *     0  u32   features: FSB_TERMS_* bits, every other bit 0
+ *     4  u32   open_flags: the FOPEN_* flags the server answers a
+ *              read-only OPEN of a file with (FOPEN_KEEP_CACHE,
+ *              FOPEN_DIRECT_IO or 0), for a client that answers it itself
  *
  * Version 2 lets one FUSE session span many connections (one per queue of
  * the client): the first connection's reply carries the token, and a
@@ -39,6 +44,9 @@
  * Unix socket) names the CPU its queue runs on, so that the server can
  * serve the connection on that CPU too.  It is a hint for scheduling and
  * nothing else: the server may ignore it, and bounds it to its own CPUs.
+ * Version 4 adds the session's terms to the reply: what the client may
+ * do in the server's stead, because the server says what the answer
+ * would have been (docs/stream-protocol.md, "Session terms").
  */
 #ifndef FSB_STREAM_HELLO_H
 #define FSB_STREAM_HELLO_H
@@ -48,16 +56,34 @@
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 3
+#define FSB_STREAM_VERSION 4
 /* The first version whose HELLO has flags and whose reply has a token. */
 #define FSB_STREAM_VERSION_JOIN 2
 /* The first version whose HELLO may carry a CPU hint. */
 #define FSB_STREAM_VERSION_CPU 3
+/* The first version whose reply carries the session's terms. */
+#define FSB_STREAM_VERSION_TERMS 4
 #define FSB_HELLO_JOIN 0x01
 #define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16
 #define FSB_HELLO_SIZE 16
 #define FSB_HELLO_REPLY_SIZE 16
+#define FSB_SESSION_TERMS_SIZE 8
+
+/* Session terms, features (version 4). */
+/* The server pushes host changes to this session (cache=coherent is in
+ * force): its caches stay true without timeouts. */
+#define FSB_TERMS_PUSHES 0x1u
+/* The client may answer a read-only OPEN itself, with a handle that has
+ * FSB_LAZY_FH set: the server opens the file when a request first uses
+ * that handle (docs/stream-protocol.md). */
+#define FSB_TERMS_LAZY_OPEN 0x2u
+/* A FLUSH on this export drops the lock owner's record locks and does
+ * nothing else: the host filesystem reports no error at close. */
+#define FSB_TERMS_QUIET_CLOSE 0x4u
+#define FSB_TERMS_KNOWN (FSB_TERMS_PUSHES | FSB_TERMS_LAZY_OPEN | FSB_TERMS_QUIET_CLOSE)
+/* The bit of a lazy handle; the server's own handles never have it. */
+#define FSB_LAZY_FH (1ull << 63)
 #define FSB_EXPORT_NAME_MAX 255
 #define FSB_BYTE_ORDER_LE 1
 #define FSB_BYTE_ORDER_BE 2
@@ -84,6 +110,12 @@ struct fsb_hello_reply {
     uint16_t version;
     uint32_t status;
     uint32_t max_frame;
+};
+
+/* What a version-4 session lets its client do (all 0 before version 4). */
+struct fsb_session_terms {
+    uint32_t features;   /* FSB_TERMS_* */
+    uint32_t open_flags; /* FOPEN_* of a read-only file OPEN's reply */
 };
 
 /* The byte order of this machine, as a HELLO byte_order value. */
@@ -116,5 +148,13 @@ size_t fsb_hello_tail_size(const struct fsb_hello *h);
 
 void fsb_hello_reply_encode(const struct fsb_hello_reply *r, uint8_t buf[FSB_HELLO_REPLY_SIZE]);
 int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_hello_reply *r);
+
+void fsb_session_terms_encode(const struct fsb_session_terms *t,
+                              uint8_t buf[FSB_SESSION_TERMS_SIZE]);
+/* Returns 0, or -EPROTO for a feature bit not in FSB_TERMS_KNOWN or open
+ * flags other than FOPEN_KEEP_CACHE and FOPEN_DIRECT_IO (the host is not
+ * trusted to be sane either). */
+int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
+                             struct fsb_session_terms *t);
 
 #endif

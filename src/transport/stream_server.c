@@ -628,18 +628,34 @@ static uint16_t reply_version(const struct fsb_hello *h)
     return h->version && h->version < FSB_STREAM_VERSION ? h->version : FSB_STREAM_VERSION;
 }
 
-/* A success reply from version 2 on carries the session's token. */
+/* What the session of C lets its client do in its stead (stream_hello.h). */
+static struct fsb_session_terms session_terms(const struct conn *c)
+{
+    const struct fsb_session *s = c->ss->fs;
+    return (struct fsb_session_terms){
+        .features = s->coherent ? FSB_TERMS_PUSHES : 0,
+        .open_flags = fsb_engine_file_open_flags(s),
+    };
+}
+
+/* A success reply from version 2 on carries the session's token, from
+ * version 4 on its terms. */
 static int send_hello_reply(struct conn *c, const struct fsb_hello *h, uint32_t status,
                             uint32_t max_frame)
 {
     struct fsb_hello_reply r = { .version = reply_version(h), .status = status,
                                  .max_frame = max_frame };
-    uint8_t buf[FSB_HELLO_REPLY_SIZE + FSB_SESSION_TOKEN_SIZE];
+    uint8_t buf[FSB_HELLO_REPLY_SIZE + FSB_SESSION_TOKEN_SIZE + FSB_SESSION_TERMS_SIZE];
     fsb_hello_reply_encode(&r, buf);
     size_t len = FSB_HELLO_REPLY_SIZE;
     if (status == 0 && r.version >= FSB_STREAM_VERSION_JOIN) {
         memcpy(buf + len, c->ss->token, FSB_SESSION_TOKEN_SIZE);
         len += FSB_SESSION_TOKEN_SIZE;
+    }
+    if (status == 0 && r.version >= FSB_STREAM_VERSION_TERMS) {
+        struct fsb_session_terms t = session_terms(c);
+        fsb_session_terms_encode(&t, buf + len);
+        len += FSB_SESSION_TERMS_SIZE;
     }
     return fsb_write_full(c->fd, buf, len);
 }

@@ -11,6 +11,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t fixed[FSB_HELLO_SIZE] = { 0 };
     struct fsb_hello h;
+    struct fsb_session_terms terms; /* the reply's, which the guest side decodes */
+    uint8_t terms_buf[FSB_SESSION_TERMS_SIZE] = { 0 };
+    memcpy(terms_buf, data, size < sizeof(terms_buf) ? size : sizeof(terms_buf));
+    fsb_session_terms_decode(terms_buf, &terms);
     memcpy(fixed, data, size < sizeof(fixed) ? size : sizeof(fixed));
     if (fsb_hello_decode(fixed, &h) != 0)
         return 0;

@@ -24,10 +24,15 @@ import struct
 
 # --- HELLO (src/transport/stream_hello.h) --------------------------------
 MAGIC = b"FSBR"
-STREAM_VERSION = 3
+STREAM_VERSION = 4
 HELLO_JOIN = 0x01                # HELLO flags (byte 7), version 2
 HELLO_CPU = 0x02                 # version 3: bytes 14-15 name a CPU
 TOKEN_SIZE = 16
+TERMS_FMT = "<II"                # version 4: features, open flags
+TERMS_PUSHES = 0x1
+TERMS_LAZY_OPEN = 0x2
+TERMS_QUIET_CLOSE = 0x4
+LAZY_FH = 1 << 63
 BYTE_ORDER_LE = 1
 BYTE_ORDER_BE = 2
 HELLO_FMT = "<4sHBBIHH"          # 16 bytes
@@ -321,14 +326,17 @@ class FuseClient:
         return self.read_hello_reply()
 
     def read_hello_reply(self):
-        """The reply; a version-2 success is followed by the token."""
+        """The reply; a version-2 success is followed by the token, a
+        version-4 one then by the terms (features, open flags)."""
         magic, version, _res, status, max_frame = struct.unpack(
             HELLO_REPLY_FMT, self.recv_exact(16))
-        token = None
+        token = terms = None
         if status == 0 and version >= 2:
             token = self.recv_exact(TOKEN_SIZE)
+        if status == 0 and version >= 4:
+            terms = struct.unpack(TERMS_FMT, self.recv_exact(struct.calcsize(TERMS_FMT)))
         return {"magic": magic, "version": version, "status": status,
-                "max_frame": max_frame, "token": token}
+                "max_frame": max_frame, "token": token, "terms": terms}
 
     def next_unique(self):
         self.unique += 2          # the kernel uses even uniques; any will do

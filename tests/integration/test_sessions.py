@@ -17,7 +17,7 @@ import pytest
 
 import helpers
 from fuse_client import (
-    FUSE_ROOT_ID, STREAM_VERSION, TOKEN_SIZE, FuseClient, HelloRefused, connect_unix,
+    FUSE_ROOT_ID, STREAM_VERSION, TERMS_PUSHES, TOKEN_SIZE, FuseClient, HelloRefused, connect_unix,
     hello_bytes,
 )
 
@@ -26,6 +26,7 @@ FUSE_SETLK = 32
 FUSE_SETLKW = 33
 LK_IN = struct.Struct("<QQQQIIII")       # fuse_lk_in, 48 bytes
 F_WRLCK = 1
+FOPEN_DIRECT_IO = 1
 
 
 def lk_body(fh, owner, typ=F_WRLCK):
@@ -78,6 +79,18 @@ def assert_closed_without_reply(s):
 def log_has(daemon, text, timeout=10):
     helpers.poll_until(lambda: text in daemon.stderr_text(), timeout=timeout,
                        what=f"'{text}' in the daemon's log")
+
+
+def test_v4_reply_carries_the_session_terms_and_joins_get_the_same(daemon):
+    with FuseClient(daemon.socket, export=EXPORT) as a:
+        features, open_flags = a.hello_reply["terms"]
+        assert not features & TERMS_PUSHES   # cache=never: no change is pushed
+        assert open_flags == FOPEN_DIRECT_IO # what its OPEN replies say
+        with join(daemon, a.token) as b:
+            assert b.hello_reply["terms"] == a.hello_reply["terms"]
+    with FuseClient(daemon.socket, export=EXPORT, version=3) as old:
+        assert old.hello_reply["version"] == 3 and old.hello_reply["terms"] is None
+        assert old.getattr(FUSE_ROOT_ID)[0] == 0
 
 
 def test_v2_reply_carries_a_token_and_joins_share_nodes_and_handles(daemon):

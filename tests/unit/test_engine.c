@@ -316,11 +316,27 @@ static void test_hello_decoding(void)
     CHECK(fsb_hello_check_name(&out) == -EINVAL);
 }
 
+static void test_session_terms_decoding(void)
+{
+    uint8_t b[FSB_SESSION_TERMS_SIZE];
+    struct fsb_session_terms in = { .features = FSB_TERMS_KNOWN, .open_flags = FOPEN_KEEP_CACHE };
+    struct fsb_session_terms out;
+    fsb_session_terms_encode(&in, b);
+    CHECK(fsb_session_terms_decode(b, &out) == 0 && memcmp(&in, &out, sizeof(in)) == 0);
+    in.features = FSB_TERMS_KNOWN + 1; /* the next bit: unknown */
+    fsb_session_terms_encode(&in, b);
+    CHECK(fsb_session_terms_decode(b, &out) == -EPROTO && out.features == 0);
+    in = (struct fsb_session_terms){ .open_flags = FOPEN_NONSEEKABLE };
+    fsb_session_terms_encode(&in, b);
+    CHECK(fsb_session_terms_decode(b, &out) == -EPROTO);
+}
+
 
 int main(void)
 {
     static const struct unit_test tests[] = {
         TEST(test_request_before_init_is_refused),
+        TEST(test_session_terms_decoding),
         TEST(test_init_negotiates_and_only_once),
         TEST(test_init_accepts_old_minors_with_short_structs),
         TEST(test_truncated_header_gets_no_reply),
