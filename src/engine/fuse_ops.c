@@ -126,6 +126,30 @@ static int reply_attr(struct fsb_request *r, const struct stat *st)
     return reply_put(r, &ao, sizeof(ao));
 }
 
+/*
+ * Attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS): the guest kernel
+ * forgets a directory's attributes whenever its entries change and asks
+ * for them at its next path walk through it; the note carries what that
+ * GETATTR would be answered now, with the same timeout, so that the
+ * guest's relay answers it itself.  None when nothing may be cached (a
+ * timeout of 0: cache=never, or a host change came in meanwhile).
+ */
+void fsb_note_changed_dirs(struct fsb_request *r)
+{
+    uint64_t t = reply_timeout(r);
+    uint64_t dirs[2] = { r->in.nodeid, r->new_dir };
+    for (unsigned i = 0; t && i < 2; i++) {
+        struct stat st;
+        if (!dirs[i] || (i == 1 && dirs[1] == dirs[0]) ||
+            r->be->ops->getattr(r->be, dirs[i], FSB_NO_FH, &st) != 0)
+            continue;
+        struct fsb_attr_note *n = &r->lend->notes[r->lend->nnotes++];
+        *n = (struct fsb_attr_note){ .nodeid = dirs[i], .unique = r->in.unique,
+                                     .attr = { .attr_valid = t } };
+        fill_attr(&n->attr.attr, &st);
+    }
+}
+
 /* FOPEN_* flags for an open file or directory, from the cache mode. */
 static uint32_t open_reply_flags(const struct fsb_session *s, bool dir)
 {
@@ -503,6 +527,7 @@ static int rename_names(struct fsb_request *r, uint64_t newdir, unsigned flags)
         err = req_name(r, newname, false);
     if (err || !req_args_done(r))
         return err ? err : -EINVAL;
+    r->new_dir = newdir;
     return r->be->ops->rename(r->be, &r->ctx, r->in.nodeid, oldname, newdir, newname, flags);
 }
 
@@ -1256,13 +1281,13 @@ static const struct fsb_op ops[] = {
     OP(FUSE_GETATTR, op_getattr, 0),
     OP(FUSE_SETATTR, op_setattr, OP_MODIFIES),
     OP(FUSE_READLINK, op_readlink, 0),
-    OP(FUSE_SYMLINK, op_symlink, OP_MODIFIES),
-    OP(FUSE_MKNOD, op_mknod, OP_MODIFIES),
-    OP(FUSE_MKDIR, op_mkdir, OP_MODIFIES),
-    OP(FUSE_UNLINK, op_unlink, OP_MODIFIES),
-    OP(FUSE_RMDIR, op_rmdir, OP_MODIFIES),
-    OP(FUSE_RENAME, op_rename, OP_MODIFIES),
-    OP(FUSE_LINK, op_link, OP_MODIFIES),
+    OP(FUSE_SYMLINK, op_symlink, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_MKNOD, op_mknod, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_MKDIR, op_mkdir, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_UNLINK, op_unlink, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_RMDIR, op_rmdir, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_RENAME, op_rename, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_LINK, op_link, OP_MODIFIES | OP_DIR_CHANGE),
     OP(FUSE_OPEN, op_open, 0),
     OP(FUSE_READ, op_read, 0),
     OP(FUSE_WRITE, op_write, OP_MODIFIES),
@@ -1283,14 +1308,14 @@ static const struct fsb_op ops[] = {
     OP(FUSE_SETLK, op_setlk, 0),
     OP(FUSE_SETLKW, op_setlkw, 0),
     OP(FUSE_ACCESS, op_access, 0),
-    OP(FUSE_CREATE, op_create, OP_MODIFIES),
+    OP(FUSE_CREATE, op_create, OP_MODIFIES | OP_DIR_CHANGE),
     OP(FUSE_INTERRUPT, op_interrupt, OP_NO_REPLY),
     OP(FUSE_DESTROY, op_destroy, 0),
     OP(FUSE_NOTIFY_REPLY, op_notify_reply, OP_NO_REPLY),
     OP(FUSE_BATCH_FORGET, op_batch_forget, OP_NO_REPLY),
     OP(FUSE_FALLOCATE, op_fallocate, OP_MODIFIES),
     OP(FUSE_READDIRPLUS, op_readdirplus, 0),
-    OP(FUSE_RENAME2, op_rename2, OP_MODIFIES),
+    OP(FUSE_RENAME2, op_rename2, OP_MODIFIES | OP_DIR_CHANGE),
     OP(FUSE_LSEEK, op_lseek, 0),
     OP(FUSE_COPY_FILE_RANGE, op_copy_file_range, OP_MODIFIES),
     OP(FUSE_SYNCFS, op_syncfs, 0),

@@ -91,6 +91,9 @@ struct fsb_session {
     /* cache=coherent: notifications flow (set before the first request,
      * never cleared), so the guest may cache for long. */
     bool coherent;
+    /* a stream client of version 4 or later: it accepts attribute notes
+     * (stream_hello.h, FSB_NOTIFY_ATTRS), set before the first request */
+    bool attr_notes;
     struct fsb_notify_out *notify; /* the transport's, see notify_out.h */
     /* cache=coherent: host changes of inodes this session knows (and was
      * not the origin of), counted as the watcher sees them (fuse_ops.c,

@@ -45,6 +45,7 @@ struct mount_options {
     unsigned poll_us;            /* native: reply spin limit, 0 = sleep at once */
     enum relay_uring uring;      /* native: io_uring queues */
     bool flush_by_host;          /* native: flush=host, no FLUSH shortcut */
+    bool dir_attrs_by_host;      /* native: dir_attrs=host, no attribute notes */
     bool host_events;            /* native: echo host changes (host_events.h) */
     bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush= or host_events= given */
     unsigned connections;        /* matchlock: most host connections */

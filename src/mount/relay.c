@@ -30,6 +30,7 @@
 #include "mount/host_nodes.h"
 #include "mount/init_filter.h"
 #include "mount/notify_queue.h"
+#include "mount/attr_notes.h"
 #include "mount/pending.h"
 #include "mount/relay_internal.h"
 #include "mount/uring_queue.h"
@@ -68,6 +69,7 @@ struct relay {
     _Atomic uint64_t init_unique; /* of the kernel's FUSE_INIT, once read */
     struct notify_queue *notify;
     struct flush_shortcut *flushes; /* NULL: every FLUSH goes to the host */
+    struct attr_notes *notes;       /* NULL: every GETATTR goes to the host */
     struct host_nodes *nodes;     /* host_events=on, else NULL */
     struct host_events *events;   /* with nodes */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
@@ -140,6 +142,16 @@ void relay_reply_error(struct reply_dest *dest, uint64_t unique, int error)
     dest->deliver(dest, &oh, sizeof(oh));
 }
 
+/* A GETATTR the relay answers from a note (attr_notes.h). */
+static void reply_attr(struct reply_dest *dest, uint64_t unique, const struct fuse_attr_out *a)
+{
+    struct {
+        struct fuse_out_header oh;
+        struct fuse_attr_out a;
+    } msg = { .oh = { .len = sizeof(msg), .unique = unique }, .a = *a };
+    dest->deliver(dest, &msg, sizeof(msg));
+}
+
 static void fail_pending(uint64_t unique, struct reply_dest *dest, void *arg)
 {
     (void)arg;
@@ -204,6 +216,12 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
 {
     size_t arg_len;
     const void *arg = request_arg(iov, cnt, &arg_len);
+    struct fuse_attr_out attr;
+    if (attr_notes_answer(c->relay->notes, ih, &attr)) {
+        log_debug("request %llu: GETATTR answered by the relay", (unsigned long long)ih->unique);
+        reply_attr(dest, ih->unique, &attr);
+        return;
+    }
     if (flush_shortcut_answers(c->relay->flushes, ih, arg, arg_len)) {
         log_debug("request %llu: FLUSH answered by the relay", (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, 0);
@@ -218,6 +236,7 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
         }
     }
     flush_shortcut_forwarding(c->relay->flushes, ih, arg, arg_len);
+    attr_notes_forwarding(c->relay->notes, ih, arg, arg_len);
     send_to_host(c, iov, cnt);
 }
 
@@ -473,8 +492,10 @@ static struct reply_dest *take_dest(struct relay *r, const struct fuse_out_heade
                                     const void *body, size_t len)
 {
     struct reply_dest *d = pending_take(&r->pending, oh->unique);
-    if (d)
+    if (d) {
         flush_shortcut_reply(r->flushes, oh, body, len);
+        attr_notes_replied(r->notes, oh->unique);
+    }
     return d;
 }
 
@@ -483,6 +504,8 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
     struct relay *r = c->relay;
     struct fuse_out_header oh;
     memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
+    if (oh.unique == 0 && attr_notes_host_message(r->notes, msg, len))
+        return; /* a note: the relay's alone */
     if (oh.unique == 0 && is_attr_invalidation(msg, len, &oh)) {
         int err = write(r->cfg.session_fd, msg, len) < 0 ? -errno : 0;
         if (r->events)
@@ -761,6 +784,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
     if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new()))
+        return NULL;
+    if (cfg->attr_notes && !(r->notes = attr_notes_new()))
         return NULL;
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_cond_init(&r->state_changed, NULL);

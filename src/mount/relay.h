@@ -99,6 +99,9 @@ struct relay_config {
     bool host_checks_permissions;
     /* answer FLUSHes that have nothing to do on the host (flush_shortcut.h) */
     bool flush_shortcut;
+    /* answer a directory's GETATTR after a change of its entries with the
+     * host's attribute note (attr_notes.h) */
+    bool attr_notes;
     /* host_events=on: echo host changes through the mount so that guest
      * inotify watchers see them (host_events.h) */
     bool host_events;

@@ -230,6 +230,14 @@ static void process(struct conn *c, void *frame, size_t len, void *reply, bool m
         fsb_inval_attrs_msg(lend.stale_attrs, msg);
         send_reply(c, msg, sizeof(msg), &none);
     }
+    for (unsigned i = 0; i < lend.nnotes; i++) {
+        /* before the reply too: the guest's relay has the note by the time
+         * the kernel, having the reply, asks for the attributes */
+        unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE];
+        struct fsb_reply_pipe none = { 0 };
+        fsb_attr_note_encode(&lend.notes[i], msg);
+        send_reply(c, msg, sizeof(msg), &none);
+    }
     if (n)
         send_reply(c, reply, n, &lend);
     else if (lend.pipe)
@@ -895,6 +903,8 @@ static bool handshake(struct conn *c)
         max_frame = h.max_frame;
     if (!r)
         r = join ? session_join(c, &h, exp) : session_open(c, exp, max_frame);
+    if (!r && !join) /* a version-4 client takes attribute notes (stream_hello.h) */
+        c->session->attr_notes = reply_version(&h) >= FSB_STREAM_VERSION_TERMS;
     if (r) {
         log_warn("session %u: refused (export '%s'%s): %s", c->id, h.name,
                  h.flags & FSB_HELLO_JOIN ? ", join" : "", strerror(-r));
