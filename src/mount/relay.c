@@ -785,7 +785,9 @@ static void start_conn_reader(struct relay_conn *c)
 }
 
 /* Whether the relay answers read-only OPENs itself (lazy_open.h), and
- * why not, for the log. */
+ * why not, for the debug log.  Not on the mounted line, which says how
+ * requests travel (queues, connections), not which of them the relay
+ * answers: flush= is not there either. */
 static bool relay_opens_lazily(const struct relay_config *cfg)
 {
     return cfg->lazy_open && (cfg->terms.features & FSB_TERMS_LAZY_OPEN) &&
