@@ -200,11 +200,14 @@ def test_fstat_lseek_mmap_and_poll_work(daemon, mount_factory, export_dir):
 @pytest.mark.parametrize("mode", ["auto", "host"])
 def test_a_file_removed_on_the_host_after_lookup(daemon, mount_factory, export_dir, cache,
                                                  mode):
-    """The passthrough backend opens a known inode through its own handle,
-    not by name: a file the guest looked up is still opened and read after
-    the host removed its name (as a local file open elsewhere would be),
-    lazily or not.  With cache=coherent the removal is pushed, and the
-    guest's own lookup fails first."""
+    """The passthrough backend opens a known inode through its own fd of
+    it, not by name: a file the guest looked up is still opened and read
+    after the host removed its name (as a local file open elsewhere would
+    be), lazily or not, while that fd is in the backend's fd cache (a few
+    files: it is).  Evicted, its reopen by file handle would fail with
+    ESTALE: at open(2) with open=host, at the first read with open=auto
+    (docs/architecture.md).  With cache=coherent the removal is pushed,
+    and the guest's own lookup fails first."""
     m = mount_factory(daemon, options=[f"export={EXPORT}", f"open={mode}"])
     path = m.path / "f4"
     path.stat()
