@@ -48,6 +48,10 @@ static void print_help(void)
            "       flush=auto|host          auto (default): the relay answers the close of a\n"
            "                                read-only file by a process that never locked;\n"
            "                                host: every close goes to the host\n"
+           "       open=auto|host           auto (default): the relay answers a plain read-only\n"
+           "                                open itself, the host opens the file at its first\n"
+           "                                read (needs default_permissions and a host that\n"
+           "                                allows it); host: every open goes to the host\n"
            "       host_events=on|off       echo host changes through the mount so that guest\n"
            "                                inotify watchers see them (default on; acts on\n"
            "                                cache=coherent exports, the ones that push changes)\n"
@@ -133,6 +137,14 @@ static bool parse_relay_option(const char *opt, struct mount_options *o, bool *k
         log_error("bad option '%s' (expected flush=auto or flush=host)", opt);
         return false;
     }
+    if (strncmp(opt, "open=", 5) == 0) {
+        o->relay_set = true;
+        o->open_by_host = strcmp(opt + 5, "host") == 0;
+        if (o->open_by_host || strcmp(opt + 5, "auto") == 0)
+            return true;
+        log_error("bad option '%s' (expected open=auto or open=host)", opt);
+        return false;
+    }
     if (strncmp(opt, "host_events=", 12) == 0) {
         o->relay_set = true;
         bool on = strcmp(opt + 12, "on") == 0;
@@ -185,7 +197,7 @@ static bool check_protocol_options(struct mount_options *o)
         if (!o->connections)
             o->connections = MOUNT_DEFAULT_CONNECTIONS;
         if (o->queues || o->relay_set) {
-            log_error("queues=, uring=, poll_us= and flush= do not apply to --protocol=matchlock");
+            log_error("queues=, uring=, poll_us=, flush= and open= do not apply to --protocol=matchlock");
             return false;
         }
     } else if (o->connections || *o->prefix) {
