@@ -641,7 +641,7 @@ static struct fsb_session_terms session_terms(const struct conn *c)
 {
     const struct fsb_session *s = c->ss->fs;
     return (struct fsb_session_terms){
-        .features = s->coherent ? FSB_TERMS_PUSHES : 0,
+        .features = (s->coherent ? FSB_TERMS_PUSHES : 0) | (s->lazy ? FSB_TERMS_LAZY_OPEN : 0),
         .open_flags = fsb_engine_file_open_flags(s),
     };
 }
@@ -741,8 +741,9 @@ static void start_notifications(struct conn *c)
                  err == -ENOTSUP ? "host changes are not tracked" : strerror(-err));
 }
 
-/* A new session for C's first HELLO.  Returns 0 or -errno. */
-static int session_open(struct conn *c, const struct fsb_export *exp, size_t max_frame)
+/* A new session for C's first HELLO, H.  Returns 0 or -errno. */
+static int session_open(struct conn *c, const struct fsb_hello *h, const struct fsb_export *exp,
+                        size_t max_frame)
 {
     struct stream_session *ss = calloc(1, sizeof(*ss));
     if (!ss)
@@ -753,10 +754,21 @@ static int session_open(struct conn *c, const struct fsb_export *exp, size_t max
     }
     int err;
     ss->fs = fsb_session_new(exp, max_frame, &c->guest->budget, &err);
+    /* A client that reads the terms may answer read-only OPENs itself
+     * (FSB_TERMS_LAZY_OPEN): its session takes the handles it makes up.
+     * An older one never sends them, and virtio-fs sessions never accept
+     * them at all. */
+    if (ss->fs && reply_version(h) >= FSB_STREAM_VERSION_TERMS &&
+        (err = fsb_session_accept_lazy(ss->fs))) {
+        fsb_session_free(ss->fs);
+        ss->fs = NULL;
+    }
     if (!ss->fs) {
         free(ss);
         return err;
     }
+    /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS) */
+    ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
     ss->id = c->id;
     ss->peer = c->peer;
     ss->open = ss->refs = 1;
@@ -902,9 +914,7 @@ static bool handshake(struct conn *c)
     if (!r && h.max_frame < max_frame)
         max_frame = h.max_frame;
     if (!r)
-        r = join ? session_join(c, &h, exp) : session_open(c, exp, max_frame);
-    if (!r && !join) /* a version-4 client takes attribute notes (stream_hello.h) */
-        c->session->attr_notes = reply_version(&h) >= FSB_STREAM_VERSION_TERMS;
+        r = join ? session_join(c, &h, exp) : session_open(c, &h, exp, max_frame);
     if (r) {
         log_warn("session %u: refused (export '%s'%s): %s", c->id, h.name,
                  h.flags & FSB_HELLO_JOIN ? ", join" : "", strerror(-r));
