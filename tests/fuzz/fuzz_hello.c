@@ -15,6 +15,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t terms_buf[FSB_SESSION_TERMS_SIZE] = { 0 };
     memcpy(terms_buf, data, size < sizeof(terms_buf) ? size : sizeof(terms_buf));
     fsb_session_terms_decode(terms_buf, &terms);
+    struct fsb_attr_note note; /* the host's notes, which the guest's relay decodes */
+    fsb_attr_note_decode(data, size, &note);
     memcpy(fixed, data, size < sizeof(fixed) ? size : sizeof(fixed));
     if (fsb_hello_decode(fixed, &h) != 0)
         return 0;
