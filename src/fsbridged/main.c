@@ -292,11 +292,37 @@ static int open_everything(struct daemon_state *d)
     return 0;
 }
 
+/*
+ * FSB_TERMS_QUIET_CLOSE (stream exports only: virtio-fs has no terms).
+ * Overlay exports are not quiet: a FLUSH goes to one of two layers, each
+ * with its own filesystem and mounts, and the overlay's own work (copy-up)
+ * is not covered by the rule; a passthrough export is when
+ * passthrough_close_quiet says so, and only inside the sandbox's private
+ * mount namespace: without it a mount made on the host later, below the
+ * export, is crossed into by lookups and would break the rule unseen.
+ */
+static void decide_close_quiet(struct options *o, bool private_mounts)
+{
+    for (unsigned i = 0; i < o->nexports; i++) {
+        struct fsb_export *e = &o->exports[i];
+        char why[PATH_MAX + 64] = "it is an overlay (two filesystems)";
+        if (!e->overlay[0] && !private_mounts)
+            snprintf(why, sizeof(why), "no sandbox (a mount below it may appear later)");
+        else if (!e->overlay[0])
+            e->close_quiet = passthrough_close_quiet(e->root_fd, why, sizeof(why));
+        log_info("export '%s': close is %s: %s", e->name,
+                 e->close_quiet ? "quiet (guests may answer FLUSH themselves)" : "not quiet", why);
+    }
+}
+
 static int enter_sandbox(struct options *o)
 {
     struct fsb_export *exports[MAX_EXPORTS + 1] = { NULL }; /* -O3 cannot see all_exports fill it */
     unsigned n = all_exports(o, exports);
-    return sandbox_enter(o->vhost.sandbox, o->vhost.seccomp, exports, n);
+    int r = sandbox_enter(o->vhost.sandbox, o->vhost.seccomp, exports, n);
+    if (r >= 0)
+        decide_close_quiet(o, r == 1);
+    return r < 0 ? -1 : 0;
 }
 
 static int serve_streams(struct daemon_state *d)
