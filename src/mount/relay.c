@@ -760,7 +760,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     r->cfg = *cfg;
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
-    if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new()))
+    bool quiet = cfg->terms.features & FSB_TERMS_QUIET_CLOSE;
+    if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new(quiet)))
         return NULL;
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_cond_init(&r->state_changed, NULL);
