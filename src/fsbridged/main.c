@@ -293,23 +293,34 @@ static int open_everything(struct daemon_state *d)
 }
 
 /*
- * FSB_TERMS_QUIET_CLOSE (stream exports only: virtio-fs has no terms).
- * Overlay exports are not quiet: a FLUSH goes to one of two layers, each
- * with its own filesystem and mounts, and the overlay's own work (copy-up)
- * is not covered by the rule; a passthrough export is when
- * passthrough_close_quiet says so, and only inside the sandbox's private
- * mount namespace: without it a mount made on the host later, below the
- * export, is crossed into by lookups and would break the rule unseen.
+ * FSB_TERMS_QUIET_CLOSE (stream exports only: virtio-fs has no terms).  A
+ * passthrough export's close is quiet when passthrough_close_quiet says
+ * so, and only inside the sandbox's private mount namespace: without it a
+ * mount made on the host later, below the export, is crossed into by
+ * lookups and would break the rule unseen.  Overlay exports are not: the
+ * rule would have to hold for both layers (two filesystems, each with its
+ * own mounts below), which is not checked.
  */
+static bool export_close_quiet(const struct fsb_export *e, bool private_mounts, char *why,
+                               size_t size)
+{
+    if (e->overlay[0]) {
+        snprintf(why, size, "it is an overlay (two filesystems)");
+        return false;
+    }
+    if (!private_mounts) {
+        snprintf(why, size, "no sandbox (a mount below it may appear later)");
+        return false;
+    }
+    return passthrough_close_quiet(e->root_fd, why, size);
+}
+
 static void decide_close_quiet(struct options *o, bool private_mounts)
 {
     for (unsigned i = 0; i < o->nexports; i++) {
         struct fsb_export *e = &o->exports[i];
-        char why[PATH_MAX + 64] = "it is an overlay (two filesystems)";
-        if (!e->overlay[0] && !private_mounts)
-            snprintf(why, sizeof(why), "no sandbox (a mount below it may appear later)");
-        else if (!e->overlay[0])
-            e->close_quiet = passthrough_close_quiet(e->root_fd, why, sizeof(why));
+        char why[PATH_MAX + 64];
+        e->close_quiet = export_close_quiet(e, private_mounts, why, sizeof(why));
         log_info("export '%s': close is %s: %s", e->name,
                  e->close_quiet ? "quiet (guests may answer FLUSH themselves)" : "not quiet", why);
     }
