@@ -100,7 +100,8 @@ if [[ ${FSB_RELAY_MATRIX:-1} != 0 ]]; then
         FSB_RELAY_MODE=$mode FSB_CACHE_MODES=auto /usr/bin/python3 -m pytest -q -x \
             tests/integration/test_files.py tests/integration/test_dirs.py \
             tests/integration/test_locks.py tests/integration/test_host_changes.py \
-            tests/integration/test_lifecycle.py tests/integration/test_flush_shortcut.py
+            tests/integration/test_lifecycle.py tests/integration/test_flush_shortcut.py \
+            tests/integration/test_lazy_open.py tests/integration/test_attr_notes.py
     done
 fi
 

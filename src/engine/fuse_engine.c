@@ -136,6 +136,7 @@ size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, in
         lend->pipe = NULL;
         lend->held = 0;
         lend->stale_attrs = 0;
+        lend->nnotes = 0;
     }
     iov_cursor_init(&r.args, in, in_cnt);
     size_t in_len = r.args.left;
@@ -155,6 +156,8 @@ size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, in
         err = read_extensions(&r, (size_t)r.in.total_extlen * 8);
         if (!err)
             err = dispatch(&r, op);
+        if (!err && lend && s->attr_notes && (op->flags & OP_DIR_CHANGE))
+            fsb_note_changed_dirs(&r);
     } else {
         log_debug("request %llu (opcode %u) refused: %s", (unsigned long long)r.in.unique,
                   r.in.opcode, strerror(-err));

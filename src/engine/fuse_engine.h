@@ -13,6 +13,7 @@
 #define FSB_FUSE_ENGINE_H
 
 #include "engine/session.h"
+#include "transport/stream_hello.h"
 
 #include <linux/fuse.h>
 #include <stdbool.h>
@@ -69,6 +70,11 @@ struct fsb_reply_pipe {
      * changes the mode on the host as a side effect; the kernel, without
      * FUSE_POSIX_ACL, keeps the old one for the attribute timeout. */
     uint64_t stale_attrs;
+    /* out, in sessions with attr_notes: the directories whose entries the
+     * request changed, with their attributes after it, which the
+     * transport sends before the reply (stream_hello.h, FSB_NOTIFY_ATTRS). */
+    struct fsb_attr_note notes[2];
+    unsigned nnotes;
 };
 
 /* The FOPEN_* flags S answers a read-only OPEN of a file with; they

@@ -10,6 +10,7 @@
  * open_reply_flags()).
  */
 #include "engine/fuse_request.h"
+#include "engine/lazy_handles.h"
 #include "engine/xattr_map.h"
 #include "common/log.h"
 
@@ -124,6 +125,30 @@ static int reply_attr(struct fsb_request *r, const struct stat *st)
     struct fuse_attr_out ao = { .attr_valid = reply_timeout(r) };
     fill_attr(&ao.attr, st);
     return reply_put(r, &ao, sizeof(ao));
+}
+
+/*
+ * Attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS): the guest kernel
+ * forgets a directory's attributes whenever its entries change and asks
+ * for them at its next path walk through it; the note carries what that
+ * GETATTR would be answered now, with the same timeout, so that the
+ * guest's relay answers it itself.  None when nothing may be cached (a
+ * timeout of 0: cache=never, or a host change came in meanwhile).
+ */
+void fsb_note_changed_dirs(struct fsb_request *r)
+{
+    uint64_t t = reply_timeout(r);
+    uint64_t dirs[2] = { r->in.nodeid, r->new_dir };
+    for (unsigned i = 0; t && i < 2; i++) {
+        struct stat st;
+        if (!dirs[i] || (i == 1 && dirs[1] == dirs[0]) ||
+            r->be->ops->getattr(r->be, dirs[i], FSB_NO_FH, &st) != 0)
+            continue;
+        struct fsb_attr_note *n = &r->lend->notes[r->lend->nnotes++];
+        *n = (struct fsb_attr_note){ .nodeid = dirs[i], .unique = r->in.unique,
+                                     .attr = { .attr_valid = t } };
+        fill_attr(&n->attr.attr, &st);
+    }
 }
 
 /* FOPEN_* flags for an open file or directory, from the cache mode. */
@@ -334,6 +359,12 @@ static int op_batch_forget(struct fsb_request *r)
     return 0;
 }
 
+/* Handles, lazy ones included: see "files" below. */
+static bool is_lazy(uint64_t fh);
+static int file_handle_take(struct fsb_request *r, uint64_t *fh, struct fsb_lazy_entry **use,
+                            bool open_absent);
+static void file_handle_give(struct fsb_request *r, struct fsb_lazy_entry *use);
+
 static int op_getattr(struct fsb_request *r)
 {
     struct fuse_getattr_in in;
@@ -341,7 +372,13 @@ static int op_getattr(struct fsb_request *r)
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
     uint64_t fh = in.getattr_flags & FUSE_GETATTR_FH ? in.fh : FSB_NO_FH;
+    struct fsb_lazy_entry *use;
+    /* a lazy handle no request opened yet: the node's attributes are the
+     * same, and fstat need not open the file */
+    if (file_handle_take(r, &fh, &use, false) == -ENOENT)
+        fh = FSB_NO_FH;
     int err = r->be->ops->getattr(r->be, r->in.nodeid, fh, &st);
+    file_handle_give(r, use);
     return err ? err : reply_attr(r, &st);
 }
 
@@ -405,6 +442,8 @@ static int op_setattr(struct fsb_request *r)
     if ((in.valid & FATTR_KILL_SUIDGID) && !(in.valid & (FATTR_UID | FATTR_GID)))
         r->ctx.kill_suidgid = true;
     uint64_t fh = in.valid & FATTR_FH ? in.fh : FSB_NO_FH;
+    if (fh != FSB_NO_FH && is_lazy(fh))
+        return -EBADF; /* read-only (file_handle_take) */
     int err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
     if (err)
         return err;
@@ -503,6 +542,7 @@ static int rename_names(struct fsb_request *r, uint64_t newdir, unsigned flags)
         err = req_name(r, newname, false);
     if (err || !req_args_done(r))
         return err ? err : -EINVAL;
+    r->new_dir = newdir;
     return r->be->ops->rename(r->be, &r->ctx, r->in.nodeid, oldname, newdir, newname, flags);
 }
 
@@ -573,22 +613,70 @@ static int reply_open(struct fsb_request *r, uint64_t fh, bool dir)
     return reply_put(r, &oo, sizeof(oo));
 }
 
+/* The request's node opened with FLAGS as its caller: an OPEN's, and a
+ * lazy handle's at its first use. */
+static int open_file(struct fsb_request *r, int flags, uint64_t *fh)
+{
+    if (r->s->export->readonly && open_writes(flags))
+        return -EROFS;
+    int err = r->be->ops->open(r->be, &r->ctx, r->in.nodeid, flags, fh);
+    if (!err && (flags & O_TRUNC))
+        drop_mapped_caps(r, r->in.nodeid);
+    return err;
+}
+
 static int op_open(struct fsb_request *r)
 {
     struct fuse_open_in in;
     uint64_t fh;
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
-    int flags = (int)in.flags;
-    if (r->s->export->readonly && open_writes(flags))
-        return -EROFS;
     r->ctx.kill_suidgid = in.open_flags & FUSE_OPEN_KILL_SUIDGID; /* O_TRUNC without FSETID */
-    int err = r->be->ops->open(r->be, &r->ctx, r->in.nodeid, flags, &fh);
-    if (err)
-        return err;
-    if (flags & O_TRUNC)
-        drop_mapped_caps(r, r->in.nodeid);
-    return reply_open(r, fh, false);
+    int err = open_file(r, (int)in.flags, &fh);
+    return err ? err : reply_open(r, fh, false);
+}
+
+/*
+ * Lazy handles (lazy_handles.h): the guest's relay answered a plain
+ * read-only OPEN itself, and the file is opened here when a request first
+ * uses the handle: the request's node, read-only, as the request's caller
+ * (its uid and groups, which for a read are those of the process reading,
+ * the opener in all but odd cases: an fd passed to another user, or kept
+ * across a setuid; docs/architecture.md), through open_file as an OPEN
+ * would.  The guest kernel checked the open already (the relay does this
+ * only under default_permissions); the host checks again at first use, so
+ * an error an OPEN would have had comes at the first read instead.  A
+ * lazy handle is read-only, as the host fd would be: a request that
+ * writes through one gets EBADF without opening anything.
+ */
+static bool is_lazy(uint64_t fh)
+{
+    return (fh & FSB_LAZY_FH) != 0;
+}
+
+static int lazy_open(void *arg, uint64_t *fh)
+{
+    return open_file(arg, O_RDONLY, fh);
+}
+
+/* The backend handle for the guest's *FH: itself, or the one its lazy
+ * handle stands for, opened now if none is yet (OPEN_ABSENT; else
+ * -ENOENT).  *USE (maybe NULL) goes to file_handle_give.  A session that
+ * does not accept lazy handles passes them on: the backend knows no such
+ * handle (EBADF). */
+static int file_handle_take(struct fsb_request *r, uint64_t *fh, struct fsb_lazy_entry **use,
+                            bool open_absent)
+{
+    *use = NULL;
+    if (!is_lazy(*fh) || !r->s->lazy)
+        return 0;
+    return fsb_lazy_take(r->s->lazy, *fh, open_absent ? lazy_open : NULL, r, fh, use);
+}
+
+static void file_handle_give(struct fsb_request *r, struct fsb_lazy_entry *use)
+{
+    if (use)
+        fsb_lazy_give(r->s->lazy, use);
 }
 
 /* CREATE and TMPFILE: fuse_create_in and a name (TMPFILE's is "/", read
@@ -690,9 +778,14 @@ static int op_read(struct fsb_request *r)
         return -EINVAL;
     if (in.size > r->s->max_write || !offset_ok(in.offset, in.size))
         return -EINVAL;
+    struct fsb_lazy_entry *use;
+    int err = file_handle_take(r, &in.fh, &use, true);
+    if (err)
+        return err;
     ssize_t n = read_to_pipe(r, &in);
     if (n == -EOPNOTSUPP)
         n = read_to_reply(r, &in);
+    file_handle_give(r, use);
     if (n < 0)
         return (int)n;
     r->out_len += (size_t)n;
@@ -707,6 +800,8 @@ static int op_write(struct fsb_request *r)
         return -EINVAL;
     if (in.size != r->args.left || in.size > r->s->max_write || !offset_ok(in.offset, in.size))
         return -EINVAL;
+    if (is_lazy(in.fh))
+        return -EBADF;
     int cnt = iov_cursor_slice(&r->args, in.size, data, MAX_DATA_SLICES);
     if (cnt < 0)
         return -EINVAL;
@@ -724,7 +819,14 @@ static int op_flush(struct fsb_request *r)
     struct fuse_flush_in in;
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
-    return r->be->ops->flush(r->be, in.fh, in.lock_owner);
+    /* Forwarded only for a lock owner that once locked (flush_shortcut.h):
+     * its record locks on the file go, so a lazy handle is opened for it. */
+    struct fsb_lazy_entry *use;
+    int err = file_handle_take(r, &in.fh, &use, true);
+    if (!err)
+        err = r->be->ops->flush(r->be, in.fh, in.lock_owner);
+    file_handle_give(r, use);
+    return err;
 }
 
 static int release_op(struct fsb_request *r, bool dir)
@@ -736,6 +838,8 @@ static int release_op(struct fsb_request *r, bool dir)
      * its flock. */
     if (dir)
         return r->be->ops->releasedir(r->be, in.fh);
+    if (is_lazy(in.fh) && r->s->lazy)
+        return fsb_lazy_release(r->s->lazy, in.fh);
     return r->be->ops->release(r->be, in.fh);
 }
 
@@ -754,6 +858,16 @@ static int op_releasedir(struct fsb_request *r)
     return release_op(r, true);
 }
 
+static int fsync_file(struct fsb_request *r, uint64_t fh, bool datasync)
+{
+    struct fsb_lazy_entry *use;
+    int err = file_handle_take(r, &fh, &use, true);
+    if (!err)
+        err = r->be->ops->fsync(r->be, fh, datasync);
+    file_handle_give(r, use);
+    return err;
+}
+
 static int fsync_op(struct fsb_request *r, bool dir)
 {
     struct fuse_fsync_in in;
@@ -761,7 +875,7 @@ static int fsync_op(struct fsb_request *r, bool dir)
         return -EINVAL;
     bool datasync = in.fsync_flags & 1;
     if (!dir)
-        return r->be->ops->fsync(r->be, in.fh, datasync);
+        return fsync_file(r, in.fh, datasync);
     uint64_t fh = in.fh;
     int err = dir_handle_take(r, &fh);
     if (err)
@@ -788,6 +902,8 @@ static int op_fallocate(struct fsb_request *r)
         return -EINVAL;
     if (!offset_ok(in.offset, in.length))
         return -EINVAL;
+    if (is_lazy(in.fh))
+        return -EBADF;
     /* FALLOCATE carries no KILL_SUIDGID flag, yet on a local filesystem it
      * clears the bits as a write does.  Guest root is taken to hold
      * CAP_FSETID; anyone else cannot. */
@@ -807,7 +923,12 @@ static int op_lseek(struct fsb_request *r)
     if (in.whence != SEEK_SET && in.whence != SEEK_CUR && in.whence != SEEK_END &&
         in.whence != SEEK_DATA && in.whence != SEEK_HOLE)
         return -EINVAL;
+    struct fsb_lazy_entry *use;
+    int err = file_handle_take(r, &in.fh, &use, true);
+    if (err)
+        return err;
     off_t off = r->be->ops->lseek(r->be, in.fh, (off_t)in.offset, (int)in.whence);
+    file_handle_give(r, use);
     if (off < 0)
         return (int)off;
     struct fuse_lseek_out out = { .offset = (uint64_t)off };
@@ -826,11 +947,19 @@ static int op_copy_file_range(struct fsb_request *r)
     uint64_t len = in.len > COPY_RANGE_MAX ? COPY_RANGE_MAX : in.len;
     if (!offset_ok(in.off_in, len) || !offset_ok(in.off_out, len))
         return -EINVAL;
+    if (is_lazy(in.fh_out))
+        return -EBADF;
+    /* the header's node is fh_in's */
+    struct fsb_lazy_entry *use;
+    int err = file_handle_take(r, &in.fh_in, &use, true);
+    if (err)
+        return err;
     /* No KILL_SUIDGID flag either, yet the guest kernel leaves the
      * clearing to us under HANDLE_KILLPRIV_V2: as for FALLOCATE. */
     r->ctx.kill_suidgid = r->ctx.uid != 0;
     ssize_t n = r->be->ops->copy_file_range(r->be, &r->ctx, in.fh_in, (off_t)in.off_in,
                                             in.fh_out, (off_t)in.off_out, len);
+    file_handle_give(r, use);
     if (n < 0)
         return (int)n;
     drop_mapped_caps(r, in.nodeid_out);
@@ -1183,9 +1312,13 @@ static int op_getlk(struct fsb_request *r)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
+    struct fsb_lazy_entry *use = NULL;
     int err = read_lock_args(r, &in, &lock);
     if (!err)
+        err = file_handle_take(r, &in.fh, &use, true);
+    if (!err)
         err = r->be->ops->getlk(r->be, in.fh, &lock);
+    file_handle_give(r, use);
     if (err)
         return err;
     struct fuse_lk_out out = { .lk = { .start = (uint64_t)lock.start, .end = (uint64_t)lock.end,
@@ -1201,7 +1334,10 @@ static int setlk_op(struct fsb_request *r, bool wants_wait)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
+    struct fsb_lazy_entry *use;
     int err = read_lock_args(r, &in, &lock);
+    if (!err)
+        err = file_handle_take(r, &in.fh, &use, true);
     if (err)
         return err;
     bool wait = wants_wait && r->may_wait;
@@ -1216,6 +1352,7 @@ static int setlk_op(struct fsb_request *r, bool wants_wait)
     }
     if (wait)
         fsb_session_remove_waiter(r->s, &w);
+    file_handle_give(r, use);
     if (wants_wait && !wait && err == -EAGAIN)
         err = -ENOLCK;
     return err;
@@ -1256,13 +1393,13 @@ static const struct fsb_op ops[] = {
     OP(FUSE_GETATTR, op_getattr, 0),
     OP(FUSE_SETATTR, op_setattr, OP_MODIFIES),
     OP(FUSE_READLINK, op_readlink, 0),
-    OP(FUSE_SYMLINK, op_symlink, OP_MODIFIES),
-    OP(FUSE_MKNOD, op_mknod, OP_MODIFIES),
-    OP(FUSE_MKDIR, op_mkdir, OP_MODIFIES),
-    OP(FUSE_UNLINK, op_unlink, OP_MODIFIES),
-    OP(FUSE_RMDIR, op_rmdir, OP_MODIFIES),
-    OP(FUSE_RENAME, op_rename, OP_MODIFIES),
-    OP(FUSE_LINK, op_link, OP_MODIFIES),
+    OP(FUSE_SYMLINK, op_symlink, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_MKNOD, op_mknod, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_MKDIR, op_mkdir, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_UNLINK, op_unlink, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_RMDIR, op_rmdir, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_RENAME, op_rename, OP_MODIFIES | OP_DIR_CHANGE),
+    OP(FUSE_LINK, op_link, OP_MODIFIES | OP_DIR_CHANGE),
     OP(FUSE_OPEN, op_open, 0),
     OP(FUSE_READ, op_read, 0),
     OP(FUSE_WRITE, op_write, OP_MODIFIES),
@@ -1283,14 +1420,14 @@ static const struct fsb_op ops[] = {
     OP(FUSE_SETLK, op_setlk, 0),
     OP(FUSE_SETLKW, op_setlkw, 0),
     OP(FUSE_ACCESS, op_access, 0),
-    OP(FUSE_CREATE, op_create, OP_MODIFIES),
+    OP(FUSE_CREATE, op_create, OP_MODIFIES | OP_DIR_CHANGE),
     OP(FUSE_INTERRUPT, op_interrupt, OP_NO_REPLY),
     OP(FUSE_DESTROY, op_destroy, 0),
     OP(FUSE_NOTIFY_REPLY, op_notify_reply, OP_NO_REPLY),
     OP(FUSE_BATCH_FORGET, op_batch_forget, OP_NO_REPLY),
     OP(FUSE_FALLOCATE, op_fallocate, OP_MODIFIES),
     OP(FUSE_READDIRPLUS, op_readdirplus, 0),
-    OP(FUSE_RENAME2, op_rename2, OP_MODIFIES),
+    OP(FUSE_RENAME2, op_rename2, OP_MODIFIES | OP_DIR_CHANGE),
     OP(FUSE_LSEEK, op_lseek, 0),
     OP(FUSE_COPY_FILE_RANGE, op_copy_file_range, OP_MODIFIES),
     OP(FUSE_SYNCFS, op_syncfs, 0),

@@ -26,6 +26,7 @@ struct fsb_request {
     bool may_wait;           /* a SETLKW may block (see fsb_engine_process_no_wait) */
     struct fsb_reply_pipe *lend; /* NULL, or where READ data may go */
     uint64_t host_changes;   /* the session's count when the request came */
+    uint64_t new_dir;        /* RENAME, RENAME2: the second directory changed */
 };
 
 /* Copies the opcode's fixed argument struct; false if the request is
@@ -60,7 +61,12 @@ enum {
     OP_NO_REPLY = 1 << 0, /* FORGET & co. */
     OP_MODIFIES = 1 << 1, /* refused with EROFS on read-only exports */
     OP_XATTR = 1 << 2,    /* ENOSYS when the export has xattrs off */
+    OP_DIR_CHANGE = 1 << 3, /* changes the entries of the node's directory */
 };
+
+/* After a successful OP_DIR_CHANGE request in a session with attr_notes:
+ * the changed directories' attributes, as notes for the transport. */
+void fsb_note_changed_dirs(struct fsb_request *r);
 
 struct fsb_op {
     fsb_op_fn fn;

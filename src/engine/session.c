@@ -3,6 +3,7 @@
  */
 #include "engine/session.h"
 #include "backend/passthrough/passthrough.h"
+#include "engine/lazy_handles.h"
 #include "engine/xattr_map.h"
 
 #include <errno.h>
@@ -66,9 +67,18 @@ void fsb_session_free(struct fsb_session *s)
 {
     if (!s)
         return;
+    fsb_lazy_handles_free(s->lazy);
     s->backend->ops->destroy(s->backend);
     pthread_mutex_destroy(&s->waiters_lock);
     free(s);
+}
+
+int fsb_session_accept_lazy(struct fsb_session *s)
+{
+    /* At most as many as the session may hold open handles: each mapped
+     * one is an open backend handle. */
+    s->lazy = fsb_lazy_handles_new(s->backend, passthrough_session_handle_limit());
+    return s->lazy ? 0 : -ENOMEM;
 }
 
 static bool take_early_interrupt(struct fsb_session *s, uint64_t unique)

@@ -16,6 +16,7 @@
 
 struct change_watch;
 struct fsb_notify_out;
+struct fsb_lazy_handles;
 
 #include <limits.h>
 #include <stddef.h>
@@ -95,7 +96,14 @@ struct fsb_session {
     /* cache=coherent: notifications flow (set before the first request,
      * never cleared), so the guest may cache for long. */
     bool coherent;
+    /* a stream client of version 4 or later: it accepts attribute notes
+     * (stream_hello.h, FSB_NOTIFY_ATTRS), set before the first request */
+    bool attr_notes;
     struct fsb_notify_out *notify; /* the transport's, see notify_out.h */
+    /* Handles the client makes up for read-only OPENs it answers itself
+     * (lazy_handles.h); NULL, and such a handle is an unknown one (EBADF),
+     * unless the transport accepted them (fsb_session_accept_lazy). */
+    struct fsb_lazy_handles *lazy;
     /* cache=coherent: host changes of inodes this session knows (and was
      * not the origin of), counted as the watcher sees them (fuse_ops.c,
      * reply_timeout) */
@@ -114,6 +122,11 @@ struct fsb_session {
 struct fsb_session *fsb_session_new(const struct fsb_export *exp, size_t max_frame,
                                     struct fsb_guest *guest, int *err);
 void fsb_session_free(struct fsb_session *s);
+
+/* The session accepts lazy handles (fh with FSB_LAZY_FH): a stream
+ * session whose client speaks version 4 (stream_server.c), before its
+ * first request.  Returns 0 or -ENOMEM. */
+int fsb_session_accept_lazy(struct fsb_session *s);
 
 /* Lock waits register here for INTERRUPT; see fuse_ops.c. */
 void fsb_session_add_waiter(struct fsb_session *s, struct fsb_waiter *w);

@@ -167,3 +167,15 @@ void flush_shortcut_reply(struct flush_shortcut *f, const struct fuse_out_header
     }
     pthread_mutex_unlock(&f->lock);
 }
+
+void flush_shortcut_own_handle(struct flush_shortcut *f, uint64_t fh, bool opened)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->lock);
+    if (opened)
+        fsb_u64_table_add(&f->handles, fh, NULL); /* full: not shortcut */
+    else
+        fsb_u64_table_remove(&f->handles, fh, NULL);
+    pthread_mutex_unlock(&f->lock);
+}

@@ -22,10 +22,10 @@
  * checkout save a round trip a file too.  Handles need not be learnt.
  *
  * What the relay learns for this, from the requests and replies it
- * forwards: the uniques of read-only OPENs in flight, the handles their
- * replies name (until their RELEASE; not with a quiet close), and the
- * owners of every SETLK and SETLKW (for good: a process that locked once
- * may still hold locks).
+ * forwards (and the OPENs and RELEASEs it answers itself): the uniques of
+ * read-only OPENs in flight, the handles their replies name (until their
+ * RELEASE; not with a quiet close), and the owners of every SETLK and
+ * SETLKW (for good: a process that locked once may still hold locks).
  * Whatever does not fit in these bounded tables, and anything unclear
  * (a handle opened some other way, an owner once seen locking), is
  * forwarded as before; once the owners' table is full, or a RELEASE or a
@@ -38,6 +38,7 @@
 #include <linux/fuse.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct flush_shortcut;
 
@@ -57,6 +58,10 @@ bool flush_shortcut_answers(struct flush_shortcut *f, const struct fuse_in_heade
  * recorded as pending, just before it is sent to the host. */
 void flush_shortcut_forwarding(struct flush_shortcut *f, const struct fuse_in_header *ih,
                                const void *arg, size_t len);
+
+/* The relay answered the OPEN (OPENED true) or the RELEASE of handle FH
+ * itself (lazy_open.h): a read-only handle from the one until the other. */
+void flush_shortcut_own_handle(struct flush_shortcut *f, uint64_t fh, bool opened);
 
 /* Looks at reply OH as the relay takes its request out of the pending set
  * (BODY: the LEN bytes after the header it has read, maybe none): the

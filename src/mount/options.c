@@ -6,6 +6,7 @@
 #include "mount/options.h"
 
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,13 @@ static void print_help(void)
            "                                read-only file by a process that never locked\n"
            "                                (of any file where the host's close is quiet);\n"
            "                                host: every close goes to the host\n"
+           "       dir_attrs=auto|host      auto (default): the relay answers a directory's\n"
+           "                                GETATTR after a change of its entries with what\n"
+           "                                the host sent with the change; host: all to the host\n"
+           "       open=auto|host           auto (default): the relay answers a plain read-only\n"
+           "                                open itself, the host opens the file at its first\n"
+           "                                read (needs default_permissions and a host that\n"
+           "                                allows it); host: every open goes to the host\n"
            "       host_events=on|off       echo host changes through the mount so that guest\n"
            "                                inotify watchers see them (default on; acts on\n"
            "                                cache=coherent exports, the ones that push changes;\n"
@@ -105,6 +113,27 @@ static bool parse_uring(const char *mode, struct mount_options *o)
     return false;
 }
 
+/* The relay's shortcuts, each NAME=auto|host: auto (the default) lets the
+ * relay answer what it can, host sends everything to the host. */
+struct auto_host_option {
+    const char *name;
+    size_t by_host; /* offsetof the bool in struct mount_options */
+};
+static const struct auto_host_option auto_host_options[] = {
+    { "flush", offsetof(struct mount_options, flush_by_host) },
+    { "open", offsetof(struct mount_options, open_by_host) },
+    { "dir_attrs", offsetof(struct mount_options, dir_attrs_by_host) },
+};
+
+static bool parse_auto_host(const char *opt, const char *value, bool *by_host)
+{
+    *by_host = strcmp(value, "host") == 0;
+    if (*by_host || strcmp(value, "auto") == 0)
+        return true;
+    log_error("bad option '%s' (expected auto or host)", opt);
+    return false;
+}
+
 /* The relay's own options (native protocol).  False (logged) for a bad
  * value; *known false for an option that is not one of them. */
 static bool parse_relay_option(const char *opt, struct mount_options *o, bool *known)
@@ -127,13 +156,13 @@ static bool parse_relay_option(const char *opt, struct mount_options *o, bool *k
         o->relay_set = true;
         return parse_uring(opt + 6, o);
     }
-    if (strncmp(opt, "flush=", 6) == 0) {
-        o->relay_set = true;
-        o->flush_by_host = strcmp(opt + 6, "host") == 0;
-        if (o->flush_by_host || strcmp(opt + 6, "auto") == 0)
-            return true;
-        log_error("bad option '%s' (expected flush=auto or flush=host)", opt);
-        return false;
+    for (unsigned i = 0; i < sizeof(auto_host_options) / sizeof(auto_host_options[0]); i++) {
+        const struct auto_host_option *a = &auto_host_options[i];
+        size_t n = strlen(a->name);
+        if (strncmp(opt, a->name, n) == 0 && opt[n] == '=') {
+            o->relay_set = true;
+            return parse_auto_host(opt, opt + n + 1, (bool *)((char *)o + a->by_host));
+        }
     }
     if (strncmp(opt, "host_events=", 12) == 0) {
         o->relay_set = true;
@@ -187,7 +216,8 @@ static bool check_protocol_options(struct mount_options *o)
         if (!o->connections)
             o->connections = MOUNT_DEFAULT_CONNECTIONS;
         if (o->queues || o->relay_set) {
-            log_error("queues=, uring=, poll_us= and flush= do not apply to --protocol=matchlock");
+            log_error("queues=, uring=, poll_us=, flush=, open= and dir_attrs= do not apply to "
+                      "--protocol=matchlock");
             return false;
         }
     } else if (o->connections || *o->prefix) {

@@ -45,8 +45,10 @@ struct mount_options {
     unsigned poll_us;            /* native: reply spin limit, 0 = sleep at once */
     enum relay_uring uring;      /* native: io_uring queues */
     bool flush_by_host;          /* native: flush=host, no FLUSH shortcut */
+    bool dir_attrs_by_host;      /* native: dir_attrs=host, no attribute notes */
+    bool open_by_host;           /* native: open=host, no lazy OPENs */
     bool host_events;            /* native: echo host changes (host_events.h) */
-    bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush= or host_events= given */
+    bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush=, open=, dir_attrs= or host_events= given */
     unsigned connections;        /* matchlock: most host connections */
     char prefix[PATH_MAX];       /* matchlock: guest path prefix, "" = the mountpoint */
     bool default_permissions;    /* let the guest kernel check modes too */

@@ -29,7 +29,9 @@
 #include "mount/host_events.h"
 #include "mount/host_nodes.h"
 #include "mount/init_filter.h"
+#include "mount/lazy_open.h"
 #include "mount/notify_queue.h"
+#include "mount/attr_notes.h"
 #include "mount/pending.h"
 #include "mount/relay_internal.h"
 #include "mount/uring_queue.h"
@@ -68,6 +70,8 @@ struct relay {
     _Atomic uint64_t init_unique; /* of the kernel's FUSE_INIT, once read */
     struct notify_queue *notify;
     struct flush_shortcut *flushes; /* NULL: every FLUSH goes to the host */
+    struct attr_notes *notes;       /* NULL: every GETATTR goes to the host */
+    struct lazy_open *lazy;       /* NULL: every OPEN goes to the host */
     struct host_nodes *nodes;     /* host_events=on, else NULL */
     struct host_events *events;   /* with nodes */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
@@ -140,6 +144,16 @@ void relay_reply_error(struct reply_dest *dest, uint64_t unique, int error)
     dest->deliver(dest, &oh, sizeof(oh));
 }
 
+/* A GETATTR the relay answers from a note (attr_notes.h). */
+static void reply_attr(struct reply_dest *dest, uint64_t unique, const struct fuse_attr_out *a)
+{
+    struct {
+        struct fuse_out_header oh;
+        struct fuse_attr_out a;
+    } msg = { .oh = { .len = sizeof(msg), .unique = unique }, .a = *a };
+    dest->deliver(dest, &msg, sizeof(msg));
+}
+
 static void fail_pending(uint64_t unique, struct reply_dest *dest, void *arg)
 {
     (void)arg;
@@ -199,11 +213,47 @@ static const void *request_arg(const struct iovec *iov, int cnt, size_t *len)
     return cnt > 1 ? iov[1].iov_base : NULL;
 }
 
+/* An OPEN or RELEASE the relay answers itself (lazy_open.h); false to
+ * forward it.  The flush shortcut learns the handle before the kernel
+ * can close it. */
+static bool answered_lazily(struct relay *r, struct reply_dest *dest,
+                            const struct fuse_in_header *ih, const void *arg, size_t len)
+{
+    struct {
+        struct fuse_out_header oh;
+        struct fuse_open_out oo;
+    } reply;
+    enum lazy_answer a = lazy_open_answers(r->lazy, ih, arg, len, &reply.oo);
+    if (a == LAZY_FORWARD)
+        return false;
+    uint64_t fh = reply.oo.fh;
+    if (a == LAZY_RELEASED)
+        memcpy(&fh, arg, sizeof(fh)); /* fuse_release_in begins with it */
+    flush_shortcut_own_handle(r->flushes, fh, a == LAZY_OPENED);
+    log_debug("request %llu: %s answered by the relay", (unsigned long long)ih->unique,
+              a == LAZY_OPENED ? "OPEN" : "RELEASE");
+    if (a == LAZY_RELEASED) {
+        relay_reply_error(dest, ih->unique, 0);
+        return true;
+    }
+    reply.oh = (struct fuse_out_header){ .len = sizeof(reply), .unique = ih->unique };
+    dest->deliver(dest, &reply, sizeof(reply));
+    return true;
+}
+
 void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse_in_header *ih,
                 struct iovec *iov, int cnt)
 {
     size_t arg_len;
     const void *arg = request_arg(iov, cnt, &arg_len);
+    struct fuse_attr_out attr;
+    if (attr_notes_answer(c->relay->notes, ih, &attr)) {
+        log_debug("request %llu: GETATTR answered by the relay", (unsigned long long)ih->unique);
+        reply_attr(dest, ih->unique, &attr);
+        return;
+    }
+    if (answered_lazily(c->relay, dest, ih, arg, arg_len))
+        return;
     if (flush_shortcut_answers(c->relay->flushes, ih, arg, arg_len)) {
         log_debug("request %llu: FLUSH answered by the relay", (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, 0);
@@ -218,6 +268,8 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
         }
     }
     flush_shortcut_forwarding(c->relay->flushes, ih, arg, arg_len);
+    attr_notes_forwarding(c->relay->notes, ih, arg, arg_len);
+    lazy_open_forwarding(c->relay->lazy, ih, arg, arg_len);
     send_to_host(c, iov, cnt);
 }
 
@@ -473,8 +525,10 @@ static struct reply_dest *take_dest(struct relay *r, const struct fuse_out_heade
                                     const void *body, size_t len)
 {
     struct reply_dest *d = pending_take(&r->pending, oh->unique);
-    if (d)
+    if (d) {
         flush_shortcut_reply(r->flushes, oh, body, len);
+        attr_notes_replied(r->notes, oh->unique);
+    }
     return d;
 }
 
@@ -483,6 +537,8 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
     struct relay *r = c->relay;
     struct fuse_out_header oh;
     memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
+    if (oh.unique == 0 && attr_notes_host_message(r->notes, msg, len))
+        return; /* a note: the relay's alone */
     if (oh.unique == 0 && is_attr_invalidation(msg, len, &oh)) {
         int err = write(r->cfg.session_fd, msg, len) < 0 ? -errno : 0;
         if (r->events)
@@ -751,6 +807,28 @@ static void start_conn_reader(struct relay_conn *c)
         connection_lost(c->relay, "cannot start a connection's reader: out of resources");
 }
 
+/* Whether the relay answers read-only OPENs itself (lazy_open.h), and
+ * why not, for the debug log.  Not on the mounted line, which says how
+ * requests travel (queues, connections), not which of them the relay
+ * answers: flush= is not there either. */
+static bool relay_opens_lazily(const struct relay_config *cfg)
+{
+    return cfg->lazy_open && (cfg->terms.features & FSB_TERMS_LAZY_OPEN) &&
+           !cfg->host_checks_permissions;
+}
+
+static void log_open_mode(const struct relay_config *cfg)
+{
+    const char *why = relay_opens_lazily(cfg)                        ? NULL
+                      : !cfg->lazy_open                               ? "open=host"
+                      : cfg->host_checks_permissions                  ? "no_default_permissions"
+                      : "the host does not take lazy handles";
+    if (why)
+        log_debug("opens: every open goes to the host (%s)", why);
+    else
+        log_debug("opens: the relay answers plain read-only opens (open=auto)");
+}
+
 /* Allocates everything; on failure the caller exits, so nothing is freed. */
 static struct relay *relay_alloc(const struct relay_config *cfg)
 {
@@ -758,10 +836,15 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     if (!r)
         return NULL;
     r->cfg = *cfg;
+    log_open_mode(cfg);
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
     bool quiet = cfg->terms.features & FSB_TERMS_QUIET_CLOSE;
     if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new(quiet)))
+        return NULL;
+    if (cfg->attr_notes && !(r->notes = attr_notes_new()))
+        return NULL;
+    if (relay_opens_lazily(cfg) && !(r->lazy = lazy_open_new(cfg->terms.open_flags)))
         return NULL;
     pthread_mutex_init(&r->state_lock, NULL);
     pthread_cond_init(&r->state_changed, NULL);

@@ -42,7 +42,10 @@
  * (uring_queue.h); an idle mount sleeps.
  *
  * The relay holds no filesystem logic: the host's FUSE engine validates and
- * answers everything.
+ * answers everything, but for what the host's session terms let the relay
+ * answer in its stead because the answer is known: FLUSHes with nothing to
+ * do (flush_shortcut.h) and plain read-only OPENs with their RELEASEs
+ * (lazy_open.h).
  */
 #ifndef FSB_MOUNT_RELAY_H
 #define FSB_MOUNT_RELAY_H
@@ -99,6 +102,12 @@ struct relay_config {
     bool host_checks_permissions;
     /* answer FLUSHes that have nothing to do on the host (flush_shortcut.h) */
     bool flush_shortcut;
+    /* answer a directory's GETATTR after a change of its entries with the
+     * host's attribute note (attr_notes.h) */
+    bool attr_notes;
+    /* open=auto: answer plain read-only OPENs when the terms allow it and
+     * the guest kernel checks permissions (lazy_open.h) */
+    bool lazy_open;
     /* host_events=on: echo host changes through the mount so that guest
      * inotify watchers see them (host_events.h) */
     bool host_events;

@@ -145,3 +145,22 @@ int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
     }
     return 0;
 }
+
+void fsb_attr_note_encode(const struct fsb_attr_note *n, unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE])
+{
+    struct fuse_out_header h = { .len = FSB_ATTR_NOTE_MSG_SIZE, .error = FSB_NOTIFY_ATTRS };
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), n, sizeof(*n));
+}
+
+bool fsb_attr_note_decode(const void *msg, size_t len, struct fsb_attr_note *n)
+{
+    struct fuse_out_header h;
+    if (len != FSB_ATTR_NOTE_MSG_SIZE)
+        return false;
+    memcpy(&h, msg, sizeof(h));
+    if (h.unique != 0 || h.error != FSB_NOTIFY_ATTRS)
+        return false;
+    memcpy(n, (const char *)msg + sizeof(h), sizeof(*n));
+    return true;
+}

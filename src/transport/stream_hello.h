@@ -51,7 +51,9 @@
 #ifndef FSB_STREAM_HELLO_H
 #define FSB_STREAM_HELLO_H
 
+#include <linux/fuse.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -84,6 +86,27 @@
 #define FSB_TERMS_KNOWN (FSB_TERMS_PUSHES | FSB_TERMS_LAZY_OPEN | FSB_TERMS_QUIET_CLOSE)
 /* The bit of a lazy handle; the server's own handles never have it. */
 #define FSB_LAZY_FH (1ull << 63)
+
+/*
+ * Attribute notes (version 4): a FUSE notification (unique 0) that only
+ * the client sees, never the kernel, sent right before the reply of a
+ * request that changed the entries of a directory (CREATE, MKNOD, MKDIR,
+ * SYMLINK, LINK, UNLINK, RMDIR, RENAME, RENAME2).  The guest kernel
+ * drops all it knows of a directory's attributes when its entries change
+ * (fs/fuse/dir.c, fuse_dir_changed), and its next path walk through the
+ * directory asks for them again (a GETATTR per file an untar creates or
+ * an rm -rf removes); the note says what that GETATTR would be answered,
+ * so the client may answer it itself (docs/stream-protocol.md).  Body, in
+ * the session's FUSE byte order: the directory's node id, the unique of
+ * the request that changed it, and the fuse_attr_out of a GETATTR.
+ */
+#define FSB_NOTIFY_ATTRS 0x4642
+struct fsb_attr_note {
+    uint64_t nodeid;
+    uint64_t unique;
+    struct fuse_attr_out attr;
+};
+#define FSB_ATTR_NOTE_MSG_SIZE (sizeof(struct fuse_out_header) + sizeof(struct fsb_attr_note))
 #define FSB_EXPORT_NAME_MAX 255
 #define FSB_BYTE_ORDER_LE 1
 #define FSB_BYTE_ORDER_BE 2
@@ -156,5 +179,10 @@ void fsb_session_terms_encode(const struct fsb_session_terms *t,
  * trusted to be sane either). */
 int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
                              struct fsb_session_terms *t);
+
+void fsb_attr_note_encode(const struct fsb_attr_note *n, unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE]);
+/* Whether MSG (LEN bytes from the host, unique 0) is an attribute note;
+ * with a wrong length it is not (and the relay drops it as unknown). */
+bool fsb_attr_note_decode(const void *msg, size_t len, struct fsb_attr_note *n);
 
 #endif

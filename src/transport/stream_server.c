@@ -230,6 +230,14 @@ static void process(struct conn *c, void *frame, size_t len, void *reply, bool m
         fsb_inval_attrs_msg(lend.stale_attrs, msg);
         send_reply(c, msg, sizeof(msg), &none);
     }
+    for (unsigned i = 0; i < lend.nnotes; i++) {
+        /* before the reply too: the guest's relay has the note by the time
+         * the kernel, having the reply, asks for the attributes */
+        unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE];
+        struct fsb_reply_pipe none = { 0 };
+        fsb_attr_note_encode(&lend.notes[i], msg);
+        send_reply(c, msg, sizeof(msg), &none);
+    }
     if (n)
         send_reply(c, reply, n, &lend);
     else if (lend.pipe)
@@ -633,6 +641,7 @@ static struct fsb_session_terms session_terms(const struct conn *c)
 {
     const struct fsb_session *s = c->ss->fs;
     uint32_t features = (s->coherent ? FSB_TERMS_PUSHES : 0) |
+                        (s->lazy ? FSB_TERMS_LAZY_OPEN : 0) |
                         (s->export->close_quiet ? FSB_TERMS_QUIET_CLOSE : 0);
     return (struct fsb_session_terms){
         .features = features,
@@ -735,8 +744,9 @@ static void start_notifications(struct conn *c)
                  err == -ENOTSUP ? "host changes are not tracked" : strerror(-err));
 }
 
-/* A new session for C's first HELLO.  Returns 0 or -errno. */
-static int session_open(struct conn *c, const struct fsb_export *exp, size_t max_frame)
+/* A new session for C's first HELLO, H.  Returns 0 or -errno. */
+static int session_open(struct conn *c, const struct fsb_hello *h, const struct fsb_export *exp,
+                        size_t max_frame)
 {
     struct stream_session *ss = calloc(1, sizeof(*ss));
     if (!ss)
@@ -747,10 +757,21 @@ static int session_open(struct conn *c, const struct fsb_export *exp, size_t max
     }
     int err;
     ss->fs = fsb_session_new(exp, max_frame, &c->guest->budget, &err);
+    /* A client that reads the terms may answer read-only OPENs itself
+     * (FSB_TERMS_LAZY_OPEN): its session takes the handles it makes up.
+     * An older one never sends them, and virtio-fs sessions never accept
+     * them at all. */
+    if (ss->fs && reply_version(h) >= FSB_STREAM_VERSION_TERMS &&
+        (err = fsb_session_accept_lazy(ss->fs))) {
+        fsb_session_free(ss->fs);
+        ss->fs = NULL;
+    }
     if (!ss->fs) {
         free(ss);
         return err;
     }
+    /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS) */
+    ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
     ss->id = c->id;
     ss->peer = c->peer;
     ss->open = ss->refs = 1;
@@ -896,7 +917,7 @@ static bool handshake(struct conn *c)
     if (!r && h.max_frame < max_frame)
         max_frame = h.max_frame;
     if (!r)
-        r = join ? session_join(c, &h, exp) : session_open(c, exp, max_frame);
+        r = join ? session_join(c, &h, exp) : session_open(c, &h, exp, max_frame);
     if (r) {
         log_warn("session %u: refused (export '%s'%s): %s", c->id, h.name,
                  h.flags & FSB_HELLO_JOIN ? ", join" : "", strerror(-r));

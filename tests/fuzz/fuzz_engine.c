@@ -34,12 +34,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* A fresh session per input: inputs must not depend on each other.
      * An input of odd length runs with xattr=map, so that both ways of
-     * reading guest xattr names are fuzzed. */
+     * reading guest xattr names are fuzzed; one with bit 1 of its length
+     * set accepts lazy handles (a version-4 stream session), so that
+     * both ways of taking an fh with FSB_LAZY_FH are. */
     int err;
     fsb_session_free(h.session);
     h.export.xattr_map = size & 1;
     h.session = fsb_session_new(&h.export, HARNESS_FRAME, NULL, &err);
-    if (!h.session || harness_init(&h, 38) != 0)
+    if (!h.session || ((size & 2) && fsb_session_accept_lazy(h.session) != 0) ||
+        harness_init(&h, 38) != 0)
         abort();
     while (size >= sizeof(struct fuse_in_header)) {
         struct fuse_in_header hdr;

@@ -33,6 +33,8 @@ TERMS_PUSHES = 0x1
 TERMS_LAZY_OPEN = 0x2
 TERMS_QUIET_CLOSE = 0x4
 LAZY_FH = 1 << 63
+NOTIFY_ATTRS = 0x4642            # version 4: an attribute note, for the relay
+ATTR_NOTE = struct.Struct("<QQQI4x")  # nodeid, unique, attr_valid(_nsec); fuse_attr follows
 BYTE_ORDER_LE = 1
 BYTE_ORDER_BE = 2
 HELLO_FMT = "<4sHBBIHH"          # 16 bytes
@@ -246,6 +248,7 @@ class FuseClient:
         self.path = path if isinstance(path, tuple) else str(path)
         self.sock = connect_stream(self.path, timeout)
         self.unique = 0
+        self.notifications = []   # (code, payload) of every unique-0 message
         self.pending = {}
         self.uid = uid
         self.gid = gid
@@ -371,7 +374,8 @@ class FuseClient:
         while unique not in self.pending:
             error, u, payload = self.read_message()
             if u == 0:
-                continue              # a notification
+                self.notifications.append((error, payload))
+                continue
             self.pending[u] = (error, payload)
         error, payload = self.pending.pop(unique)
         if error > 0 or error < -4095:

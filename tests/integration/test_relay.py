@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from conftest import ENABLE_URING, set_enable_uring
+from conftest import ENABLE_URING, RELAY_MODE, RELAY_MODES, set_enable_uring
 
 EXPORT = "test"
 IO_URING_DISABLED = Path("/proc/sys/kernel/io_uring_disabled")
@@ -133,13 +133,20 @@ def assert_not_mounted(mnt):
     assert e is None, f"a failed fsbridge-mount left a mount: {e}"
 
 
+def mode_queues():
+    """queues= of the suite's relay mode (FSB_RELAY_MODE=queues-1 adds
+    queues=1 to every mount), else the default: the online CPUs."""
+    given = [o for o in RELAY_MODES[RELAY_MODE] if o.startswith("queues=")]
+    return int(given[-1].split("=", 1)[1]) if given else len(online_cpus())
+
+
 @needs_uring
 def test_uring_auto_uses_one_ring_per_cpu(daemon, mount_factory, fsb_workdir, uring_enabled):
     m = mount_factory(daemon, options=[f"export={EXPORT}", "uring=auto"])
     # One connection per ring, read by the ring's own thread, and one for
     # what comes through /dev/fuse, when queues= (default: the online
     # CPUs) allows a ring per possible CPU; else queues= connections.
-    rings, queues = possible_cpus(), len(online_cpus())
+    rings, queues = possible_cpus(), mode_queues()
     conns = rings + 1 if rings <= queues else queues
     assert mounted_mode(m) == ("io_uring", possible_cpus(), conns)
     assert (m.path / "hello").read_text() == "hello\n"

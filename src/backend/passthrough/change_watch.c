@@ -21,6 +21,7 @@
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #define EVENT_BUFFER_SIZE (64 * 1024)
@@ -84,6 +85,8 @@ struct change_watch {
     pthread_mutex_t subs_lock;
     struct change_sub *subs;
 
+    dev_t dev;          /* of the export root: the marked filesystem */
+    bool ino32_handles; /* its handles start with the inode number (gone_handle_inode) */
     struct handle_slot handles[HANDLE_SLOTS]; /* the thread's */
     uint64_t events, handle_opens;            /* the thread's, for the log */
 
@@ -296,6 +299,31 @@ static bool identify_handle(struct change_watch *w, struct file_handle *fh, dev_
     return true;
 }
 
+/*
+ * The inode number a handle of a gone inode still names, on a filesystem
+ * whose handles say it plainly: ext2/3/4 and xfs (with 32-bit inode
+ * numbers) encode FILEID_INO32_GEN or _PARENT (<linux/exportfs.h>): the
+ * number, then the generation.  tmpfs uses the same types with another
+ * layout, btrfs others: false there.  The number may belong to a new inode
+ * by now: a change counted for a session that knows that one only costs
+ * it a lookup, while counting in every session made a busy host (a build
+ * creating and removing directories beside the export) keep every
+ * session's replies out of the guest's cache.
+ */
+static bool gone_handle_inode(const struct change_watch *w, const struct file_handle *fh,
+                              dev_t *dev, ino_t *ino)
+{
+    enum { FILEID_INO32_GEN = 1, FILEID_INO32_GEN_PARENT = 2 };
+    if (!w->ino32_handles || fh->handle_bytes < 8 ||
+        (fh->handle_type != FILEID_INO32_GEN && fh->handle_type != FILEID_INO32_GEN_PARENT))
+        return false;
+    uint32_t n;
+    memcpy(&n, fh->f_handle, sizeof(n));
+    *dev = w->dev;
+    *ino = n;
+    return true;
+}
+
 /* ---- fanotify ---------------------------------------------------------- */
 
 /* A file handle of an event, copied out: records in the buffer are not
@@ -379,8 +407,10 @@ static void handle_name_event(struct change_watch *w, struct fan_event *ev)
     ino_t ino;
     if (identify_handle(w, &ev->dir.fh, &dev, &ino))
         dispatch_entry(w, NULL, dev, ino, ev->name);
+    else if (gone_handle_inode(w, &ev->dir.fh, &dev, &ino))
+        dispatch_unidentified(w, true, dev, ino); /* the directory is gone */
     else
-        dispatch_unidentified(w, false, 0, 0); /* the directory is gone */
+        dispatch_unidentified(w, false, 0, 0);
 }
 
 static void handle_inode_event(struct change_watch *w, struct fan_event *ev)
@@ -393,9 +423,18 @@ static void handle_inode_event(struct change_watch *w, struct fan_event *ev)
         return;
     }
     /* The inode is gone: its directory, when the event names one that
-     * still opens, narrows down who may care. */
-    bool dir_ok = ev->has_dir && &ev->dir.fh != obj && identify_handle(w, &ev->dir.fh, &dev, &ino);
-    dispatch_unidentified(w, dir_ok, dev, ino);
+     * still opens or is known by number, and its own number narrow down
+     * who may care. */
+    bool dir_ok = ev->has_dir && &ev->dir.fh != obj &&
+                  (identify_handle(w, &ev->dir.fh, &dev, &ino) ||
+                   gone_handle_inode(w, &ev->dir.fh, &dev, &ino));
+    dev_t own_dev;
+    ino_t own_ino;
+    bool own_ok = obj && gone_handle_inode(w, obj, &own_dev, &own_ino);
+    if (dir_ok || !own_ok)
+        dispatch_unidentified(w, dir_ok, dev, ino);
+    if (own_ok)
+        dispatch_unidentified(w, true, own_dev, own_ino);
 }
 
 static void handle_fan_event(struct change_watch *w, struct fan_event *ev)
@@ -651,6 +690,18 @@ struct change_watch *change_watch_open(int root_fd, const char *name)
     return w;
 }
 
+/* What gone_handle_inode needs to know of the export's filesystem. */
+static void note_filesystem(struct change_watch *w)
+{
+    enum { EXT4 = 0xEF53, XFS = 0x58465342 };
+    struct stat st;
+    struct statfs sf;
+    if (fstat(w->root_fd, &st) != 0 || fstatfs(w->root_fd, &sf) != 0)
+        return;
+    w->dev = st.st_dev;
+    w->ino32_handles = sf.f_type == EXT4 || sf.f_type == XFS;
+}
+
 int change_watch_start(struct change_watch *w, int root_fd)
 {
     /* open_by_handle_at refuses an O_PATH mount fd (EBADF) */
@@ -661,6 +712,7 @@ int change_watch_start(struct change_watch *w, int root_fd)
         return -errno;
     close(w->root_fd);
     w->root_fd = fd;
+    note_filesystem(w);
     int err = pthread_create(&w->thread, NULL, watch_main, w);
     w->started = err == 0;
     return -err;

@@ -1,0 +1,345 @@
+"""
+test_lazy_open.py - the read-only OPENs the relay answers itself
+(src/mount/lazy_open.h) and the lazy handles the daemon opens at their
+first use (src/engine/lazy_handles.h).
+
+With open=auto (the default) a plain read-only open costs no round trip:
+the daemon's debug log, which names every request it serves, shows no
+OPEN; the file is opened on the host when a request first needs it (READ,
+a lock, LSEEK, ...), so locks still conflict with the host's and other
+guests', and an error of the host's open comes at that request instead.
+open=host, and a mount without default_permissions, send every OPEN.
+
+The protocol tests speak to the daemon directly (fuse_client.py), as a
+hostile guest could: lazy handles it never announced, on old sessions,
+for writes, beyond the budget, released while in use.
+"""
+
+import errno
+import fcntl
+import mmap
+import os
+import re
+import select
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+from fuse_client import (FUSE_READ, FUSE_RELEASE, LAZY_FH, READ_IN, RELEASE_IN,
+                         TERMS_LAZY_OPEN, FuseClient)
+
+EXPORT = "test"
+OPEN = re.compile(r"FUSE_OPEN/\d+ \(unique")
+READ = re.compile(r"FUSE_READ/\d+ \(unique")
+RELEASE = re.compile(r"FUSE_RELEASE/\d+ \(unique")
+FLUSH = re.compile(r"FUSE_FLUSH/\d+ \(unique")
+FILES = 20
+
+
+def content(i):
+    return b"file %d\n" % i * (i + 1)
+
+
+@pytest.fixture(params=["auto", "coherent"])
+def cache(request):
+    return request.param
+
+
+@pytest.fixture
+def daemon(export_dir, daemon_factory, cache):
+    for i in range(FILES):
+        (export_dir / f"f{i}").write_bytes(content(i))
+    return daemon_factory([f"{EXPORT}={export_dir},cache={cache}"], log_level="debug")
+
+
+def served(d, pattern):
+    return len(pattern.findall(d.stderr_text()))
+
+
+def read_all(m):
+    for i in range(FILES):
+        with open(m.path / f"f{i}", "rb") as f:
+            assert f.read() == content(i), f"f{i}"
+
+
+@pytest.mark.parametrize("mode", ["auto", "host"])
+def test_reading_files_opens_them_on_the_host_only_with_open_host(daemon, mount_factory, mode):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", f"open={mode}"])
+    read_all(m)
+    helpers.poll_until(lambda: served(daemon, READ) >= FILES, what="the READs")
+    assert served(daemon, OPEN) == (0 if mode == "auto" else FILES)
+    read_all(m)  # warm: from the guest's page cache
+    assert served(daemon, OPEN) == (0 if mode == "auto" else 2 * FILES)
+
+
+def test_a_warm_open_and_close_costs_the_host_nothing(daemon, mount_factory):
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    for _ in range(10):
+        os.close(os.open(m.path / "f1", os.O_RDONLY))
+    m.umount(expect_rc=0)  # every RELEASE the kernel had is out now
+    log = daemon.stderr_text()
+    for pattern in (OPEN, READ, FLUSH, RELEASE):
+        assert not pattern.search(log), f"{pattern.pattern} reached the host"
+
+
+def test_contents_follow_host_changes(daemon, mount_factory, export_dir, cache):
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    assert (m.path / "f2").read_bytes() == content(2)
+    (export_dir / "f2").write_bytes(b"new bytes")
+    # coherent: pushed at once; auto: the attributes time out within 1 s
+    helpers.poll_until(lambda: (m.path / "f2").read_bytes() == b"new bytes", timeout=5,
+                       what="the host's new contents in the guest")
+    assert served(daemon, OPEN) == 0
+
+
+def test_no_default_permissions_sends_every_open(daemon, mount_factory):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "no_default_permissions"])
+    read_all(m)
+    assert served(daemon, OPEN) == FILES
+
+
+def test_the_open_mode_is_in_the_relays_log(daemon, mount_factory):
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "open=host"], extra_args=["-d"])
+    helpers.poll_until(lambda: "every open goes to the host (open=host)" in m.stderr_text(),
+                       what="the open mode in the relay's log")
+
+
+def test_bad_open_option_is_one_line(build_dir, daemon, fsb_workdir):
+    mnt = fsb_workdir / "mnt"
+    mnt.mkdir()
+    r = subprocess.run([str(build_dir / "fsbridge-mount"), "-f", "-o", "open=lazy",
+                        daemon.address, str(mnt)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "open=lazy" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+# ---- what a read-only fd does: the host file is opened when needed ------
+
+HOLD_LOCK = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+if sys.argv[2] == "flock":
+    fcntl.flock(fd, fcntl.LOCK_EX)
+else:
+    fcntl.lockf(fd, fcntl.LOCK_EX, 0, 0)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_lock(path, kind):
+    p = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path), kind],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def try_shared_lock(fd, kind):
+    try:
+        if kind == "flock":
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        else:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 0, 0)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+@pytest.mark.parametrize("where", ["host", "other mount"])
+@pytest.mark.parametrize("kind", ["fcntl", "flock"])
+def test_locks_through_a_read_only_fd_conflict(daemon, mount_factory, export_dir, kind, where):
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    other = export_dir / "f3" if where == "host" else \
+        mount_factory(daemon, options=[f"export={EXPORT}"]).path / "f3"
+    holder = hold_lock(other, kind)
+    try:
+        fd = os.open(m.path / "f3", os.O_RDONLY)
+        try:
+            assert try_shared_lock(fd, kind) in (errno.EAGAIN, errno.EWOULDBLOCK)
+        finally:
+            os.close(fd)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+    fd = os.open(m.path / "f3", os.O_RDONLY)
+    try:
+        assert try_shared_lock(fd, kind) == 0, "no lock once the holder is gone"
+    finally:
+        os.close(fd)
+    if where == "host":
+        assert served(daemon, OPEN) == 0
+
+
+def test_fstat_lseek_mmap_and_poll_work(daemon, mount_factory, export_dir):
+    sparse = export_dir / "sparse"
+    with open(sparse, "wb") as f:
+        f.seek(1 << 20)
+        f.write(b"data after a hole")
+    hfd = os.open(sparse, os.O_RDONLY)
+    want_data, want_hole = os.lseek(hfd, 0, os.SEEK_DATA), os.lseek(hfd, 0, os.SEEK_HOLE)
+    os.close(hfd)
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    fd = os.open(m.path / "sparse", os.O_RDONLY)
+    try:
+        assert os.fstat(fd).st_size == (1 << 20) + 17
+        assert os.lseek(fd, 0, os.SEEK_DATA) == want_data
+        assert os.lseek(fd, 0, os.SEEK_HOLE) == want_hole
+        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mm:
+            assert mm[1 << 20:] == b"data after a hole" and mm[:4] == bytes(4)
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        assert p.poll(1000) == [(fd, select.POLLIN)]
+    finally:
+        os.close(fd)
+    assert served(daemon, OPEN) == 0
+
+
+@pytest.mark.parametrize("mode", ["auto", "host"])
+def test_a_file_removed_on_the_host_after_lookup(daemon, mount_factory, export_dir, cache,
+                                                 mode):
+    """The passthrough backend opens a known inode through its own fd of
+    it, not by name: a file the guest looked up is still opened and read
+    after the host removed its name (as a local file open elsewhere would
+    be), lazily or not, while that fd is in the backend's fd cache (a few
+    files: it is).  Evicted, its reopen by file handle would fail with
+    ESTALE: at open(2) with open=host, at the first read with open=auto
+    (docs/architecture.md).  With cache=coherent the removal is pushed,
+    and the guest's own lookup fails first."""
+    m = mount_factory(daemon, options=[f"export={EXPORT}", f"open={mode}"])
+    path = m.path / "f4"
+    path.stat()
+    (export_dir / "f4").unlink()
+    if cache == "coherent":
+        helpers.poll_until(lambda: not path.exists(), what="the removal in the guest")
+        return
+    try:
+        with open(path, "rb") as f:
+            got = f.read()
+    except FileNotFoundError:
+        pytest.skip("the guest's entry timed out before the open")
+    assert got == content(4)
+
+
+# ---- protocol level ------------------------------------------------------
+
+def client(daemon, **kw):
+    return FuseClient(daemon.socket, export=EXPORT, **kw)
+
+
+def lazy(n):
+    return LAZY_FH | n
+
+
+def test_terms_announce_lazy_open_to_version_4_only(daemon):
+    with client(daemon) as c:
+        assert c.hello_reply["terms"][0] & TERMS_LAZY_OPEN
+    with client(daemon, version=3) as c:
+        assert c.hello_reply["terms"] is None
+
+
+def test_read_with_a_lazy_handle_opens_the_file_once(daemon):
+    pid = daemon.proc.pid
+    with client(daemon) as c:
+        err, e = c.lookup(1, b"f5")
+        assert err == 0
+        base = helpers.settled_fd_count(pid)
+        assert c.read(lazy(7), 0, 4096, nodeid=e["nodeid"]) == (0, content(5))
+        opened = helpers.settled_fd_count(pid)
+        assert opened == base + 1
+        assert c.read(lazy(7), 3, 4096, nodeid=e["nodeid"]) == (0, content(5)[3:])
+        assert helpers.settled_fd_count(pid) == opened
+        assert c.release(e["nodeid"], lazy(7)) == 0
+        assert helpers.settled_fd_count(pid) == base
+
+
+def test_a_version_3_session_knows_no_lazy_handle(daemon):
+    with client(daemon, version=3) as c:
+        err, e = c.lookup(1, b"f5")
+        assert err == 0
+        assert c.read(lazy(7), 0, 4096, nodeid=e["nodeid"])[0] == errno.EBADF
+        assert c.release(e["nodeid"], lazy(7)) == errno.EBADF
+
+
+def test_writes_through_a_lazy_handle_are_refused(daemon, export_dir):
+    with client(daemon) as c:
+        err, e = c.lookup(1, b"f6")
+        assert err == 0
+        assert c.write(lazy(1), 0, b"x", nodeid=e["nodeid"])[0] == errno.EBADF  # unopened
+        assert c.read(lazy(1), 0, 10, nodeid=e["nodeid"])[0] == 0
+        assert c.write(lazy(1), 0, b"x", nodeid=e["nodeid"])[0] == errno.EBADF  # opened
+        assert c.setattr(e["nodeid"], 1 << 3 | 1 << 6, fh=lazy(1), size=0)[0] == errno.EBADF
+        assert c.release(e["nodeid"], lazy(1)) == 0
+    assert (export_dir / "f6").read_bytes() == content(6)
+
+
+def test_getattr_with_an_unopened_lazy_handle_opens_nothing(daemon):
+    pid = daemon.proc.pid
+    with client(daemon) as c:
+        err, e = c.lookup(1, b"f7")
+        base = helpers.settled_fd_count(pid)
+        err, attr = c.getattr(e["nodeid"], fh=lazy(3))
+        assert err == 0
+        assert helpers.settled_fd_count(pid) == base
+        assert c.release(e["nodeid"], lazy(3)) == 0
+
+
+def test_lazy_handles_beyond_the_budget_get_emfile_and_leak_nothing(export_dir,
+                                                                    daemon_factory):
+    for i in range(30):
+        (export_dir / f"g{i}").write_bytes(b"%d" % i)
+    d = daemon_factory([f"{EXPORT}={export_dir}"], ["--guest-max-open", "20"])
+    pid = d.proc.pid
+    with client(d) as c:
+        nodes = [c.lookup(1, b"g%d" % i)[1]["nodeid"] for i in range(30)]
+        base = helpers.settled_fd_count(pid)
+        errors = [c.read(lazy(100 + i), 0, 16, nodeid=n)[0] for i, n in enumerate(nodes)]
+        assert errors.count(0) == 20 and set(errors[20:]) == {errno.EMFILE}, errors
+        assert c.open(nodes[0])[0] == errno.EMFILE, "a plain OPEN got past the budget"
+        for i, n in enumerate(nodes):
+            assert c.release(n, lazy(100 + i)) == 0
+        assert helpers.settled_fd_count(pid) == base
+        err, fh = c.open(nodes[0])
+        assert err == 0 and c.release(nodes[0], fh) == 0
+    d.stop(expect_rc=0)
+
+
+def test_a_release_racing_reads_on_one_lazy_handle(daemon):
+    """READs and RELEASEs of one lazy handle, pipelined (served by several
+    workers at once): every READ is answered with the file (a READ after
+    the RELEASE opens it again), and once the last RELEASE is served no
+    host fd is left."""
+    pid = daemon.proc.pid
+    with client(daemon) as c:
+        err, e = c.lookup(1, b"f8")
+        base = helpers.settled_fd_count(pid)
+        reads, releases = [], []
+        for round_ in range(20):
+            for _ in range(10):
+                reads.append(c.send(FUSE_READ, e["nodeid"],
+                                    READ_IN.pack(lazy(9), 0, 4096, 0, 0, 0, 0)))
+            releases.append(c.send(FUSE_RELEASE, e["nodeid"],
+                                   RELEASE_IN.pack(lazy(9), 0, 0, 0)))
+        assert all(c.recv(u) == (0, content(8)) for u in reads)
+        assert all(c.recv(u)[0] == 0 for u in releases)
+        assert c.release(e["nodeid"], lazy(9)) == 0
+        assert helpers.settled_fd_count(pid) == base
+    assert daemon.alive()
+
+
+def test_two_racing_first_reads_open_once(daemon):
+    pid = daemon.proc.pid
+    c = client(daemon)
+    try:
+        err, e = c.lookup(1, b"f9")
+        base = helpers.settled_fd_count(pid)
+        us = [c.send(FUSE_READ, e["nodeid"], READ_IN.pack(lazy(11), 0, 4096, 0, 0, 0, 0))
+              for _ in range(50)]
+        assert all(c.recv(u) == (0, content(9)) for u in us)
+        assert helpers.settled_fd_count(pid) == base + 1, "a racing open was kept"
+        assert c.release(e["nodeid"], lazy(11)) == 0
+        assert helpers.settled_fd_count(pid) == base
+    finally:
+        c.close()
