@@ -56,6 +56,10 @@ struct fsb_export {
      * (passthrough_dir_offsets_stable): cache=coherent may then list without
      * OPENDIR (fuse_ops.c). */
     bool dir_offsets_stable;
+    /* A FLUSH here only drops record locks (passthrough_close_quiet):
+     * stream clients may answer the FLUSH of a process that never locked
+     * (FSB_TERMS_QUIET_CLOSE).  Decided once the sandbox is entered. */
+    bool close_quiet;
 };
 
 /* The backend instance for one session of EXP: passthrough, or overlay

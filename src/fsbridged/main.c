@@ -292,11 +292,48 @@ static int open_everything(struct daemon_state *d)
     return 0;
 }
 
+/*
+ * FSB_TERMS_QUIET_CLOSE (stream exports only: virtio-fs has no terms).  A
+ * passthrough export's close is quiet when passthrough_close_quiet says
+ * so, and only inside the sandbox's private mount namespace: without it a
+ * mount made on the host later, below the export, is crossed into by
+ * lookups and would break the rule unseen.  Overlay exports are not: the
+ * rule would have to hold for both layers (two filesystems, each with its
+ * own mounts below), which is not checked.
+ */
+static bool export_close_quiet(const struct fsb_export *e, bool private_mounts, char *why,
+                               size_t size)
+{
+    if (e->overlay[0]) {
+        snprintf(why, size, "it is an overlay (two filesystems)");
+        return false;
+    }
+    if (!private_mounts) {
+        snprintf(why, size, "no sandbox (a mount below it may appear later)");
+        return false;
+    }
+    return passthrough_close_quiet(e->root_fd, why, size);
+}
+
+static void decide_close_quiet(struct options *o, bool private_mounts)
+{
+    for (unsigned i = 0; i < o->nexports; i++) {
+        struct fsb_export *e = &o->exports[i];
+        char why[PATH_MAX + 64];
+        e->close_quiet = export_close_quiet(e, private_mounts, why, sizeof(why));
+        log_info("export '%s': close is %s: %s", e->name,
+                 e->close_quiet ? "quiet (guests may answer FLUSH themselves)" : "not quiet", why);
+    }
+}
+
 static int enter_sandbox(struct options *o)
 {
     struct fsb_export *exports[MAX_EXPORTS + 1] = { NULL }; /* -O3 cannot see all_exports fill it */
     unsigned n = all_exports(o, exports);
-    return sandbox_enter(o->vhost.sandbox, o->vhost.seccomp, exports, n);
+    int r = sandbox_enter(o->vhost.sandbox, o->vhost.seccomp, exports, n);
+    if (r >= 0)
+        decide_close_quiet(o, r == 1);
+    return r < 0 ? -1 : 0;
 }
 
 static int serve_streams(struct daemon_state *d)

@@ -488,5 +488,5 @@ int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp,
         return -1;
     log_debug("sandbox: %s, seccomp %s", sandbox == SANDBOX_NAMESPACE ? "namespace" : "none",
               seccomp == SECCOMP_NONE ? "off" : "on");
-    return 0;
+    return sandbox == SANDBOX_NAMESPACE;
 }

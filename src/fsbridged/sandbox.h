@@ -29,8 +29,10 @@ enum seccomp_mode {
 int sandbox_parse_mode(const char *name);
 int seccomp_parse_mode(const char *name);
 
-/* Enters the sandbox; returns 0 or -1 after logging what failed.  The
- * exports' root fds are replaced by fds of the same directories inside it. */
+/* Enters the sandbox; returns 1 inside a private mount namespace (no mount
+ * made on the host appears in it any more), 0 without one, or -1 after
+ * logging what failed.  The exports' root fds are replaced by fds of the
+ * same directories inside it. */
 int sandbox_enter(enum sandbox_mode sandbox, enum seccomp_mode seccomp,
                   struct fsb_export *const *exports, unsigned nexports);
 

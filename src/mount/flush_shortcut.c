@@ -28,6 +28,7 @@
 struct flush_shortcut {
     pthread_mutex_t lock;
     bool off; /* the tables cannot be trusted any more: shortcut nothing */
+    bool quiet_close; /* any handle will do: the handles are not learnt */
     /* opens.count, read without the lock: most replies need not take it.
      * Set before the OPEN is sent, so its reply sees it. */
     _Atomic size_t opens_in_flight;
@@ -37,13 +38,14 @@ struct flush_shortcut {
     struct fsb_u64_slot owner_slots[OWNER_SLOTS];
 };
 
-struct flush_shortcut *flush_shortcut_new(void)
+struct flush_shortcut *flush_shortcut_new(bool quiet_close)
 {
     struct flush_shortcut *f = malloc(sizeof(*f));
     if (!f)
         return NULL;
     pthread_mutex_init(&f->lock, NULL);
     f->off = false;
+    f->quiet_close = quiet_close;
     atomic_init(&f->opens_in_flight, 0);
     fsb_u64_table_init(&f->opens, f->open_slots, OPEN_SLOTS);
     fsb_u64_table_init(&f->handles, f->handle_slots, HANDLE_SLOTS);
@@ -62,7 +64,8 @@ void flush_shortcut_free(struct flush_shortcut *f)
 /* A read-only OPEN that does not fit is simply not shortcut. */
 static void note_open(struct flush_shortcut *f, uint64_t unique, const struct fuse_open_in *in)
 {
-    if ((in->flags & O_ACCMODE) == O_RDONLY && fsb_u64_table_add(&f->opens, unique, NULL) == 0)
+    if (!f->quiet_close && (in->flags & O_ACCMODE) == O_RDONLY &&
+        fsb_u64_table_add(&f->opens, unique, NULL) == 0)
         atomic_store_explicit(&f->opens_in_flight, f->opens.count, memory_order_release);
 }
 
@@ -85,7 +88,7 @@ static void note_lock(struct flush_shortcut *f, const struct fuse_lk_in *in)
 
 static bool may_answer_flush(struct flush_shortcut *f, const struct fuse_flush_in *in)
 {
-    return !f->off && fsb_u64_table_find(&f->handles, in->fh) &&
+    return !f->off && (f->quiet_close || fsb_u64_table_find(&f->handles, in->fh)) &&
            !fsb_u64_table_find(&f->owners, in->lock_owner);
 }
 

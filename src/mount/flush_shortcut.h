@@ -12,9 +12,19 @@
  * a program that opens, reads and closes files (grep -r, a compiler
  * reading headers, git status) saves one round trip to the host a file.
  *
+ * Where the host says its close is quiet (FSB_TERMS_QUIET_CLOSE: ext4,
+ * xfs, btrfs or tmpfs, nothing mounted below; host_fs.c), a FLUSH there
+ * only drops locks, whatever the handle: the guest kernel has written
+ * back the file's dirty pages, and seen their errors, before it sends
+ * the FLUSH (fs/fuse/file.c, fuse_flush), with or without writeback
+ * cache.  Then the relay answers the FLUSH of any handle (a CREATE's, a
+ * written one) whose owner never locked, and create, untar, cp or git
+ * checkout save a round trip a file too.  Handles need not be learnt.
+ *
  * What the relay learns for this, from the requests and replies it
- * forwards (and the OPENs and RELEASEs it answers itself): the uniques of read-only OPENs in flight, the handles their
- * replies name (until their RELEASE), and the owners of every SETLK and
+ * forwards (and the OPENs and RELEASEs it answers itself): the uniques of
+ * read-only OPENs in flight, the handles their replies name (until their
+ * RELEASE; not with a quiet close), and the owners of every SETLK and
  * SETLKW (for good: a process that locked once may still hold locks).
  * Whatever does not fit in these bounded tables, and anything unclear
  * (a handle opened some other way, an owner once seen locking), is
@@ -32,7 +42,8 @@
 
 struct flush_shortcut;
 
-struct flush_shortcut *flush_shortcut_new(void);
+/* QUIET_CLOSE: the host's FLUSH only drops locks (the session's terms). */
+struct flush_shortcut *flush_shortcut_new(bool quiet_close);
 void flush_shortcut_free(struct flush_shortcut *f);
 
 /*

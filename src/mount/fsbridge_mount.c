@@ -177,6 +177,26 @@ static bool can_join(const struct mount_job *job)
     return job->ticket.joinable && (kind == FSB_ADDR_UNIX || kind == FSB_ADDR_VSOCK);
 }
 
+/*
+ * host_events=on echoes the changes the host pushes (host_events.h), at a
+ * price in every session: a node table updated under a lock at each name
+ * request and reply (host_nodes.c), READDIRPLUS replies copied instead of
+ * spliced, an echo thread.  A version-4 host says whether it pushes at all
+ * (FSB_TERMS_PUSHES: cache=coherent); an older one cannot, so it keeps
+ * them.
+ */
+static bool want_host_events(const struct mount_job *job)
+{
+    if (!job->opts->host_events)
+        return false;
+    if (job->ticket.version < FSB_STREAM_VERSION_TERMS ||
+        job->ticket.terms.features & FSB_TERMS_PUSHES)
+        return true;
+    log_info("the host pushes no changes to this export (not cache=coherent): "
+             "no echo of host changes, no node table");
+    return false;
+}
+
 static int start_relay(struct mount_job *job)
 {
     struct relay_config cfg = {
@@ -193,7 +213,7 @@ static int start_relay(struct mount_job *job)
         .flush_shortcut = !job->opts->flush_by_host,
         .attr_notes = !job->opts->dir_attrs_by_host,
         .lazy_open = !job->opts->open_by_host,
-        .host_events = job->opts->host_events,
+        .host_events = want_host_events(job),
         .mountpoint = job->mountpoint,
         .address = job->opts->addr.text,
     };

@@ -839,7 +839,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     log_open_mode(cfg);
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
-    if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new()))
+    bool quiet = cfg->terms.features & FSB_TERMS_QUIET_CLOSE;
+    if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new(quiet)))
         return NULL;
     if (cfg->attr_notes && !(r->notes = attr_notes_new()))
         return NULL;

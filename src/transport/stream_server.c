@@ -640,8 +640,11 @@ static uint16_t reply_version(const struct fsb_hello *h)
 static struct fsb_session_terms session_terms(const struct conn *c)
 {
     const struct fsb_session *s = c->ss->fs;
+    uint32_t features = (s->coherent ? FSB_TERMS_PUSHES : 0) |
+                        (s->lazy ? FSB_TERMS_LAZY_OPEN : 0) |
+                        (s->export->close_quiet ? FSB_TERMS_QUIET_CLOSE : 0);
     return (struct fsb_session_terms){
-        .features = (s->coherent ? FSB_TERMS_PUSHES : 0) | (s->lazy ? FSB_TERMS_LAZY_OPEN : 0),
+        .features = features,
         .open_flags = fsb_engine_file_open_flags(s),
     };
 }

@@ -9,9 +9,16 @@ The daemon's debug log names each request it serves: the tests count the
 FLUSHes there.  RELEASE follows FLUSH (the kernel sends it when the file is
 closed for good), so once the daemon has logged a file's RELEASE, its FLUSH
 would have been logged too.
+
+Where the daemon says a close on the export is quiet (FSB_TERMS_QUIET_CLOSE:
+a local filesystem without ->flush, nothing mounted below the export), the
+relay answers the FLUSH of any handle whose owner never locked, written or
+created ones too; elsewhere (a filesystem mounted below, an overlay, a FUSE
+filesystem) only those of read-only handles, as before.
 """
 
 import contextlib
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +26,7 @@ import sys
 import pytest
 
 import helpers
+from fuse_client import TERMS_QUIET_CLOSE, FuseClient
 
 EXPORT = "test"
 FLUSH = re.compile(r"FLUSH/\d+ \(unique")
@@ -30,6 +38,22 @@ def daemon(export_dir, daemon_factory):
     for i in range(10):
         (export_dir / f"f{i}").write_bytes(b"%d" % i)
     return daemon_factory([f"{EXPORT}={export_dir}"], log_level="debug")
+
+
+@pytest.fixture
+def loud_daemon(fsb_workdir, daemon_factory):
+    """An export whose close is not quiet: a tmpfs is mounted below it (the
+    daemon would cross into it, and the rule must hold there too)."""
+    top = fsb_workdir / "loud"
+    below = top / "below"
+    below.mkdir(parents=True)
+    for i in range(10):
+        (top / f"f{i}").write_bytes(b"%d" % i)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "below", str(below)], check=True)
+    try:
+        yield daemon_factory([f"{EXPORT}={top}"], log_level="debug")
+    finally:
+        subprocess.run(["umount", "-l", str(below)], check=True)
 
 
 def served(d, pattern):
@@ -51,12 +75,28 @@ def test_read_only_closes_stay_in_the_guest(daemon, mount_factory):
     assert served(daemon, FLUSH) == 0, "a read-only close went to the host"
 
 
-def test_a_writable_close_reaches_the_host(daemon, mount_factory):
-    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+def test_a_writable_close_reaches_a_host_whose_close_is_not_quiet(loud_daemon, mount_factory):
+    m = mount_factory(loud_daemon, options=[f"export={EXPORT}"])
     with open(m.path / "f0", "r+b") as f:
         f.write(b"w")
-    closed_for_good(daemon, 1)
-    assert served(daemon, FLUSH) == 1
+    with open(m.path / "new", "wb") as f:  # CREATE's handle
+        f.write(b"n")
+    closed_for_good(loud_daemon, 2)
+    assert served(loud_daemon, FLUSH) == 2
+
+
+def test_writes_and_creates_cost_no_flush_where_close_is_quiet(daemon, mount_factory,
+                                                                export_dir):
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    for i in range(5):
+        with open(m.path / f"f{i}", "r+b") as f:
+            f.write(b"w")
+        with open(m.path / f"new{i}", "wb") as f:
+            f.write(b"new %d" % i)
+    closed_for_good(daemon, 10)
+    assert served(daemon, FLUSH) == 0, "a close went to the host"
+    assert (export_dir / "f4").read_bytes() == b"w" and \
+        (export_dir / "new4").read_bytes() == b"new 4"
 
 
 def test_flush_host_sends_every_close(daemon, mount_factory):
@@ -109,6 +149,51 @@ def lock_holder(script, path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=20)
+
+
+# A locker's writable close, on an export whose close is quiet: still sent
+# (the owner locked), so the host drops the lock and a host process gets it.
+LOCK_THEN_CLOSE_WRITABLE = r"""
+import fcntl, os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
+print("locked", flush=True)
+sys.stdin.readline()
+w = os.open(path, os.O_WRONLY)
+os.write(w, b"x")
+os.close(w)                           # drops the lock, as on a local disk
+print("closed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_quiet_close_still_drops_a_lockers_locks(daemon, mount_factory, export_dir):
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    on_host = str(export_dir / "f5")
+    with lock_holder(LOCK_THEN_CLOSE_WRITABLE, str(m.path / "f5")) as holder:
+        assert holder.stdout.readline().strip() == "locked"
+        assert try_lock(on_host).startswith("busy")
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "closed"
+        helpers.poll_until(lambda: served(daemon, FLUSH) == 1, timeout=10,
+                           what="the locker's close in the daemon's log")
+        assert try_lock(on_host) == "locked", "the close kept the lock"
+
+
+def test_a_stranger_to_locks_closes_without_flush_while_others_hold_them(daemon, mount_factory,
+                                                                        export_dir):
+    """A process that never locked has no lock to lose at close, even while
+    another holds one on the same file."""
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    with lock_holder(LOCK_HOLD, str(m.path / "f6")) as holder:
+        assert holder.stdout.readline().strip() == "locked"
+        with open(m.path / "f6", "r+b") as f:
+            f.write(b"y")
+        closed_for_good(daemon, 1)  # the writer's (the holder's file is open)
+        assert served(daemon, FLUSH) == 0
+        assert try_lock(str(export_dir / "f6")).startswith("busy"), "a stranger's close dropped it"
 
 
 def test_a_lockers_read_only_close_drops_its_locks(daemon, mount_factory):
@@ -166,16 +251,58 @@ def test_lock_owners_are_processes_not_threads(daemon, mount_factory):
         assert try_lock(path) == "locked", "a thread's close kept its process's lock"
 
 
-def test_a_handle_number_given_out_again_is_not_taken_for_read_only(daemon, mount_factory):
+def test_a_handle_number_given_out_again_is_not_taken_for_read_only(loud_daemon, mount_factory):
     """The host gives a released handle's number to its next open (last
     freed, first given: passthrough/handles.c): the relay forgets a
     read-only handle at its RELEASE, so the writable open that gets the
-    number again still flushes on the host."""
-    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    number again still flushes on the host (where its close is not
+    quiet)."""
+    m = mount_factory(loud_daemon, options=[f"export={EXPORT}"])
     with open(m.path / "f3", "rb") as f:
         f.read()
-    closed_for_good(daemon, 1)
+    closed_for_good(loud_daemon, 1)
     with open(m.path / "f3", "r+b") as f:
         f.write(b"w")
-    closed_for_good(daemon, 2)
-    assert served(daemon, FLUSH) == 1
+    closed_for_good(loud_daemon, 2)
+    assert served(loud_daemon, FLUSH) == 1
+
+
+LOCK_HOLD = r"""
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def quiet_close_term(d, export=EXPORT):
+    with FuseClient(d.socket, export=export) as c:
+        features, _ = c.hello_reply["terms"]
+        return bool(features & TERMS_QUIET_CLOSE)
+
+
+def test_terms_say_where_close_is_quiet(daemon, loud_daemon, fsb_workdir, daemon_factory):
+    assert quiet_close_term(daemon)
+    assert "close is quiet" in daemon.stderr_text()
+    assert not quiet_close_term(loud_daemon)
+    assert "a filesystem is mounted below it" in loud_daemon.stderr_text()
+    lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    overlay = daemon_factory([f"{EXPORT}={lower},overlay={upper}"])
+    assert not quiet_close_term(overlay)
+    unsandboxed = daemon_factory([f"{EXPORT}={lower}"], ["--sandbox", "none"])
+    assert not quiet_close_term(unsandboxed)
+
+
+def test_an_export_on_a_fuse_mount_is_not_quiet(daemon, mount_factory, daemon_factory):
+    """fsbridge's own mount as a host filesystem: FUSE has a ->flush (the
+    server below may report errors at close)."""
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "allow_other"])
+    above = daemon_factory([f"{EXPORT}={m.path}"])
+    try:
+        assert not quiet_close_term(above)
+        assert "may report errors at close" in above.stderr_text()
+    finally:
+        above.stop()

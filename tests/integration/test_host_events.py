@@ -333,3 +333,30 @@ def test_a_stuck_echo_delays_no_notification(fsb_workdir, daemon_factory, mount_
     poll_until(lambda: (mnt / "f").stat().st_mode & 0o777 == 0o604, timeout=3,
                what="the host's chmod (its notification is not behind the echo)")
     assert (mnt / "f").read_bytes() == b"new!"
+
+
+NO_ECHO = "the host pushes no changes to this export"
+
+
+def threads(m):
+    return len(os.listdir(f"/proc/{m.proc.pid}/task"))
+
+
+@pytest.mark.parametrize("cache", ["auto", "coherent"])
+def test_no_echo_where_the_host_pushes_nothing(cache, fsb_workdir, daemon_factory,
+                                               mount_factory):
+    """A version-4 host says whether it pushes changes (FSB_TERMS_PUSHES:
+    cache=coherent); without them the mount keeps no node table and starts
+    no echo thread, as with host_events=off.  The echo thread is the only
+    difference between the two mounts' threads."""
+    host = fsb_workdir / cache
+    host.mkdir()
+    daemon = daemon_factory([f"test={host},cache={cache}"])
+    on = mount_factory(daemon, options=["export=test"])
+    off = mount_factory(daemon, options=["export=test", "host_events=off"])
+    (host / "f").write_bytes(b"x")
+    for m in (on, off):
+        assert (m.path / "f").read_bytes() == b"x"
+    pushes = cache == "coherent"
+    assert (NO_ECHO in on.stderr_text()) != pushes, on.stderr_text()
+    assert threads(on) == threads(off) + pushes

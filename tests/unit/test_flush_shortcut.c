@@ -66,7 +66,7 @@ static void locked(struct flush_shortcut *f, uint64_t owner, uint32_t lk_flags)
 
 static void test_read_only_handles_of_non_lockers_only(void)
 {
-    struct flush_shortcut *f = flush_shortcut_new();
+    struct flush_shortcut *f = flush_shortcut_new(false);
     opened(f, O_RDONLY, 0); /* handle 0 is a handle like any other */
     opened(f, O_RDWR, 1);
     opened(f, O_WRONLY | O_APPEND, 2);
@@ -86,7 +86,7 @@ static void test_read_only_handles_of_non_lockers_only(void)
 
 static void test_failed_opens_and_short_arguments(void)
 {
-    struct flush_shortcut *f = flush_shortcut_new();
+    struct flush_shortcut *f = flush_shortcut_new(false);
     struct fuse_in_header ih = header(FUSE_OPEN);
     struct fuse_open_in in = { .flags = O_RDONLY };
     CHECK(!relayed(f, &ih, &in, sizeof(in)));
@@ -112,11 +112,34 @@ static void test_failed_opens_and_short_arguments(void)
 
 static void test_too_many_lockers_turn_it_off(void)
 {
-    struct flush_shortcut *f = flush_shortcut_new();
+    struct flush_shortcut *f = flush_shortcut_new(false);
     opened(f, O_RDONLY, 3);
     for (uint64_t owner = 100; owner < 100 + 5000; owner++)
         locked(f, owner, 0);
     CHECK(!flush_answered(f, 3, 1)); /* owner 1 may be one that did not fit */
+    flush_shortcut_free(f);
+}
+
+/* QUIET_CLOSE: any handle, written or never seen (a CREATE's), of an
+ * owner that never locked; owners that did, and an untrusted table, as
+ * without it. */
+static void test_quiet_close_answers_any_handle_of_non_lockers(void)
+{
+    struct flush_shortcut *f = flush_shortcut_new(true);
+    opened(f, O_RDWR, 1);
+    opened(f, O_WRONLY | O_APPEND, 2);
+    CHECK(flush_answered(f, 1, 7) && flush_answered(f, 2, 7));
+    CHECK(flush_answered(f, 9, 7)); /* a CREATE's handle: never an OPEN */
+    locked(f, 8, 0);
+    CHECK(!flush_answered(f, 1, 8) && !flush_answered(f, 9, 8));
+    locked(f, 7, FUSE_LK_FLOCK); /* flock: goes with RELEASE, not FLUSH */
+    CHECK(flush_answered(f, 1, 7));
+    released(f, 1);
+    CHECK(flush_answered(f, 1, 7)); /* the number may come back: any will do */
+    struct fuse_in_header lk = header(FUSE_SETLK);
+    struct fuse_lk_in lin = { .owner = 9 };
+    CHECK(!relayed(f, &lk, &lin, sizeof(lin) - 1)); /* whose lock? unknown */
+    CHECK(!flush_answered(f, 1, 7));
     flush_shortcut_free(f);
 }
 
@@ -144,6 +167,7 @@ int main(void)
         TEST(test_read_only_handles_of_non_lockers_only),
         TEST(test_failed_opens_and_short_arguments),
         TEST(test_too_many_lockers_turn_it_off),
+        TEST(test_quiet_close_answers_any_handle_of_non_lockers),
         TEST(test_table_removal_keeps_the_rest_reachable),
     };
     return RUN_TESTS(tests);

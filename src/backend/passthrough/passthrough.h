@@ -55,9 +55,16 @@ unsigned passthrough_guest_fd_pool(unsigned open_now, unsigned *conn_fds);
 
 /* A backend instance for one session, or NULL with *err set. */
 /* True if DIRFD's filesystem keeps directory offsets valid across opens
- * (passthrough_dirs.c has the list and why): READDIR may then reopen the
+ * (host_fs.c has the list and why): READDIR may then reopen the
  * directory each time instead of keeping the guest's open. */
 bool passthrough_dir_offsets_stable(int dirfd);
+
+/* True if a FLUSH of any file below ROOT_FD only drops record locks: its
+ * filesystem has no ->flush method and nothing is mounted below it
+ * (host_fs.c).  Call once the mount table below it cannot change any more
+ * (inside the sandbox's private namespace).  WHY gets the reason either
+ * way, for the log. */
+bool passthrough_close_quiet(int root_fd, char *why, size_t size);
 
 struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *err);
 

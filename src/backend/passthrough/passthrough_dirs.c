@@ -16,8 +16,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/statfs.h>
-#include <sys/utsname.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -141,40 +139,3 @@ int pt_fsyncdir(struct fsb_backend *be, uint64_t fh, bool datasync)
     return pt_handle_fsync(pt_of(be), fh, true, datasync);
 }
 
-/* True if the running kernel is at least MAJOR.MINOR. */
-static bool kernel_at_least(unsigned major, unsigned minor)
-{
-    struct utsname u;
-    unsigned ma = 0, mi = 0;
-    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &ma, &mi) != 2)
-        return false;
-    return ma > major || (ma == major && mi >= minor);
-}
-
-/*
- * Filesystems whose directory offsets (d_off) stay valid across opens, so
- * a listing resumed with a fresh open at the last cookie neither skips nor
- * repeats entries while others are removed: ext2/3/4 (hash or block
- * offsets), xfs and btrfs (offsets stored on disk), tmpfs since Linux 6.6
- * (stable simple_offset; before, an offset was a position in the list of
- * children and shifted with every unlink).  Everything else is refused,
- * overlayfs first: a merged directory's offsets count entries of a list
- * built per open file.  The list is short on purpose: a filesystem not
- * on it only costs the guest an OPENDIR per listing.
- */
-bool passthrough_dir_offsets_stable(int dirfd)
-{
-    enum { EXT4 = 0xEF53, XFS = 0x58465342, BTRFS = 0x9123683E, TMPFS = 0x01021994 };
-    struct statfs sf;
-    if (fstatfs(dirfd, &sf) != 0)
-        return false;
-    switch ((unsigned long)sf.f_type) {
-    case EXT4:
-    case XFS:
-    case BTRFS:
-        return true;
-    case TMPFS:
-        return kernel_at_least(6, 6);
-    }
-    return false;
-}
