@@ -27,7 +27,11 @@
 
 struct node {
     unsigned in_flight; /* changing requests forwarded, not answered */
-    uint64_t epoch;     /* changing requests ever forwarded */
+    /* bumped by every changing request forwarded and by every message
+     * that spoils the node's notes (a host notification, a listing that
+     * moves its atime, a FORGET): a note is kept only if nothing bumped
+     * it since its own request was forwarded */
+    uint64_t epoch;
     bool noted;
     struct fuse_attr_out attr;
     struct timespec taken; /* when the note came (CLOCK_MONOTONIC) */
@@ -40,11 +44,16 @@ struct change {
     uint64_t nodeid[2];
     uint64_t epoch[2];
     bool alone[2];
+    uint64_t spoiled_all; /* attr_notes.spoiled_all when forwarded */
 };
 
 struct attr_notes {
     pthread_mutex_t lock;
     bool off;
+    /* bumped whenever every note goes (a rename, an rmdir, a notification
+     * that may concern any node): notes of changes forwarded before are
+     * refused too */
+    uint64_t spoiled_all;
     _Atomic size_t changes_in_flight; /* changes.count, read without the lock */
     struct fsb_u64_table nodes, changes;
     struct fsb_u64_slot node_slots[NODE_SLOTS];
@@ -58,6 +67,7 @@ struct attr_notes *attr_notes_new(void)
         return NULL;
     pthread_mutex_init(&a->lock, NULL);
     a->off = false;
+    a->spoiled_all = 0;
     atomic_init(&a->changes_in_flight, 0);
     fsb_u64_table_init(&a->nodes, a->node_slots, NODE_SLOTS);
     fsb_u64_table_init(&a->changes, a->change_slots, REQUEST_SLOTS);
@@ -98,18 +108,23 @@ static void node_tidy(struct attr_notes *a, uint64_t nodeid, struct node *n)
     }
 }
 
+/* NODEID's note goes, and so does one still to come for a change in
+ * flight (it may have been taken before what spoils it). */
 static void drop_note(struct attr_notes *a, uint64_t nodeid)
 {
     struct node *n = node_of(a, nodeid);
     if (n) {
         n->noted = false;
+        n->epoch++;
         node_tidy(a, nodeid, n);
     }
 }
 
-/* Every note goes (the entries of changes in flight stay). */
+/* Every note goes, those still to come included (the entries of changes
+ * in flight stay). */
 static void drop_all_notes(struct attr_notes *a)
 {
+    a->spoiled_all++;
     uint64_t spare[NODE_SLOTS / 2];
     size_t nspare = 0;
     for (size_t i = 0; i < NODE_SLOTS; i++) {
@@ -256,6 +271,7 @@ static void start_change(struct attr_notes *a, uint64_t unique, struct change *c
         n->in_flight++;
         ch->epoch[i] = ++n->epoch;
     }
+    ch->spoiled_all = a->spoiled_all;
     if (fsb_u64_table_add(&a->changes, unique, ch) != 0) {
         turn_off(a, "too many changes in flight");
         return;
@@ -269,6 +285,13 @@ void attr_notes_forwarding(struct attr_notes *a, const struct fuse_in_header *ih
     if (!a)
         return;
     bool forget = ih->opcode == FUSE_FORGET || ih->opcode == FUSE_BATCH_FORGET;
+    if (ih->opcode == FUSE_READDIR || ih->opcode == FUSE_READDIRPLUS) {
+        /* a listing may move the directory's atime on the host */
+        pthread_mutex_lock(&a->lock);
+        drop_note(a, ih->nodeid);
+        pthread_mutex_unlock(&a->lock);
+        return;
+    }
     struct change *ch = NULL;
     unsigned count = 0;
     if (!forget) {
@@ -286,7 +309,9 @@ void attr_notes_forwarding(struct attr_notes *a, const struct fuse_in_header *ih
     else if (!ch)
         turn_off(a, "out of memory");
     else if (!a->off) {
-        if (ih->opcode == FUSE_RENAME || ih->opcode == FUSE_RENAME2)
+        /* a rename moves a directory whose own ctime changes, an rmdir
+         * ends one (nlink 0): neither is the node the request names */
+        if (ih->opcode == FUSE_RENAME || ih->opcode == FUSE_RENAME2 || ih->opcode == FUSE_RMDIR)
             drop_all_notes(a);
         start_change(a, ih->unique, ch, count);
         ch = a->off ? ch : NULL; /* kept by the table, unless it was refused */
@@ -327,6 +352,8 @@ static void take_note(struct attr_notes *a, const struct fsb_attr_note *note)
     if (!s || !n)
         return;
     const struct change *ch = s->value;
+    if (ch->spoiled_all != a->spoiled_all)
+        return;
     for (unsigned i = 0; i < 2; i++) {
         if (ch->nodeid[i] == note->nodeid && ch->alone[i] && ch->epoch[i] == n->epoch &&
             n->in_flight == 1) {

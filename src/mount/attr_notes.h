@@ -9,17 +9,21 @@
  * it makes the change, and sends it right before the change's reply as an
  * attribute note (stream_hello.h, FSB_NOTIFY_ATTRS); the relay answers the
  * next GETATTR of that directory with it, once, within the note's timeout
- * (counted from when the host took it), and forwards every other.
+ * (counted from the note's arrival, a moment after the host took it), and
+ * forwards every other.
  *
  * A note is kept only when it is the directory's latest word: the request
  * it follows was the only one that could change the directory in flight
  * from its forwarding to the note (another one, before or after, may have
  * run on the host after the note's stat, and its reply may reach the
  * kernel first: the note would then undo what the caller already saw).
- * It is dropped by any later request that may change the directory, by a
- * host notification about it (cache=coherent), by the kernel forgetting
- * the node, and by any rename (a moved directory's own ctime changes
- * under a name the relay does not follow).  Tables are bounded; when the
+ * It is dropped, and so is one still to come for a change in flight, by
+ * any later request that may change the directory, by a listing of it
+ * (the host may move its atime), by a host notification about it
+ * (cache=coherent: the notification may even overtake the note, on
+ * another connection), by the kernel forgetting the node, and by any
+ * rename or rmdir (a moved directory's own ctime changes, a removed one's
+ * nlink drops, under a node the request does not name).  Tables are bounded; when the
  * in-flight bookkeeping does not fit, notes are off for good (one
  * warning): a note judged without it could be stale.
  */

@@ -126,6 +126,44 @@ static void test_host_notifications_forgets_and_renames_drop_notes(void)
     attr_notes_free(a);
 }
 
+/* What spoils a note may come before the note itself: a host notification
+ * on another connection, a rename or rmdir of a directory whose own
+ * change is in flight, a listing. */
+static void test_what_comes_before_the_note_spoils_it_too(void)
+{
+    struct attr_notes *a = attr_notes_new();
+    struct {
+        struct fuse_out_header oh;
+        struct fuse_notify_inval_inode_out in;
+    } inval = { .oh = { .len = sizeof(inval), .error = FUSE_NOTIFY_INVAL_INODE },
+                .in = { .ino = DIR_NODE, .off = -1 } };
+    uint64_t u = unlink_in(a, DIR_NODE);
+    CHECK(!attr_notes_host_message(a, &inval, sizeof(inval)));
+    note(a, DIR_NODE, u, 040755, 100);
+    attr_notes_replied(a, u);
+    CHECK(!answered(a, DIR_NODE, NULL));
+
+    uint64_t newdir = OTHER_DIR + 100;
+    u = unlink_in(a, DIR_NODE); /* a change inside DIR_NODE, then DIR_NODE moves */
+    attr_notes_replied(a, forward(a, FUSE_RENAME2, OTHER_DIR, &newdir, sizeof(newdir)));
+    note(a, DIR_NODE, u, 040755, 100);
+    attr_notes_replied(a, u);
+    CHECK(!answered(a, DIR_NODE, NULL));
+
+    u = unlink_in(a, DIR_NODE); /* then DIR_NODE goes */
+    attr_notes_replied(a, forward(a, FUSE_RMDIR, OTHER_DIR, "d", 2));
+    note(a, DIR_NODE, u, 040755, 100);
+    attr_notes_replied(a, u);
+    CHECK(!answered(a, DIR_NODE, NULL));
+
+    u = unlink_in(a, DIR_NODE);
+    note(a, DIR_NODE, u, 040755, 100);
+    attr_notes_replied(a, u);
+    forward(a, FUSE_READDIRPLUS, DIR_NODE, NULL, 0); /* moves the atime */
+    CHECK(!answered(a, DIR_NODE, NULL));
+    attr_notes_free(a);
+}
+
 static void test_a_note_lives_as_long_as_its_timeout(void)
 {
     struct attr_notes *a = attr_notes_new();
@@ -162,6 +200,7 @@ int main(void)
         TEST(test_a_note_answers_the_next_getattr_once),
         TEST(test_other_changes_in_flight_void_the_note),
         TEST(test_host_notifications_forgets_and_renames_drop_notes),
+        TEST(test_what_comes_before_the_note_spoils_it_too),
         TEST(test_a_note_lives_as_long_as_its_timeout),
         TEST(test_notes_never_reach_the_kernel),
     };
