@@ -206,14 +206,16 @@ def test_a_lockers_read_only_close_drops_its_locks(daemon, mount_factory):
         assert try_lock(path) == "locked", "the read-only close kept the lock"
 
 
-def test_bad_flush_option_is_one_line(build_dir, daemon, fsb_workdir):
+@pytest.mark.parametrize("bad", ["flush=never", "open=lazy", "dir_attrs=maybe"])
+def test_bad_auto_host_option_is_one_line(build_dir, daemon, fsb_workdir, bad):
+    """The relay's shortcuts (flush=, open=, dir_attrs=) take auto or host."""
     mnt = fsb_workdir / "mnt"
     mnt.mkdir()
-    r = subprocess.run([str(build_dir / "fsbridge-mount"), "-f", "-o", "flush=never",
+    r = subprocess.run([str(build_dir / "fsbridge-mount"), "-f", "-o", bad,
                         daemon.address, str(mnt)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, timeout=20)
     assert r.returncode != 0
-    assert "flush=never" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert bad in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 # The lock owner is the process (its table of open files): a thread of the

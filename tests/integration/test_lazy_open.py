@@ -106,16 +106,6 @@ def test_the_open_mode_is_in_the_relays_log(daemon, mount_factory):
                        what="the open mode in the relay's log")
 
 
-def test_bad_open_option_is_one_line(build_dir, daemon, fsb_workdir):
-    mnt = fsb_workdir / "mnt"
-    mnt.mkdir()
-    r = subprocess.run([str(build_dir / "fsbridge-mount"), "-f", "-o", "open=lazy",
-                        daemon.address, str(mnt)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=20)
-    assert r.returncode != 0
-    assert "open=lazy" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-
-
 # ---- what a read-only fd does: the host file is opened when needed ------
 
 HOLD_LOCK = r"""

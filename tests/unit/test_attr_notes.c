@@ -41,6 +41,17 @@ static bool note(struct attr_notes *a, uint64_t dir, uint64_t unique, uint32_t m
     return attr_notes_host_message(a, msg, sizeof(msg));
 }
 
+/* The host's INVAL_INODE of NODEID's attributes: for the kernel, not the relay. */
+static bool host_inval(struct attr_notes *a, uint64_t nodeid)
+{
+    struct {
+        struct fuse_out_header oh;
+        struct fuse_notify_inval_inode_out in;
+    } inval = { .oh = { .len = sizeof(inval), .error = FUSE_NOTIFY_INVAL_INODE },
+                .in = { .ino = nodeid, .off = -1 } };
+    return attr_notes_host_message(a, &inval, sizeof(inval));
+}
+
 /* The kernel's GETATTR of NODEID: answered (with *mode) or forwarded. */
 static bool answered(struct attr_notes *a, uint64_t nodeid, uint32_t *mode)
 {
@@ -100,15 +111,10 @@ static void test_other_changes_in_flight_void_the_note(void)
 static void test_host_notifications_forgets_and_renames_drop_notes(void)
 {
     struct attr_notes *a = attr_notes_new();
-    struct {
-        struct fuse_out_header oh;
-        struct fuse_notify_inval_inode_out in;
-    } inval = { .oh = { .len = sizeof(inval), .error = FUSE_NOTIFY_INVAL_INODE },
-                .in = { .ino = DIR_NODE, .off = -1 } };
     uint64_t u = unlink_in(a, DIR_NODE);
     note(a, DIR_NODE, u, 040755, 100);
     attr_notes_replied(a, u);
-    CHECK(!attr_notes_host_message(a, &inval, sizeof(inval))); /* for the kernel */
+    CHECK(!host_inval(a, DIR_NODE)); /* for the kernel */
     CHECK(!answered(a, DIR_NODE, NULL));
 
     u = unlink_in(a, DIR_NODE);
@@ -132,13 +138,8 @@ static void test_host_notifications_forgets_and_renames_drop_notes(void)
 static void test_what_comes_before_the_note_spoils_it_too(void)
 {
     struct attr_notes *a = attr_notes_new();
-    struct {
-        struct fuse_out_header oh;
-        struct fuse_notify_inval_inode_out in;
-    } inval = { .oh = { .len = sizeof(inval), .error = FUSE_NOTIFY_INVAL_INODE },
-                .in = { .ino = DIR_NODE, .off = -1 } };
     uint64_t u = unlink_in(a, DIR_NODE);
-    CHECK(!attr_notes_host_message(a, &inval, sizeof(inval)));
+    CHECK(!host_inval(a, DIR_NODE));
     note(a, DIR_NODE, u, 040755, 100);
     attr_notes_replied(a, u);
     CHECK(!answered(a, DIR_NODE, NULL));
