@@ -10,7 +10,6 @@ GETATTRs of the directory there (`GETATTR/3 (unique U, node N)`).
 """
 
 import os
-import re
 import stat
 
 import pytest

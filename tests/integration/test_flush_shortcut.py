@@ -18,7 +18,6 @@ filesystem) only those of read-only handles, as before.
 """
 
 import contextlib
-import os
 import re
 import subprocess
 import sys
