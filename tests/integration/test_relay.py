@@ -31,7 +31,6 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 from pathlib import Path
