@@ -370,6 +370,28 @@ def test_flush_of_an_unopened_lazy_handle_drops_locks_and_opens_nothing(daemon,
         assert c.release(e["nodeid"], fh) == 0
 
 
+def test_flush_of_an_unopened_lazy_handle_drops_locks_on_an_overlay(fsb_workdir,
+                                                                    daemon_factory):
+    """The lock was taken through the upper layer's handle (a writable
+    open copies the file up); the FLUSH names only the node."""
+    lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "f").write_bytes(b"lower")
+    d = daemon_factory([f"{EXPORT}={lower},overlay={upper}"])
+    with client(d) as c:
+        err, e = c.lookup(1, b"f")
+        err, fh = c.open(e["nodeid"], flags=os.O_RDWR)
+        assert err == 0
+        assert c.setlk(e["nodeid"], fh, owner=5, typ=fcntl.F_WRLCK, start=0, end=0) == 0
+        assert not host_can_lock(upper / "f")
+        assert c.flush(e["nodeid"], lazy(12), lock_owner=5) == 0
+        assert host_can_lock(upper / "f"), "the owner kept its lock"
+        assert c.release(e["nodeid"], lazy(12)) == 0
+        assert c.release(e["nodeid"], fh) == 0
+    d.stop(expect_rc=0)
+
+
 def test_no_fh_is_no_lazy_handle(daemon):
     """UINT64_MAX is the engine's "no handle" and has bit 63 set: a READ
     with it opens nothing, and a GETATTR without a handle answers for its
