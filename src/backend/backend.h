@@ -161,6 +161,10 @@ struct fsb_backend_ops {
     /* At every close(2) in the guest: the record locks LOCK_OWNER holds on
      * the file go, through whichever handle they were taken (POSIX). */
     int (*flush)(struct fsb_backend *be, uint64_t fh, uint64_t lock_owner);
+    /* The same for a close of a file the host never opened (a lazy
+     * handle no request used): LOCK_OWNER's record locks on NODEID's file
+     * go, and nothing else happens. */
+    int (*drop_locks)(struct fsb_backend *be, uint64_t nodeid, uint64_t lock_owner);
     int (*release)(struct fsb_backend *be, uint64_t fh);
     int (*fsync)(struct fsb_backend *be, uint64_t fh, bool datasync);
     int (*fallocate)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t fh, int mode,

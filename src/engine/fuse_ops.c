@@ -371,12 +371,15 @@ static int op_getattr(struct fsb_request *r)
     struct stat st;
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
-    uint64_t fh = in.getattr_flags & FUSE_GETATTR_FH ? in.fh : FSB_NO_FH;
-    struct fsb_lazy_entry *use;
+    uint64_t fh = FSB_NO_FH;
+    struct fsb_lazy_entry *use = NULL;
     /* a lazy handle no request opened yet: the node's attributes are the
      * same, and fstat need not open the file */
-    if (file_handle_take(r, &fh, &use, false) == -ENOENT)
-        fh = FSB_NO_FH;
+    if (in.getattr_flags & FUSE_GETATTR_FH) {
+        fh = in.fh;
+        if (file_handle_take(r, &fh, &use, false) == -ENOENT)
+            fh = FSB_NO_FH;
+    }
     int err = r->be->ops->getattr(r->be, r->in.nodeid, fh, &st);
     file_handle_give(r, use);
     return err ? err : reply_attr(r, &st);
@@ -442,7 +445,7 @@ static int op_setattr(struct fsb_request *r)
     if ((in.valid & FATTR_KILL_SUIDGID) && !(in.valid & (FATTR_UID | FATTR_GID)))
         r->ctx.kill_suidgid = true;
     uint64_t fh = in.valid & FATTR_FH ? in.fh : FSB_NO_FH;
-    if (fh != FSB_NO_FH && is_lazy(fh))
+    if (is_lazy(fh))
         return -EBADF; /* read-only (file_handle_take) */
     int err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
     if (err)
@@ -651,7 +654,7 @@ static int op_open(struct fsb_request *r)
  */
 static bool is_lazy(uint64_t fh)
 {
-    return (fh & FSB_LAZY_FH) != 0;
+    return (fh & FSB_LAZY_FH) && fh != FSB_NO_FH; /* FSB_NO_FH has bit 63 too */
 }
 
 static int lazy_open(void *arg, uint64_t *fh)
@@ -819,10 +822,14 @@ static int op_flush(struct fsb_request *r)
     struct fuse_flush_in in;
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
-    /* Forwarded only for a lock owner that once locked (flush_shortcut.h):
-     * its record locks on the file go, so a lazy handle is opened for it. */
+    /* Forwarded only for a lock owner that once locked (flush_shortcut.h),
+     * or always (flush=host).  A lazy handle no request opened has nothing
+     * to write back and is not opened for this: its owner's record locks
+     * on the node's file go all the same, as a local close would. */
     struct fsb_lazy_entry *use;
-    int err = file_handle_take(r, &in.fh, &use, true);
+    int err = file_handle_take(r, &in.fh, &use, false);
+    if (err == -ENOENT)
+        return r->be->ops->drop_locks(r->be, r->in.nodeid, in.lock_owner);
     if (!err)
         err = r->be->ops->flush(r->be, in.fh, in.lock_owner);
     file_handle_give(r, use);

@@ -84,7 +84,9 @@ static bool plain_read_only(const struct fuse_open_in *in)
  * the relay answer the RELEASE of a handle the host opened, and the host's
  * open file would stay until the session ends.  COPY_FILE_RANGE carries
  * two: fh_out is a handle that writes, which the host never opens for a
- * lazy one; fh_in is at 0.
+ * lazy one; fh_in is at 0.  GETATTR is not here: the host never opens a
+ * lazy handle for it (an fstat of one no request opened is the node's
+ * attributes), so a handle a GETATTR uses was opened by a request that is.
  */
 static long carried_offset(uint32_t opcode)
 {
@@ -111,8 +113,6 @@ static long carried_offset(uint32_t opcode)
         return offsetof(struct fuse_ioctl_in, fh);
     case FUSE_POLL:
         return offsetof(struct fuse_poll_in, fh);
-    case FUSE_GETATTR:
-        return offsetof(struct fuse_getattr_in, fh);
     case FUSE_SETATTR:
         return offsetof(struct fuse_setattr_in, fh);
     default:

@@ -144,6 +144,9 @@ def test_locks_through_a_read_only_fd_conflict(daemon, mount_factory, export_dir
     m = mount_factory(daemon, options=[f"export={EXPORT}"])
     other = export_dir / "f3" if where == "host" else \
         mount_factory(daemon, options=[f"export={EXPORT}"]).path / "f3"
+    (m.path / "f3").stat()  # the node's own fd is the host's from here on
+    other.stat()
+    base = helpers.settled_fd_count(daemon.proc.pid)
     holder = hold_lock(other, kind)
     try:
         fd = os.open(m.path / "f3", os.O_RDONLY)
@@ -161,6 +164,57 @@ def test_locks_through_a_read_only_fd_conflict(daemon, mount_factory, export_dir
         os.close(fd)
     if where == "host":
         assert served(daemon, OPEN) == 0
+    host_fds_back_to(daemon, base)
+
+
+def host_fds_back_to(d, base):
+    """Every host fd a lazy handle got is closed once the guest closed it:
+    a request that opens one but is missing from the relay's list of those
+    that carry a handle (lazy_open.c carried_offset) leaks one here.  The
+    RELEASEs are asynchronous: wait for them."""
+    helpers.poll_until(lambda: helpers.fd_count(d.proc.pid) == base, timeout=10,
+                       what=f"the daemon's fds back to {base}")
+
+
+HOST_LOCK = r"""
+import fcntl, sys
+fd = open(sys.argv[1], "r+b")
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)
+except OSError:
+    sys.exit(1)
+"""
+
+
+def host_can_lock(path):
+    return subprocess.run([sys.executable, "-c", HOST_LOCK, str(path)], timeout=20).returncode == 0
+
+
+@pytest.mark.parametrize("flush", ["auto", "host"])
+def test_closing_an_unread_fd_drops_the_process_locks_and_opens_nothing(
+        daemon, mount_factory, export_dir, flush):
+    """POSIX: any close by a process drops its record locks on the file.
+    The FLUSH of a read-only fd nothing was read through drops them by the
+    node on the host (engine fuse_ops.c op_flush) and opens nothing: a
+    dup()ed fd is closed, so no RELEASE comes and the host fd count shows
+    what the FLUSH opened while the fd stays open."""
+    m = mount_factory(daemon, options=[f"export={EXPORT}", f"flush={flush}"])
+    path = m.path / "f10"
+    rw = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(rw, fcntl.LOCK_EX, 0, 0)
+        assert not host_can_lock(export_dir / "f10")
+        base = helpers.settled_fd_count(daemon.proc.pid)
+        ro = os.open(path, os.O_RDONLY)
+        try:
+            os.close(os.dup(ro))  # a FLUSH, not a RELEASE
+            assert host_can_lock(export_dir / "f10"), "the close kept the process's lock"
+            assert helpers.settled_fd_count(daemon.proc.pid) == base, "the FLUSH opened a file"
+        finally:
+            os.close(ro)
+    finally:
+        os.close(rw)
+    assert served(daemon, OPEN) == 1  # the writable one
 
 
 def test_fstat_lseek_mmap_and_poll_work(daemon, mount_factory, export_dir):
@@ -172,19 +226,32 @@ def test_fstat_lseek_mmap_and_poll_work(daemon, mount_factory, export_dir):
     want_data, want_hole = os.lseek(hfd, 0, os.SEEK_DATA), os.lseek(hfd, 0, os.SEEK_HOLE)
     os.close(hfd)
     m = mount_factory(daemon, options=[f"export={EXPORT}"])
-    fd = os.open(m.path / "sparse", os.O_RDONLY)
-    try:
-        assert os.fstat(fd).st_size == (1 << 20) + 17
-        assert os.lseek(fd, 0, os.SEEK_DATA) == want_data
-        assert os.lseek(fd, 0, os.SEEK_HOLE) == want_hole
-        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mm:
-            assert mm[1 << 20:] == b"data after a hole" and mm[:4] == bytes(4)
+    (m.path / "sparse").stat()
+    base = helpers.settled_fd_count(daemon.proc.pid)
+
+    def poll_in(fd):
         p = select.poll()
         p.register(fd, select.POLLIN)
-        assert p.poll(1000) == [(fd, select.POLLIN)]
-    finally:
-        os.close(fd)
+        return p.poll(1000) == [(fd, select.POLLIN)]
+
+    def mapped(fd):
+        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mm:
+            return mm[1 << 20:] == b"data after a hole" and mm[:4] == bytes(4)
+
+    # one fd each: an opcode the host opens for, missing from the relay's
+    # list, leaks that fd's host file (host_fds_back_to)
+    uses = [lambda fd: os.fstat(fd).st_size == (1 << 20) + 17,
+            lambda fd: os.lseek(fd, 0, os.SEEK_DATA) == want_data,
+            lambda fd: os.lseek(fd, 0, os.SEEK_HOLE) == want_hole,
+            mapped, poll_in]
+    for i, use in enumerate(uses):
+        fd = os.open(m.path / "sparse", os.O_RDONLY)
+        try:
+            assert use(fd), f"use {i}"
+        finally:
+            os.close(fd)
     assert served(daemon, OPEN) == 0
+    host_fds_back_to(daemon, base)
 
 
 @pytest.mark.parametrize("mode", ["auto", "host"])
@@ -274,6 +341,61 @@ def test_getattr_with_an_unopened_lazy_handle_opens_nothing(daemon):
         assert err == 0
         assert helpers.settled_fd_count(pid) == base
         assert c.release(e["nodeid"], lazy(3)) == 0
+
+
+def test_flush_of_an_unopened_lazy_handle_drops_locks_and_opens_nothing(daemon,
+                                                                      export_dir):
+    pid = daemon.proc.pid
+    with client(daemon) as c:
+        err, e = c.lookup(1, b"f11")
+        err, fh = c.open(e["nodeid"], flags=os.O_RDWR)
+        assert err == 0
+        assert c.setlk(e["nodeid"], fh, owner=5, typ=fcntl.F_WRLCK, start=0, end=0) == 0
+        assert not host_can_lock(export_dir / "f11")
+        base = helpers.settled_fd_count(pid)
+        assert c.flush(e["nodeid"], lazy(12), lock_owner=5) == 0
+        assert host_can_lock(export_dir / "f11"), "the owner kept its lock"
+        assert helpers.settled_fd_count(pid) == base
+        assert c.release(e["nodeid"], lazy(12)) == 0
+        assert c.release(e["nodeid"], fh) == 0
+
+
+def test_flush_of_an_unopened_lazy_handle_drops_locks_on_an_overlay(fsb_workdir,
+                                                                    daemon_factory):
+    """The lock was taken through the upper layer's handle (a writable
+    open copies the file up); the FLUSH names only the node."""
+    lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "f").write_bytes(b"lower")
+    d = daemon_factory([f"{EXPORT}={lower},overlay={upper}"])
+    with client(d) as c:
+        err, e = c.lookup(1, b"f")
+        err, fh = c.open(e["nodeid"], flags=os.O_RDWR)
+        assert err == 0
+        assert c.setlk(e["nodeid"], fh, owner=5, typ=fcntl.F_WRLCK, start=0, end=0) == 0
+        assert not host_can_lock(upper / "f")
+        assert c.flush(e["nodeid"], lazy(12), lock_owner=5) == 0
+        assert host_can_lock(upper / "f"), "the owner kept its lock"
+        assert c.release(e["nodeid"], lazy(12)) == 0
+        assert c.release(e["nodeid"], fh) == 0
+    d.stop(expect_rc=0)
+
+
+def test_no_fh_is_no_lazy_handle(daemon):
+    """UINT64_MAX is the engine's "no handle" and has bit 63 set: a READ
+    with it opens nothing, and a GETATTR without a handle answers for its
+    own node, not for a file that READ mapped."""
+    no_fh = (1 << 64) - 1
+    pid = daemon.proc.pid
+    with client(daemon) as c:
+        f5 = c.lookup(1, b"f5")[1]["nodeid"]
+        f12 = c.lookup(1, b"f12")[1]["nodeid"]
+        base = helpers.settled_fd_count(pid)
+        assert c.read(no_fh, 0, 4096, nodeid=f5)[0] == errno.EBADF
+        assert helpers.settled_fd_count(pid) == base
+        err, attr = c.getattr(f12)
+        assert err == 0 and attr["size"] == len(content(12))
 
 
 def test_lazy_handles_beyond_the_budget_get_emfile_and_leak_nothing(export_dir,

@@ -80,6 +80,21 @@ static void test_releases_of_handles_the_host_saw_go_there(void)
     lazy_open_free(lo);
 }
 
+/* fstat of a lazy fd: the host answers it from the node and opens
+ * nothing, so the RELEASE stays here */
+static void test_a_getattr_does_not_carry_a_handle(void)
+{
+    struct lazy_open *lo = lazy_open_new(0);
+    struct fuse_open_out a;
+    CHECK(open_with(lo, O_RDONLY, 0, &a) == LAZY_OPENED);
+    struct fuse_in_header ih = { .opcode = FUSE_GETATTR, .unique = 8 };
+    struct fuse_getattr_in in = { .getattr_flags = FUSE_GETATTR_FH, .fh = a.fh };
+    CHECK(lazy_open_answers(lo, &ih, &in, sizeof(in), NULL) == LAZY_FORWARD);
+    lazy_open_forwarding(lo, &ih, &in, sizeof(in));
+    CHECK(release(lo, a.fh) == LAZY_RELEASED);
+    lazy_open_free(lo);
+}
+
 static void test_a_full_table_forwards_every_release(void)
 {
     struct lazy_open *lo = lazy_open_new(0);
@@ -94,6 +109,7 @@ int main(void)
     static const struct unit_test tests[] = {
         TEST(test_plain_read_only_opens_only),
         TEST(test_releases_of_handles_the_host_saw_go_there),
+        TEST(test_a_getattr_does_not_carry_a_handle),
         TEST(test_a_full_table_forwards_every_release),
     };
     return RUN_TESTS(tests);

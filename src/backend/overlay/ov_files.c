@@ -189,6 +189,24 @@ static int ov_flush(struct fsb_backend *be, uint64_t fh, uint64_t lock_owner)
     return FORWARD(be, fh, flush, lock_owner);
 }
 
+/* Locks are taken through either layer's handles (a read-only open of a
+ * file not copied up is LOWER's): both layers drop the owner's. */
+static int ov_drop_locks(struct fsb_backend *be, uint64_t nodeid, uint64_t lock_owner)
+{
+    struct overlay *ov = ov_of(be);
+    struct ov_node *n = ov_get(ov, nodeid);
+    if (!n)
+        return -ESTALE;
+    uint64_t up, low;
+    ov_layers(ov, n, &up, &low);
+    if (low)
+        ov->lower->ops->drop_locks(ov->lower, low, lock_owner);
+    if (up)
+        ov->upper->ops->drop_locks(ov->upper, up, lock_owner);
+    ov_put(ov, n);
+    return 0;
+}
+
 static int ov_release(struct fsb_backend *be, uint64_t fh)
 {
     return FORWARD(be, fh, release);
@@ -256,6 +274,7 @@ void ov_file_ops(struct fsb_backend_ops *ops)
     ops->read = ov_read;
     ops->write = ov_write;
     ops->flush = ov_flush;
+    ops->drop_locks = ov_drop_locks;
     ops->release = ov_release;
     ops->fsync = ov_fsync;
     ops->fallocate = ov_fallocate;

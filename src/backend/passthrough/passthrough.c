@@ -931,6 +931,7 @@ static const struct fsb_backend_ops passthrough_ops = {
     .read_to_pipe = pt_read_to_pipe,
     .write = pt_write,
     .flush = pt_flush,
+    .drop_locks = pt_drop_locks,
     .release = pt_release,
     .fsync = pt_fsync,
     .fallocate = pt_fallocate,

@@ -459,24 +459,21 @@ static void note_lock_owner(struct passthrough *pt, uint64_t fh, const struct fs
  * owner last locked through are removed (F_OFD_SETLK, F_UNLCK, whole file;
  * never blocks); a handle shared with a forked child goes with the owner
  * that locked through it last.  Only the inode's locker list is walked:
- * a close costs nothing more while other files hold locks.
+ * a close costs nothing more while other files hold locks.  Caller holds
+ * handles_lock.
  */
-static void drop_owner_locks(struct passthrough *pt, uint64_t fh, uint64_t lock_owner)
+static void drop_owner_locks(struct passthrough *pt, dev_t dev, ino_t ino, uint64_t lock_owner)
 {
     struct flock unlock = { .l_type = F_UNLCK, .l_whence = SEEK_SET };
-    pthread_mutex_lock(&pt->handles_lock);
-    const struct pt_handle *closing = &pt->handles[fh];
     uint64_t next;
-    for (uint64_t i = pt_first_locker(pt, closing->dev, closing->ino);
-         lock_owner && i != PT_NO_HANDLE; i = next) {
+    for (uint64_t i = pt_first_locker(pt, dev, ino); lock_owner && i != PT_NO_HANDLE; i = next) {
         struct pt_handle *h = &pt->handles[i];
         next = h->next_locker;
-        if (h->lock_owner != lock_owner || h->dev != closing->dev || h->ino != closing->ino)
+        if (h->lock_owner != lock_owner || h->dev != dev || h->ino != ino)
             continue;
         fcntl(h->fd, F_OFD_SETLK, &unlock);
         pt_handle_forget_locker(pt, i);
     }
-    pthread_mutex_unlock(&pt->handles_lock);
 }
 
 /* FLUSH comes at every close(2) of the guest: closing a duplicate gives the
@@ -491,9 +488,27 @@ int pt_flush(struct fsb_backend *be, uint64_t fh, uint64_t lock_owner)
         return fd;
     int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     int err = dup_fd < 0 ? -errno : (close(dup_fd) < 0 ? -errno : 0);
-    drop_owner_locks(pt, fh, lock_owner);
+    pthread_mutex_lock(&pt->handles_lock);
+    drop_owner_locks(pt, pt->handles[fh].dev, pt->handles[fh].ino, lock_owner);
+    pthread_mutex_unlock(&pt->handles_lock);
     pt_handle_put(pt, fh);
     return err;
+}
+
+/* The close of a descriptor the host never opened (a lazy handle no
+ * request used, engine/lazy_handles.h): nothing to write back, but the
+ * closing process's locks on the file go all the same. */
+int pt_drop_locks(struct fsb_backend *be, uint64_t nodeid, uint64_t lock_owner)
+{
+    struct passthrough *pt = pt_of(be);
+    struct pt_inode *in = inode_get(&pt->inodes, nodeid);
+    if (!in)
+        return -ESTALE;
+    pthread_mutex_lock(&pt->handles_lock);
+    drop_owner_locks(pt, in->dev, in->ino, lock_owner);
+    pthread_mutex_unlock(&pt->handles_lock);
+    inode_put(&pt->inodes, in);
+    return 0;
 }
 
 int pt_getlk(struct fsb_backend *be, uint64_t fh, struct fsb_lock *lock)

@@ -159,6 +159,7 @@ ssize_t pt_read_to_pipe(struct fsb_backend *be, uint64_t fh, off_t off, size_t s
 ssize_t pt_write(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t fh, off_t off,
                  const struct iovec *iov, int cnt);
 int pt_flush(struct fsb_backend *be, uint64_t fh, uint64_t lock_owner);
+int pt_drop_locks(struct fsb_backend *be, uint64_t nodeid, uint64_t lock_owner);
 int pt_release(struct fsb_backend *be, uint64_t fh);
 int pt_fsync(struct fsb_backend *be, uint64_t fh, bool datasync);
 int pt_fallocate(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t fh, int mode,
