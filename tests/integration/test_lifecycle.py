@@ -137,7 +137,10 @@ def test_sigkill_of_daemon_under_a_busy_reader(export_dir, daemon_factory, mount
         line = readline_within(reader, 15)
         assert line is not None, "the reader is still blocked 15 s after the host died"
         err = int(line.split()[1])
-        assert err in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED), (
+        # ECANCELED: on io_uring rings, a request the kernel queued on an
+        # entry as fsbridge-mount exits is cancelled by the kernel itself
+        # (relay.c, connection_lost): as failed, and as soon, as ENOTCONN.
+        assert err in (errno.ENOTCONN, errno.EIO, errno.ECONNABORTED, errno.ECANCELED), (
             f"the reader failed with {errno.errorcode.get(err, err)}")
         reader.wait(timeout=10)
     finally:
