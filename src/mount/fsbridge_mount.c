@@ -192,8 +192,8 @@ static bool want_host_events(const struct mount_job *job)
     if (job->ticket.version < FSB_STREAM_VERSION_TERMS ||
         job->ticket.terms.features & FSB_TERMS_PUSHES)
         return true;
-    log_info("the host pushes no changes to this export (not cache=coherent): "
-             "no echo of host changes, no node table");
+    log_debug("the host pushes no changes to this export (not cache=coherent): "
+              "no echo of host changes, no node table");
     return false;
 }
 

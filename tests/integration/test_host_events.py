@@ -352,8 +352,8 @@ def test_no_echo_where_the_host_pushes_nothing(cache, fsb_workdir, daemon_factor
     host = fsb_workdir / cache
     host.mkdir()
     daemon = daemon_factory([f"test={host},cache={cache}"])
-    on = mount_factory(daemon, options=["export=test"])
-    off = mount_factory(daemon, options=["export=test", "host_events=off"])
+    on = mount_factory(daemon, options=["export=test"], extra_args=["-d"])  # says it at debug
+    off = mount_factory(daemon, options=["export=test", "host_events=off"], extra_args=["-d"])
     (host / "f").write_bytes(b"x")
     for m in (on, off):
         assert (m.path / "f").read_bytes() == b"x"
