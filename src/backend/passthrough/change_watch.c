@@ -7,6 +7,7 @@
  */
 #include "backend/passthrough/change_watch.h"
 #include "backend/passthrough/inode_table.h"
+#include "backend/passthrough/passthrough.h"
 #include "common/log.h"
 
 #include <errno.h>
@@ -21,7 +22,6 @@
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #define EVENT_BUFFER_SIZE (64 * 1024)
@@ -693,13 +693,11 @@ struct change_watch *change_watch_open(int root_fd, const char *name)
 /* What gone_handle_inode needs to know of the export's filesystem. */
 static void note_filesystem(struct change_watch *w)
 {
-    enum { EXT4 = 0xEF53, XFS = 0x58465342 };
     struct stat st;
-    struct statfs sf;
-    if (fstat(w->root_fd, &st) != 0 || fstatfs(w->root_fd, &sf) != 0)
+    if (fstat(w->root_fd, &st) != 0)
         return;
     w->dev = st.st_dev;
-    w->ino32_handles = sf.f_type == EXT4 || sf.f_type == XFS;
+    w->ino32_handles = passthrough_handles_start_with_ino(w->root_fd);
 }
 
 int change_watch_start(struct change_watch *w, int root_fd)

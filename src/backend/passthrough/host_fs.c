@@ -64,6 +64,12 @@ bool passthrough_dir_offsets_stable(int dirfd)
     return fs == HOST_FS_TMPFS ? kernel_at_least(6, 6) : fs != HOST_FS_OTHER;
 }
 
+bool passthrough_handles_start_with_ino(int fd)
+{
+    enum host_fs fs = host_fs_of(fd);
+    return fs == HOST_FS_EXT || fs == HOST_FS_XFS;
+}
+
 static bool is_octal(char c)
 {
     return c >= '0' && c <= '7';

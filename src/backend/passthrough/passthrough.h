@@ -59,6 +59,12 @@ unsigned passthrough_guest_fd_pool(unsigned open_now, unsigned *conn_fds);
  * directory each time instead of keeping the guest's open. */
 bool passthrough_dir_offsets_stable(int dirfd);
 
+/* Whether FD's filesystem encodes file handles as FILEID_INO32_GEN(_PARENT)
+ * with the inode number first (ext2/3/4, xfs with 32-bit inodes; tmpfs
+ * uses the same types with another layout), so that a handle of a gone
+ * inode still names its number (change_watch.c, gone_handle_inode). */
+bool passthrough_handles_start_with_ino(int fd);
+
 /* True if a FLUSH of any file below ROOT_FD only drops record locks: its
  * filesystem has no ->flush method and nothing is mounted below it
  * (host_fs.c).  Call once the mount table below it cannot change any more
