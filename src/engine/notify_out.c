@@ -37,6 +37,7 @@ struct fsb_notify_out {
     pthread_cond_t wake;
     struct notify_msg ring[FSB_NOTIFY_QUEUE_MAX];
     unsigned head, count;
+    unsigned limit;            /* FSB_NOTIFY_QUEUE_MAX, or less for tests */
     bool overflowed, stop;
     uint64_t sent, overflows;  /* for the log at the end */
 };
@@ -47,11 +48,22 @@ static void msg_header(struct notify_msg *m, int code, size_t body)
     m->u.h = (struct fuse_out_header){ .len = m->len, .error = code, .unique = 0 };
 }
 
+/* FSBRIDGE_TEST_NOTIFY_QUEUE_MAX=N (1..FSB_NOTIFY_QUEUE_MAX) shrinks the
+ * queue, so that a test reaches the overflow path for sure: a daemon that
+ * keeps up, with fanotify merging a file's unread events, may never fill
+ * the real one. */
+static unsigned queue_limit(void)
+{
+    const char *v = getenv("FSBRIDGE_TEST_NOTIFY_QUEUE_MAX");
+    unsigned long n = v ? strtoul(v, NULL, 10) : 0;
+    return n >= 1 && n <= FSB_NOTIFY_QUEUE_MAX ? (unsigned)n : FSB_NOTIFY_QUEUE_MAX;
+}
+
 /* Queues M, or marks the queue overflowed when full. */
 static void push(struct fsb_notify_out *o, const struct notify_msg *m)
 {
     pthread_mutex_lock(&o->lock);
-    if (o->count == FSB_NOTIFY_QUEUE_MAX) {
+    if (o->count == o->limit) {
         o->overflowed = true;
     } else if (!o->overflowed) {
         o->ring[(o->head + o->count) % FSB_NOTIFY_QUEUE_MAX] = *m;
@@ -179,7 +191,8 @@ int fsb_notify_out_start(struct fsb_session *s, unsigned log_id, fsb_notify_send
     struct fsb_notify_out *o = calloc(1, sizeof(*o));
     if (!o)
         return -ENOMEM;
-    *o = (struct fsb_notify_out){ .s = s, .id = log_id, .send = send, .cookie = cookie };
+    *o = (struct fsb_notify_out){ .s = s, .id = log_id, .send = send, .cookie = cookie,
+                                  .limit = queue_limit() };
     pthread_mutex_init(&o->lock, NULL);
     pthread_cond_init(&o->wake, NULL);
     int err = passthrough_track(s->backend, &session_sink, o);

@@ -118,6 +118,9 @@ def pytest_configure(config):
                    "(and over matchlock)")
     config.addinivalue_line(
         "markers", "deadline(seconds): watchdog limit for one test (default 60 s)")
+    config.addinivalue_line(
+        "markers", "small_notify_queue: test_coherent's daemon queues 64 notifications a "
+                   "session (FSBRIDGE_TEST_NOTIFY_QUEUE_MAX), so a burst surely overflows")
 
 
 def _wanted_modes(item):

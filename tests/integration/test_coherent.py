@@ -29,10 +29,13 @@ CHANGE_TIMEOUT = 5.0
 @pytest.fixture(params=["fanotify", "inotify"])
 def coherent(request, fsb_workdir, daemon_factory, mount_factory):
     """(host dir, guest mount, daemon) of a cache=coherent export, tracked by
-    fanotify or by the inotify fallback (FSBRIDGE_CHANGE_WATCH=inotify)."""
+    fanotify or by the inotify fallback (FSBRIDGE_CHANGE_WATCH=inotify).
+    A test marked small_notify_queue gets a queue of 64 notifications."""
     host = fsb_workdir / "export"
     host.mkdir()
     env = dict(os.environ)
+    if request.node.get_closest_marker("small_notify_queue"):
+        env["FSBRIDGE_TEST_NOTIFY_QUEUE_MAX"] = "64"
     if request.param == "inotify":
         env["FSBRIDGE_CHANGE_WATCH"] = "inotify"
     daemon = daemon_factory([f"test={host},cache=coherent"], env=env)
@@ -650,6 +653,7 @@ def test_listing_without_opendir_is_still_checked_by_the_host(
 # ---- overflow, deadlock, fallback ----------------------------------------
 
 @pytest.mark.deadline(120)
+@pytest.mark.small_notify_queue
 def test_burst_overflows_and_stays_consistent(coherent):
     """100,000 host changes at once overflow the session's queue (logged);
     the guest then drops its whole cache and ends up with the host's state."""
