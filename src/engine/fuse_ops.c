@@ -664,7 +664,8 @@ static int lazy_open(void *arg, uint64_t *fh)
 
 /* The backend handle for the guest's *FH: itself, or the one its lazy
  * handle stands for, opened now if none is yet (OPEN_ABSENT; else
- * -ENOENT).  *USE (maybe NULL) goes to file_handle_give.  A session that
+ * -ENOENT; -EBADF if it was opened for another node).  *USE (maybe NULL)
+ * goes to file_handle_give.  A session that
  * does not accept lazy handles passes them on: the backend knows no such
  * handle (EBADF). */
 static int file_handle_take(struct fsb_request *r, uint64_t *fh, struct fsb_lazy_entry **use,
@@ -673,7 +674,8 @@ static int file_handle_take(struct fsb_request *r, uint64_t *fh, struct fsb_lazy
     *use = NULL;
     if (!is_lazy(*fh) || !r->s->lazy)
         return 0;
-    return fsb_lazy_take(r->s->lazy, *fh, open_absent ? lazy_open : NULL, r, fh, use);
+    return fsb_lazy_take(r->s->lazy, *fh, r->in.nodeid, open_absent ? lazy_open : NULL, r, fh,
+                         use);
 }
 
 static void file_handle_give(struct fsb_request *r, struct fsb_lazy_entry *use)

@@ -17,6 +17,7 @@
 
 struct fsb_lazy_entry {
     uint64_t fh;    /* the backend's */
+    uint64_t node;  /* the node it was opened for: the only one it serves */
     unsigned users; /* requests using it now */
     bool mapped;    /* false once released: the last user releases fh */
 };
@@ -89,29 +90,33 @@ static int map_add(struct fsb_lazy_handles *lh, uint64_t lazy, struct fsb_lazy_e
     return fsb_u64_table_add(&lh->map, lazy, e);
 }
 
-/* LAZY's entry with one user more, or NULL.  Caller holds the lock. */
-static struct fsb_lazy_entry *find_and_use(struct fsb_lazy_handles *lh, uint64_t lazy)
+/* LAZY's entry with one user more, or NULL: absent (*ERR 0), or opened
+ * for another node than NODE (*ERR -EBADF).  Caller holds the lock. */
+static struct fsb_lazy_entry *find_and_use(struct fsb_lazy_handles *lh, uint64_t lazy,
+                                           uint64_t node, int *err)
 {
     struct fsb_u64_slot *slot = fsb_u64_table_find(&lh->map, lazy);
-    if (!slot)
+    struct fsb_lazy_entry *e = slot ? slot->value : NULL;
+    *err = e && e->node != node ? -EBADF : 0;
+    if (!e || *err)
         return NULL;
-    struct fsb_lazy_entry *e = slot->value;
     e->users++;
     return e;
 }
 
-/* Maps a handle just opened (FH), or uses the one a racing request mapped
- * meanwhile.  Returns the entry used, or NULL with *err; FH is released
- * unless it was mapped. */
+/* Maps a handle just opened (FH) for NODE, or uses the one a racing
+ * request mapped meanwhile.  Returns the entry used, or NULL with *err;
+ * FH is released unless it was mapped. */
 static struct fsb_lazy_entry *map_opened(struct fsb_lazy_handles *lh, uint64_t lazy,
-                                         uint64_t fh, int *err)
+                                         uint64_t node, uint64_t fh, int *err)
 {
     struct fsb_lazy_entry *e = malloc(sizeof(*e));
     if (e)
-        *e = (struct fsb_lazy_entry){ .fh = fh, .users = 1, .mapped = true };
+        *e = (struct fsb_lazy_entry){ .fh = fh, .node = node, .users = 1, .mapped = true };
     pthread_mutex_lock(&lh->lock);
-    struct fsb_lazy_entry *won = find_and_use(lh, lazy);
-    *err = won ? 0 : !e ? -ENOMEM : map_add(lh, lazy, e);
+    struct fsb_lazy_entry *won = find_and_use(lh, lazy, node, err);
+    if (!won && !*err)
+        *err = !e ? -ENOMEM : map_add(lh, lazy, e);
     pthread_mutex_unlock(&lh->lock);
     if (won || *err) {
         free(e);
@@ -121,14 +126,16 @@ static struct fsb_lazy_entry *map_opened(struct fsb_lazy_handles *lh, uint64_t l
     return e;
 }
 
-int fsb_lazy_take(struct fsb_lazy_handles *lh, uint64_t lazy, fsb_lazy_open_fn open, void *arg,
-                  uint64_t *fh, struct fsb_lazy_entry **use)
+int fsb_lazy_take(struct fsb_lazy_handles *lh, uint64_t lazy, uint64_t node,
+                  fsb_lazy_open_fn open, void *arg, uint64_t *fh, struct fsb_lazy_entry **use)
 {
+    int err;
     pthread_mutex_lock(&lh->lock);
-    struct fsb_lazy_entry *e = find_and_use(lh, lazy);
+    struct fsb_lazy_entry *e = find_and_use(lh, lazy, node, &err);
     bool full = lh->map.count >= lh->max;
     pthread_mutex_unlock(&lh->lock);
-    int err = 0;
+    if (err)
+        return err;
     if (!e && !open)
         return -ENOENT;
     if (!e && full)
@@ -138,7 +145,7 @@ int fsb_lazy_take(struct fsb_lazy_handles *lh, uint64_t lazy, fsb_lazy_open_fn o
         err = open(arg, &opened);
         if (err)
             return err;
-        e = map_opened(lh, lazy, opened, &err);
+        e = map_opened(lh, lazy, node, opened, &err);
     }
     if (!e)
         return err;

@@ -42,15 +42,19 @@ struct fsb_lazy_handles *fsb_lazy_handles_new(struct fsb_backend *be, size_t max
 void fsb_lazy_handles_free(struct fsb_lazy_handles *lh);
 
 /*
- * The backend handle for lazy handle LAZY, in *FH, and a use of it in
- * *USE that fsb_lazy_give ends.  Absent: opened with OPEN(ARG) and mapped,
- * or -ENOENT when OPEN is NULL.  Returns 0, -EMFILE when the map is full,
- * or OPEN's error.  Two requests that open the same absent handle at
- * once both open; the second to map it releases its own and uses the
- * first's.
+ * The backend handle for lazy handle LAZY used on node NODE, in *FH, and a
+ * use of it in *USE that fsb_lazy_give ends.  Absent: opened with
+ * OPEN(ARG) (NODE's file) and mapped, or -ENOENT when OPEN is NULL.  The
+ * host sees a lazy handle first at its first use, so that use binds it to
+ * its node: a use with another node is -EBADF (else a guest could read
+ * node B through a handle opened for node A, past B's own open checks).
+ * Returns 0, -EBADF, -EMFILE when the map is full, or OPEN's error.  Two
+ * requests that open the same absent handle at once both open; the second
+ * to map it releases its own and uses the first's (or gets -EBADF if the
+ * first's node is another).
  */
-int fsb_lazy_take(struct fsb_lazy_handles *lh, uint64_t lazy, fsb_lazy_open_fn open, void *arg,
-                  uint64_t *fh, struct fsb_lazy_entry **use);
+int fsb_lazy_take(struct fsb_lazy_handles *lh, uint64_t lazy, uint64_t node,
+                  fsb_lazy_open_fn open, void *arg, uint64_t *fh, struct fsb_lazy_entry **use);
 void fsb_lazy_give(struct fsb_lazy_handles *lh, struct fsb_lazy_entry *use);
 
 /* RELEASE of LAZY: unmapped, its backend handle released once its last

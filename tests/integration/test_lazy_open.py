@@ -455,3 +455,19 @@ def test_two_racing_first_reads_open_once(daemon):
         assert helpers.settled_fd_count(pid) == base
     finally:
         c.close()
+
+
+def test_a_lazy_handle_serves_only_the_node_it_was_opened_for(daemon):
+    """The first use binds a lazy handle to its node: a READ of node B
+    through a handle opened for node A would read A's file (past B's own
+    open checks), so it is EBADF, and A's reads go on."""
+    with client(daemon) as c:
+        a = c.lookup(1, b"f5")[1]["nodeid"]
+        b = c.lookup(1, b"f6")[1]["nodeid"]
+        assert c.read(lazy(21), 0, 4096, nodeid=a) == (0, content(5))
+        assert c.read(lazy(21), 0, 4096, nodeid=b)[0] == errno.EBADF
+        assert c.read(lazy(21), 0, 4096, nodeid=a) == (0, content(5))
+        assert c.release(a, lazy(21)) == 0
+        # released: the handle number is free again, for any node
+        assert c.read(lazy(21), 0, 4096, nodeid=b) == (0, content(6))
+        assert c.release(b, lazy(21)) == 0
