@@ -613,7 +613,11 @@ def overlayfs_export(overlayfs_host, daemon_factory, mount_factory):
     """(host dir, guest mount, daemon) of a cache=coherent export of
     overlayfs_host, tracked with inotify."""
     env = dict(os.environ, FSBRIDGE_CHANGE_WATCH="inotify")
-    daemon = daemon_factory([f"test={overlayfs_host},cache=coherent"], env=env)
+    # overlayfs gives no file handles, so each inode looked up keeps an fd,
+    # counted on the guest's open-file budget: "big" needs 2,000 of them,
+    # more than a guest's default share (1/100) of a 20,000-fd RLIMIT_NOFILE.
+    daemon = daemon_factory([f"test={overlayfs_host},cache=coherent"], env=env,
+                            extra_args=["--guest-max-open", "4000"])
     m = mount_factory(daemon, options=["export=test", "allow_other"])
     poll_until(lambda: "tracked with inotify" in daemon.stderr_text(), timeout=5,
                what="the change watcher's mode in the log")
