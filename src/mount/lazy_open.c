@@ -80,13 +80,18 @@ static bool plain_read_only(const struct fuse_open_in *in)
  * Where request OPCODE keeps a file handle the host may open (or has
  * opened) for it, as an offset into its argument; -1 for none.  Every
  * request that names a file handle is here, those the host refuses for a
- * lazy one too (WRITE & co., EBADF there): one that is missing would let
- * the relay answer the RELEASE of a handle the host opened, and the host's
- * open file would stay until the session ends.  COPY_FILE_RANGE carries
- * two: fh_out is a handle that writes, which the host never opens for a
- * lazy one; fh_in is at 0.  GETATTR is not here: the host never opens a
- * lazy handle for it (an fstat of one no request opened is the node's
- * attributes), so a handle a GETATTR uses was opened by a request that is.
+ * lazy one too (WRITE & co., EBADF there): one that is missing while the
+ * host opens for it would let the relay answer the RELEASE of a handle
+ * the host opened, and the host's open file would stay until the session
+ * ends.  COPY_FILE_RANGE carries two: fh_out is a handle that writes,
+ * which the host never opens for a lazy one; fh_in is at 0.  Not here:
+ * the three the engine answers for a lazy handle without ever opening it
+ * (fuse_ops.c): GETATTR (an fstat of one no request opened is the node's
+ * attributes), FLUSH (its owner's record locks go by node) and SETATTR
+ * (EBADF; the kernel sends none for a read-only fd: ftruncate is EINVAL
+ * before).  A handle one of them uses that the host holds was opened by a
+ * request that is here, which noted it; so an fstat of a lazy fd, or its
+ * close with flush=host, keeps its RELEASE local.
  */
 static long carried_offset(uint32_t opcode)
 {
@@ -95,8 +100,6 @@ static long carried_offset(uint32_t opcode)
         return offsetof(struct fuse_read_in, fh);
     case FUSE_WRITE:
         return offsetof(struct fuse_write_in, fh);
-    case FUSE_FLUSH:
-        return offsetof(struct fuse_flush_in, fh);
     case FUSE_FSYNC:
         return offsetof(struct fuse_fsync_in, fh);
     case FUSE_GETLK:
@@ -113,8 +116,6 @@ static long carried_offset(uint32_t opcode)
         return offsetof(struct fuse_ioctl_in, fh);
     case FUSE_POLL:
         return offsetof(struct fuse_poll_in, fh);
-    case FUSE_SETATTR:
-        return offsetof(struct fuse_setattr_in, fh);
     default:
         return -1;
     }

@@ -28,11 +28,12 @@
  *
  * RELEASE: the relay notes which of its handles a forwarded request
  * carried (carried_fh: one function that knows where each opcode keeps
- * its handle).  The RELEASE of a handle no forwarded request carried is
- * answered here: the host never heard of it.  Any other goes to the host,
- * which releases what it opened.  The table of carried handles is
- * bounded; once it is full, every lazy RELEASE goes to the host (the host
- * answers one it never opened with 0).
+ * its handle, for the requests the host may open one for).  The RELEASE
+ * of a handle no such request carried is answered here: the host opened
+ * nothing for it.  Any other goes to the host, which releases what it
+ * opened.  The table of carried handles is bounded; once it is full,
+ * every lazy RELEASE goes to the host (the host answers one it never
+ * opened with 0).
  */
 #ifndef FSB_MOUNT_LAZY_OPEN_H
 #define FSB_MOUNT_LAZY_OPEN_H

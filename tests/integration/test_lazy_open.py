@@ -35,6 +35,7 @@ OPEN = re.compile(r"FUSE_OPEN/\d+ \(unique")
 READ = re.compile(r"FUSE_READ/\d+ \(unique")
 RELEASE = re.compile(r"FUSE_RELEASE/\d+ \(unique")
 FLUSH = re.compile(r"FUSE_FLUSH/\d+ \(unique")
+SETATTR = re.compile(r"FUSE_SETATTR/\d+ \(unique")
 FILES = 20
 
 
@@ -215,6 +216,57 @@ def test_closing_an_unread_fd_drops_the_process_locks_and_opens_nothing(
     finally:
         os.close(rw)
     assert served(daemon, OPEN) == 1  # the writable one
+
+
+def test_a_close_with_flush_host_of_an_unread_fd_sends_no_release(daemon, mount_factory):
+    """flush=host sends every FLUSH; that of a lazy handle nothing was read
+    through opens nothing on the host (op_flush), so the relay does not
+    note the handle for it (lazy_open.c carried_offset) and answers its
+    RELEASE itself."""
+    m = mount_factory(daemon, options=[f"export={EXPORT}", "flush=host", "open=auto"])
+    path = m.path / "f13"
+    path.stat()  # the node's own fd is the host's from here on
+    base = helpers.settled_fd_count(daemon.proc.pid)
+    os.close(os.open(path, os.O_RDONLY))
+    helpers.poll_until(lambda: served(daemon, FLUSH) >= 1, what="the FLUSH")
+    assert served(daemon, FLUSH) == 1
+    assert helpers.settled_fd_count(daemon.proc.pid) == base, "the close left a host fd"
+    m.umount(expect_rc=0)  # every RELEASE the kernel had is out now
+    assert served(daemon, RELEASE) == 0, "the RELEASE reached the host"
+    assert served(daemon, OPEN) == 0
+
+
+def ftruncate_errno(path):
+    """The errno of an ftruncate() of PATH opened read-only (0: none)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.ftruncate(fd, 0)
+        return 0
+    except OSError as e:
+        return e.errno
+    finally:
+        os.close(fd)
+
+
+def test_ftruncate_of_a_read_only_fd_fails_as_natively_and_opens_nothing(
+        daemon, mount_factory, export_dir, fsb_workdir):
+    """Linux refuses it (EINVAL) before the filesystem is asked, as on a
+    local disk; the host opens nothing (a SETATTR with a lazy handle would
+    be EBADF there, op_setattr) and the file keeps its bytes."""
+    native = fsb_workdir / "native"
+    native.mkdir()
+    (native / "f").write_bytes(content(14))
+    want = ftruncate_errno(native / "f")
+    assert want != 0, "a read-only fd truncated a native file"
+    m = mount_factory(daemon, options=[f"export={EXPORT}"])
+    path = m.path / "f14"
+    path.stat()  # the node's own fd is the host's from here on
+    base = helpers.settled_fd_count(daemon.proc.pid)
+    got = ftruncate_errno(path)
+    assert got == want, f"{errno.errorcode.get(got, got)}, natively {errno.errorcode[want]}"
+    assert helpers.settled_fd_count(daemon.proc.pid) == base, "the host opened a file"
+    assert served(daemon, OPEN) == 0 and served(daemon, SETATTR) == 0
+    assert (export_dir / "f14").read_bytes() == content(14)
 
 
 def test_fstat_lseek_mmap_and_poll_work(daemon, mount_factory, export_dir):
