@@ -34,7 +34,7 @@
 #   BENCH_FILES       files of the create/stat/unlink rows (default 10000)
 #   BENCH_TREE_FILES  files of the synthetic source tree (default 15000)
 #   BENCH_TARGETS     subset of: native pll auto always coherent writeback overlay
-#                     auto:uring auto:fd auto:old auto:1q (any cache mode
+#                     auto:uring auto:fd auto:old auto:1q coherent:none (any cache mode
 #                     takes :RELAY; a relay mode takes -pN for poll_us=N and
 #                     -dN for fsbridged --poll-us=N, e.g. auto:uring-p50)
 #   BENCH_COPYUP_MB   size of the file whose first write is timed (default 256)

@@ -58,13 +58,15 @@
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 4
+#define FSB_STREAM_VERSION 5
 /* The first version whose HELLO has flags and whose reply has a token. */
 #define FSB_STREAM_VERSION_JOIN 2
 /* The first version whose HELLO may carry a CPU hint. */
 #define FSB_STREAM_VERSION_CPU 3
 /* The first version whose reply carries the session's terms. */
 #define FSB_STREAM_VERSION_TERMS 4
+/* The first version whose terms may carry FSB_TERMS_NO_OPEN. */
+#define FSB_STREAM_VERSION_NO_OPEN 5
 #define FSB_HELLO_JOIN 0x01
 #define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16
@@ -83,7 +85,12 @@
 /* A FLUSH on this export drops the lock owner's record locks and does
  * nothing else: the host filesystem reports no error at close. */
 #define FSB_TERMS_QUIET_CLOSE 0x4u
-#define FSB_TERMS_KNOWN (FSB_TERMS_PUSHES | FSB_TERMS_LAZY_OPEN | FSB_TERMS_QUIET_CLOSE)
+/* (Version 5.)  The client may send fh 0 for a file it opened without an
+ * OPEN: the server opens the request's node for that request alone, and
+ * gives out no handle 0 itself (docs/stream-protocol.md). */
+#define FSB_TERMS_NO_OPEN 0x8u
+#define FSB_TERMS_KNOWN                                                                    \
+    (FSB_TERMS_PUSHES | FSB_TERMS_LAZY_OPEN | FSB_TERMS_QUIET_CLOSE | FSB_TERMS_NO_OPEN)
 /* The bit of a lazy handle; the server's own handles never have it. */
 #define FSB_LAZY_FH (1ull << 63)
 

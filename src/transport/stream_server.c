@@ -642,7 +642,8 @@ static struct fsb_session_terms session_terms(const struct conn *c)
     const struct fsb_session *s = c->ss->fs;
     uint32_t features = (s->coherent ? FSB_TERMS_PUSHES : 0) |
                         (s->lazy ? FSB_TERMS_LAZY_OPEN : 0) |
-                        (s->export->close_quiet ? FSB_TERMS_QUIET_CLOSE : 0);
+                        (s->export->close_quiet ? FSB_TERMS_QUIET_CLOSE : 0) |
+                        (s->no_open ? FSB_TERMS_NO_OPEN : 0);
     return (struct fsb_session_terms){
         .features = features,
         .open_flags = fsb_engine_file_open_flags(s),
@@ -770,8 +771,10 @@ static int session_open(struct conn *c, const struct fsb_hello *h, const struct 
         free(ss);
         return err;
     }
-    /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS) */
+    /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS); from
+     * version 5, fh 0 for a file opened without OPEN (FSB_TERMS_NO_OPEN) */
     ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
+    ss->fs->no_open = reply_version(h) >= FSB_STREAM_VERSION_NO_OPEN;
     ss->id = c->id;
     ss->peer = c->peer;
     ss->open = ss->refs = 1;

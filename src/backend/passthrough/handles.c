@@ -5,7 +5,9 @@
  * its users, so that a RELEASE racing with a READ on the same fh (which a
  * hostile guest may send) closes the fd only after the READ is done: the fd
  * number can never be reused under a running operation.  Each open handle
- * holds one fd of its guest's budget (common/budget.h).
+ * holds one fd of its guest's budget (common/budget.h).  Slot 0 is never
+ * used: fh 0 is what a guest kernel that sends no OPEN carries for every
+ * file (engine/session.h, no_open), so no handle may be 0.
  */
 #include "backend/passthrough/pt_internal.h"
 
@@ -46,8 +48,11 @@ int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir, const struct 
         fh = (int64_t)pt->free_head;
         pt->free_head = pt->handles[fh].next_free;
     } else {
-        if (pt->nhandles == pt->capacity && (fh = grow(pt)) < 0)
+        unsigned wanted = pt->nhandles ? 1 : 2; /* with slot 0 */
+        if (pt->nhandles + wanted > pt->capacity && (fh = grow(pt)) < 0)
             goto out;
+        if (pt->nhandles == 0) /* never valid: no refs */
+            pt->handles[pt->nhandles++] = (struct pt_handle){ .fd = -1, .closed = true };
         fh = pt->nhandles++;
     }
     pt->handles[fh] = (struct pt_handle){ .fd = fd, .refs = 1, .is_dir = is_dir,
