@@ -361,14 +361,15 @@ static int op_batch_forget(struct fsb_request *r)
 
 /* Handles, lazy ones and fh 0 without opens included: see "files" below. */
 enum file_use {
-    FILE_ATTRS, /* GETATTR, FLUSH: opens nothing (-ENOENT: go by node) */
-    FILE_READ,  /* READ, FSYNC, LSEEK, COPY_FILE_RANGE's source */
-    FILE_WRITE, /* WRITE, FALLOCATE, COPY_FILE_RANGE's destination */
-    FILE_LOCK,  /* GETLK, SETLK, SETLKW */
+    FILE_UNOPENED, /* GETATTR, FLUSH: need no open file (-ENOENT: go by node) */
+    FILE_READ,     /* READ, COPY_FILE_RANGE's source */
+    FILE_ANY,      /* FSYNC, LSEEK: read-only, else write-only */
+    FILE_WRITE,    /* WRITE, FALLOCATE, COPY_FILE_RANGE's destination */
+    FILE_LOCK,     /* GETLK, SETLK, SETLKW */
 };
 struct file_loan {
     struct fsb_lazy_entry *lazy; /* a lazy handle's entry, or NULL */
-    uint64_t once;               /* opened for this request alone, or FSB_NO_FH */
+    uint64_t opened;             /* opened for this request alone, or FSB_NO_FH */
 };
 static bool is_lazy(uint64_t fh);
 static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use use,
@@ -382,12 +383,12 @@ static int op_getattr(struct fsb_request *r)
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
     uint64_t fh = FSB_NO_FH;
-    struct file_loan loan = { .once = FSB_NO_FH };
+    struct file_loan loan = { .opened = FSB_NO_FH };
     /* a lazy handle no request opened yet, or fh 0 without opens: the
      * node's attributes are the same, and fstat need not open the file */
     if (in.getattr_flags & FUSE_GETATTR_FH) {
         fh = in.fh;
-        if (file_handle_take(r, r->in.nodeid, FILE_ATTRS, 0, &fh, &loan) == -ENOENT)
+        if (file_handle_take(r, r->in.nodeid, FILE_UNOPENED, 0, &fh, &loan) == -ENOENT)
             fh = FSB_NO_FH;
     }
     int err = r->be->ops->getattr(r->be, r->in.nodeid, fh, &st);
@@ -668,13 +669,17 @@ static int op_open(struct fsb_request *r)
  * ENOSYS, so its kernel sends none and uses fh 0 for every file it opened
  * since, never a RELEASE; the backend gives out no handle 0): a request
  * with fh 0 opens its node for itself alone, as its caller, through
- * open_file (the checks and the budget of an OPEN), read-only to read,
- * write-only to write (with the file's O_APPEND, which a pwrite then
- * keeps), and the file is closed before the reply.  Nothing stays open
- * between requests, so there is nothing for a FORGET or the end of the
- * session to close, and locks cannot live on such a file: the relay
- * keeps them in the guest kernel (no FUSE_POSIX_LOCKS), and a lock
- * request with fh 0 is EBADF.
+ * open_file (the checks and the budget of an OPEN), and the file is
+ * closed before the reply (open_for_request).  It reads read-only, with
+ * the file's O_NOATIME and exec mode (a binary the caller may run but not
+ * read is read so, as on a local disk), writes write-only with its
+ * O_APPEND (which a pwrite keeps); FSYNC and LSEEK take whichever access
+ * the caller has.  Nothing stays open between requests, so there is
+ * nothing for a FORGET or the end of the session to close, and locks
+ * cannot live on such a file: the relay leaves them to the guest kernel
+ * (no FUSE_POSIX_LOCKS), and a lock request with fh 0 is EBADF.  A guest
+ * that RELEASEs the number of such a file while its request runs can
+ * only make its own requests fail (the backend counts the file's users).
  */
 static bool is_lazy(uint64_t fh)
 {
@@ -687,20 +692,29 @@ static int lazy_open(void *arg, uint64_t *fh)
     return open_file(r, r->in.nodeid, O_RDONLY, fh);
 }
 
-static int once_open(struct fsb_request *r, uint64_t node, enum file_use use, int file_flags,
-                     uint64_t *fh)
+static int open_for_request(struct fsb_request *r, uint64_t node, enum file_use use,
+                            int file_flags, uint64_t *fh)
 {
-    if (use == FILE_ATTRS)
+    switch (use) {
+    case FILE_UNOPENED:
         return -ENOENT;
-    if (use == FILE_LOCK)
+    case FILE_LOCK:
         return -EBADF;
-    int flags = use == FILE_WRITE ? O_WRONLY | (file_flags & O_APPEND) : O_RDONLY;
-    return open_file(r, node, flags, fh);
+    case FILE_READ:
+        return open_file(r, node, O_RDONLY | (file_flags & (O_NOATIME | FSB_OPEN_EXEC)), fh);
+    case FILE_ANY: {
+        int err = open_file(r, node, O_RDONLY, fh);
+        return err == -EACCES ? open_file(r, node, O_WRONLY, fh) : err;
+    }
+    case FILE_WRITE:
+        return open_file(r, node, O_WRONLY | (file_flags & O_APPEND), fh);
+    }
+    return -EINVAL;
 }
 
 /* The backend handle for the guest's *FH used on NODE as USE says: itself;
  * or, for a lazy handle (on the request's node), the file it stands for,
- * opened now if none is yet (but -ENOENT for FILE_ATTRS, -EBADF for
+ * opened now if none is yet (but -ENOENT for FILE_UNOPENED, -EBADF for
  * FILE_WRITE, -EBADF if it was opened for another node); or, for fh 0
  * without opens, NODE opened for this request (FILE_FLAGS: the file's
  * flags, as READ and WRITE carry them).  *LOAN goes to file_handle_give.
@@ -709,27 +723,27 @@ static int once_open(struct fsb_request *r, uint64_t node, enum file_use use, in
 static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use use,
                             int file_flags, uint64_t *fh, struct file_loan *loan)
 {
-    *loan = (struct file_loan){ .once = FSB_NO_FH };
+    *loan = (struct file_loan){ .opened = FSB_NO_FH };
     if (*fh == 0 && r->s->no_open) {
-        int err = once_open(r, node, use, file_flags, fh);
+        int err = open_for_request(r, node, use, file_flags, fh);
         if (!err)
-            loan->once = *fh;
+            loan->opened = *fh;
         return err;
     }
     if (!is_lazy(*fh) || !r->s->lazy)
         return 0;
     if (use == FILE_WRITE)
         return -EBADF;
-    return fsb_lazy_take(r->s->lazy, *fh, r->in.nodeid, use == FILE_ATTRS ? NULL : lazy_open, r,
-                         fh, &loan->lazy);
+    return fsb_lazy_take(r->s->lazy, *fh, r->in.nodeid, use == FILE_UNOPENED ? NULL : lazy_open,
+                         r, fh, &loan->lazy);
 }
 
 static void file_handle_give(struct fsb_request *r, const struct file_loan *loan)
 {
     if (loan->lazy)
         fsb_lazy_give(r->s->lazy, loan->lazy);
-    if (loan->once != FSB_NO_FH)
-        r->be->ops->release(r->be, loan->once);
+    if (loan->opened != FSB_NO_FH)
+        r->be->ops->release(r->be, loan->opened);
 }
 
 /* CREATE and TMPFILE: fuse_create_in and a name (TMPFILE's is "/", read
@@ -880,7 +894,7 @@ static int op_flush(struct fsb_request *r)
      * to write back and is not opened for this: its owner's record locks
      * on the node's file go all the same, as a local close would. */
     struct file_loan loan;
-    int err = file_handle_take(r, r->in.nodeid, FILE_ATTRS, 0, &in.fh, &loan);
+    int err = file_handle_take(r, r->in.nodeid, FILE_UNOPENED, 0, &in.fh, &loan);
     if (err == -ENOENT)
         return r->be->ops->drop_locks(r->be, r->in.nodeid, in.lock_owner);
     if (!err)
@@ -921,7 +935,7 @@ static int op_releasedir(struct fsb_request *r)
 static int fsync_file(struct fsb_request *r, uint64_t fh, bool datasync)
 {
     struct file_loan loan;
-    int err = file_handle_take(r, r->in.nodeid, FILE_READ, 0, &fh, &loan);
+    int err = file_handle_take(r, r->in.nodeid, FILE_ANY, 0, &fh, &loan);
     if (!err)
         err = r->be->ops->fsync(r->be, fh, datasync);
     file_handle_give(r, &loan);
@@ -987,7 +1001,7 @@ static int op_lseek(struct fsb_request *r)
         in.whence != SEEK_DATA && in.whence != SEEK_HOLE)
         return -EINVAL;
     struct file_loan loan;
-    int err = file_handle_take(r, r->in.nodeid, FILE_READ, 0, &in.fh, &loan);
+    int err = file_handle_take(r, r->in.nodeid, FILE_ANY, 0, &in.fh, &loan);
     if (err)
         return err;
     off_t off = r->be->ops->lseek(r->be, in.fh, (off_t)in.offset, (int)in.whence);
@@ -1379,7 +1393,7 @@ static int op_getlk(struct fsb_request *r)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
-    struct file_loan loan = { .once = FSB_NO_FH };
+    struct file_loan loan = { .opened = FSB_NO_FH };
     int err = read_lock_args(r, &in, &lock);
     if (!err)
         err = file_handle_take(r, r->in.nodeid, FILE_LOCK, 0, &in.fh, &loan);
@@ -1401,7 +1415,7 @@ static int setlk_op(struct fsb_request *r, bool wants_wait)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
-    struct file_loan loan;
+    struct file_loan loan = { .opened = FSB_NO_FH };
     int err = read_lock_args(r, &in, &lock);
     if (!err)
         err = file_handle_take(r, r->in.nodeid, FILE_LOCK, 0, &in.fh, &loan);

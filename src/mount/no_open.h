@@ -14,10 +14,14 @@
  * What it needs, else the mount falls back to open=auto (logged):
  * - the host's terms NO_OPEN and PUSHES: FOPEN_KEEP_CACHE on every open is
  *   true only where host changes are pushed (cache=coherent);
+ * - QUIET_CLOSE: a host file closed after each request, and no FLUSH,
+ *   must lose no error a close would report (NFS write-back);
  * - default_permissions: the guest kernel is then the one that checks an
- *   open (the host checks the caller again at each request);
+ *   open (the host checks the caller again at each request that reaches
+ *   it; a write-back of a shared mapping carries no caller, and is the
+ *   guest kernel's own: done as guest root, as with any handle-less write);
  * - the kernel's FUSE_NO_OPEN_SUPPORT offer and no writeback cache (the
- *   kernel's own writes from its cache carry no caller).
+ *   guest would then write most data back from its cache, as root).
  * What changes, in the INIT reply the kernel sees (init_filter.c):
  * - no FUSE_POSIX_LOCKS, FUSE_FLOCK_LOCKS: with no host file kept open,
  *   no host lock can be held for the guest, so the guest kernel keeps
@@ -25,9 +29,7 @@
  *   guest only, not the host's nor another guest's;
  * - no FUSE_ATOMIC_O_TRUNC: the O_TRUNC of an open then comes as a
  *   SETATTR, which an OPEN would have carried.
- * FLUSH is answered ENOSYS only where the host's close is quiet
- * (FSB_TERMS_QUIET_CLOSE); elsewhere it goes on to the host, which may
- * report a write-back error there.  CREATE (and TMPFILE) still open on the
+ * CREATE (and TMPFILE) still open on the
  * host: their handles are real ones, released as ever.  An error the host
  * would have given at open(2) comes at the first read or write, and a
  * file made unreadable or unwritable after a guest process opened it is
@@ -42,12 +44,12 @@
 
 #include "mount/relay.h"
 
-/* NULL if the relay may ask for open=none at INIT (init_filter.want_no_open),
- * else why not, for the log. */
+/* For a mount with open=none: NULL if the relay may ask for it at INIT
+ * (init_filter.want_no_open), else why not, for the log. */
 const char *no_open_refusal(const struct relay_config *cfg);
 
-/* Whether the relay answers request IH with ENOSYS itself: OPEN, and FLUSH
- * where the close is QUIET, while open=none is in force (IN_FORCE). */
-bool no_open_answers(bool in_force, bool quiet, const struct fuse_in_header *ih);
+/* Whether the relay answers request IH with ENOSYS itself: OPEN and FLUSH,
+ * while open=none is in force (IN_FORCE). */
+bool no_open_answers(bool in_force, const struct fuse_in_header *ih);
 
 #endif

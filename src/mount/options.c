@@ -103,27 +103,34 @@ static bool parse_number(const char *text, long max, unsigned *out)
     return true;
 }
 
-/* OPT is NAME=VALUE with VALUE one of the three NAMES (in the order of
- * its enum): *OUT its index. */
-static bool parse_choice(const char *opt, const char *value, const char *const names[3],
-                         unsigned *out)
+/* The three values of an option NAME=VALUE, in the order of its enum. */
+struct choice {
+    const char *name;
+    const char *values[3];
+};
+
+/* OPT is C's NAME=VALUE: *OUT VALUE's index, or false (logged). */
+static bool parse_choice(const char *opt, const struct choice *c, unsigned *out)
 {
+    const char *value = opt + strlen(c->name) + 1;
     for (unsigned i = 0; i < 3; i++) {
-        if (strcmp(value, names[i]) == 0) {
+        if (strcmp(value, c->values[i]) == 0) {
             *out = i;
             return true;
         }
     }
-    log_error("bad option '%s' (expected %s, %s or %s)", opt, names[0], names[1], names[2]);
+    log_error("bad option '%s' (expected %s, %s or %s)", opt, c->values[0], c->values[1],
+              c->values[2]);
     return false;
 }
 
 static bool parse_uring(const char *opt, struct mount_options *o)
 {
-    static const char *const names[] = { [RELAY_URING_AUTO] = "auto", [RELAY_URING_ON] = "on",
-                                         [RELAY_URING_OFF] = "off" };
+    static const struct choice uring = {
+        "uring", { [RELAY_URING_AUTO] = "auto", [RELAY_URING_ON] = "on", [RELAY_URING_OFF] = "off" }
+    };
     unsigned i;
-    if (!parse_choice(opt, opt + strlen("uring="), names, &i))
+    if (!parse_choice(opt, &uring, &i))
         return false;
     o->uring = (enum relay_uring)i;
     return true;
@@ -131,10 +138,11 @@ static bool parse_uring(const char *opt, struct mount_options *o)
 
 static bool parse_open(const char *opt, struct mount_options *o)
 {
-    static const char *const names[] = { [RELAY_OPEN_AUTO] = "auto", [RELAY_OPEN_HOST] = "host",
-                                         [RELAY_OPEN_NONE] = "none" };
+    static const struct choice open = {
+        "open", { [RELAY_OPEN_AUTO] = "auto", [RELAY_OPEN_HOST] = "host", [RELAY_OPEN_NONE] = "none" }
+    };
     unsigned i;
-    if (!parse_choice(opt, opt + strlen("open="), names, &i))
+    if (!parse_choice(opt, &open, &i))
         return false;
     o->open_mode = (enum relay_open)i;
     return true;

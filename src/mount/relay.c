@@ -253,8 +253,7 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
         reply_attr(dest, ih->unique, &attr);
         return;
     }
-    if (no_open_answers(c->relay->init.no_open,
-                        c->relay->cfg.terms.features & FSB_TERMS_QUIET_CLOSE, ih)) {
+    if (no_open_answers(c->relay->init.no_open, ih)) {
         log_debug("request %llu: answered ENOSYS by the relay (open=none)",
                   (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, -ENOSYS);
@@ -844,9 +843,9 @@ static void log_open_mode(const struct relay_config *cfg)
 /* Asked for open=none and did not get it: the user should know. */
 static void log_no_open(const struct relay *r)
 {
-    const char *why = no_open_refusal(&r->cfg);
     if (r->cfg.open_mode != RELAY_OPEN_NONE)
         return;
+    const char *why = no_open_refusal(&r->cfg);
     if (r->init.no_open) {
         log_info("open=none: files open and close with no round trip; fcntl and flock "
                  "locks are this guest's alone");
@@ -866,7 +865,7 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
         return NULL;
     r->cfg = *cfg;
     log_open_mode(cfg);
-    r->init.want_no_open = no_open_refusal(cfg) == NULL;
+    r->init.want_no_open = cfg->open_mode == RELAY_OPEN_NONE && !no_open_refusal(cfg);
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
     bool quiet = cfg->terms.features & FSB_TERMS_QUIET_CLOSE;

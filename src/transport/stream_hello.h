@@ -181,10 +181,12 @@ int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_h
 
 void fsb_session_terms_encode(const struct fsb_session_terms *t,
                               uint8_t buf[FSB_SESSION_TERMS_SIZE]);
-/* Returns 0, or -EPROTO for a feature bit not in FSB_TERMS_KNOWN or open
- * flags other than FOPEN_KEEP_CACHE and FOPEN_DIRECT_IO (the host is not
- * trusted to be sane either). */
-int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
+/* The feature bits a reply of VERSION (4 or later) may carry. */
+uint32_t fsb_session_terms_known(uint16_t version);
+/* Terms of a reply of VERSION.  Returns 0, or -EPROTO for a feature bit
+ * that version does not know or open flags other than FOPEN_KEEP_CACHE and
+ * FOPEN_DIRECT_IO (the host is not trusted to be sane either). */
+int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE], uint16_t version,
                              struct fsb_session_terms *t);
 
 void fsb_attr_note_encode(const struct fsb_attr_note *n, unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE]);

@@ -196,6 +196,37 @@ def test_permissions_of_a_user_who_is_not_root(mnt, export_dir):
     assert (host / "mine").read_bytes() == b"-" * 4096 + b"mine" + b"-" * 4092
 
 
+RUNNER = r"""
+import os, subprocess, sys
+d = sys.argv[1]
+# a binary the user may run but not read (mode 0711), as on a local disk
+print(subprocess.run([os.path.join(d, "true")]).returncode)
+# a file the user may write but not read (mode 0200): fsync and seeks work
+fd = os.open(os.path.join(d, "log"), os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"entry\n")
+os.fsync(fd)
+print(os.lseek(fd, 0, os.SEEK_DATA))
+os.close(fd)
+"""
+
+
+def test_execute_only_and_write_only_files(mnt, export_dir):
+    work = mnt.path / "modes"
+    work.mkdir()
+    # written on the host: the guest has none of its pages cached
+    with open("/usr/bin/true", "rb") as f:
+        (export_dir / "modes" / "true").write_bytes(f.read())
+    os.chmod(export_dir / "modes" / "true", 0o711)
+    (work / "log").write_bytes(b"")
+    os.chown(work / "log", helpers.NOBODY_UID, helpers.NOBODY_GID)
+    os.chmod(work / "log", 0o200)
+    r = subprocess.run([sys.executable, "-c", RUNNER, str(work)], preexec_fn=helpers.as_user(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout
+    assert r.stdout.split() == ["0", "0"], r.stdout
+    assert (export_dir / "modes" / "log").read_bytes() == b"entry\n"
+
+
 # ---- locks: the guest's own ---------------------------------------------
 
 LOCKER = r"""
@@ -257,6 +288,26 @@ def test_without_default_permissions_every_open_goes_to_the_host(daemon, mount_f
     assert served(daemon, OPEN) == 1
 
 
+def test_where_close_is_not_quiet_it_falls_back(fsb_workdir, daemon_factory, mount_factory):
+    """A FLUSH or a host close may report an error there (NFS write-back):
+    open=none, which has neither, is not granted."""
+    top = fsb_workdir / "loud"
+    below = top / "below"
+    below.mkdir(parents=True)
+    (top / "g").write_bytes(b"g")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "below", str(below)], check=True)
+    try:
+        d = daemon_factory([f"{EXPORT}={top},cache=coherent"], log_level="debug")
+        m = mount_factory(d, options=[f"export={EXPORT}", "open=none"])
+        helpers.poll_until(lambda: "open=none is not in force (the export's close is not quiet)"
+                           in m.stderr_text(), what="the fallback in the relay's log")
+        os.close(os.open(m.path / "g", os.O_WRONLY))
+        assert served(d, OPEN) == 1
+        m.umount(expect_rc=0)
+    finally:
+        subprocess.run(["umount", "-l", str(below)], check=True)
+
+
 # ---- the protocol: fh 0 as a hostile guest may send it -------------------
 
 def client(daemon, **kw):
@@ -270,6 +321,31 @@ def test_terms_offer_fh_0_to_version_5_only(daemon):
         assert not c.hello_reply["terms"][0] & TERMS_NO_OPEN
         err, e = c.lookup(1, b"f5")
         assert c.read(0, 0, 100, nodeid=e["nodeid"])[0] == errno.EBADF
+
+
+def test_a_version_4_join_gets_no_term_it_does_not_know(daemon):
+    with client(daemon) as first:
+        assert first.hello_reply["terms"][0] & TERMS_NO_OPEN
+        with client(daemon, version=4, join=first.token) as joined:
+            assert joined.hello_reply["status"] == 0
+            assert not joined.hello_reply["terms"][0] & TERMS_NO_OPEN
+
+
+def test_fh_0_on_an_overlay_export_copies_up(fsb_workdir, daemon_factory):
+    lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
+    lower.mkdir()
+    upper.mkdir()
+    (lower / "l").write_bytes(b"lower bytes")
+    d = daemon_factory([f"{EXPORT}={lower},overlay={upper}"])
+    with client(d) as c:
+        err, e = c.lookup(1, b"l")
+        assert c.read(0, 0, 100, nodeid=e["nodeid"]) == (0, b"lower bytes")
+        assert c.write(0, 0, b"UPPER", nodeid=e["nodeid"]) == (0, 5)
+        assert c.read(0, 0, 100, nodeid=e["nodeid"]) == (0, b"UPPER bytes")
+        err, dfh = c.opendir(1)
+        assert err == 0 and dfh != 0
+    assert (upper / "l").read_bytes() == b"UPPER bytes"
+    assert (lower / "l").read_bytes() == b"lower bytes"
 
 
 def test_no_handle_the_daemon_gives_out_is_0(daemon):

@@ -28,6 +28,21 @@ static int grow(struct passthrough *pt)
     return 0;
 }
 
+int pt_handles_init(struct passthrough *pt)
+{
+    pt->free_head = NO_FREE;
+    for (unsigned i = 0; i < PT_LOCKER_BUCKETS; i++)
+        pt->lockers[i] = PT_NO_HANDLE;
+    pthread_mutex_init(&pt->handles_lock, NULL);
+    int err = grow(pt);
+    if (err)
+        return err;
+    /* slot 0: no users, so never valid */
+    pt->handles[0] = (struct pt_handle){ .fd = -1, .closed = true, .next_locker = PT_NO_HANDLE };
+    pt->nhandles = 1;
+    return 0;
+}
+
 int pt_handle_grant(struct passthrough *pt)
 {
     return fsb_guest_take(pt->guest, FSB_BUDGET_OPEN, 1);
@@ -48,11 +63,8 @@ int64_t pt_handle_add(struct passthrough *pt, int fd, bool is_dir, const struct 
         fh = (int64_t)pt->free_head;
         pt->free_head = pt->handles[fh].next_free;
     } else {
-        unsigned wanted = pt->nhandles ? 1 : 2; /* with slot 0 */
-        if (pt->nhandles + wanted > pt->capacity && (fh = grow(pt)) < 0)
+        if (pt->nhandles == pt->capacity && (fh = grow(pt)) < 0)
             goto out;
-        if (pt->nhandles == 0) /* never valid: no refs */
-            pt->handles[pt->nhandles++] = (struct pt_handle){ .fd = -1, .closed = true };
         fh = pt->nhandles++;
     }
     pt->handles[fh] = (struct pt_handle){ .fd = fd, .refs = 1, .is_dir = is_dir,
