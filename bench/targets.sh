@@ -70,6 +70,8 @@ seed() {
 #   old    the relay before per-CPU queues and polling: /dev/fuse queues
 #          and sleeping for every reply (uring=off, poll_us=0)
 #   1q     one queue, one connection (queues=1, uring=off)
+#   none   open=none: the guest kernel sends no OPEN, FLUSH or RELEASE
+#          (src/mount/no_open.h; in force with cache=coherent only)
 #   -pN    the relay's poll_us=N (e.g. uring-p50), so that settings can
 #          alternate in one run
 #   -dN    fsbridged's --poll-us=N for this target (daemon_opts)
@@ -83,7 +85,8 @@ relay_opts() {
     fd) echo "uring=off${poll:+,poll_us=$poll}" ;;
     old) echo uring=off,poll_us=0 ;;
     1q) echo "queues=1,uring=off${poll:+,poll_us=$poll}" ;;
-    *) die "unknown relay mode '$1' (expected uring, fd, old or 1q, then -pN, -dN, -hN)" ;;
+    none) echo "open=none${poll:+,poll_us=$poll}" ;;
+    *) die "unknown relay mode '$1' (expected uring, fd, old, 1q or none, then -pN, -dN, -hN)" ;;
     esac
 }
 

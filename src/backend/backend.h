@@ -80,6 +80,9 @@ struct fsb_setattr {
 
 /* "No open handle": getattr and setattr may come with or without one. */
 #define FSB_NO_FH UINT64_MAX
+/* The kernel's __FMODE_EXEC (include/linux/fs.h), in open flags: an open to
+ * run the file. */
+#define FSB_OPEN_EXEC 040
 
 /* readdir hands each entry to a filler; it returns false when the reply
  * buffer is full (the entry was not taken). */
@@ -138,6 +141,8 @@ struct fsb_backend_ops {
                   const char *name, uint64_t newparent, const char *newname,
                   unsigned flags);
 
+    /* FLAGS: the guest's open flags; with FSB_OPEN_EXEC, an open to run
+     * the file, which needs execute permission rather than read. */
     int (*open)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
                 int flags, uint64_t *fh);
     int (*create)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,

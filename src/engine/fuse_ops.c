@@ -359,11 +359,22 @@ static int op_batch_forget(struct fsb_request *r)
     return 0;
 }
 
-/* Handles, lazy ones included: see "files" below. */
+/* Handles, lazy ones and fh 0 without opens included: see "files" below. */
+enum file_use {
+    FILE_UNOPENED, /* GETATTR, FLUSH: need no open file (-ENOENT: go by node) */
+    FILE_READ,     /* READ, COPY_FILE_RANGE's source */
+    FILE_ANY,      /* FSYNC, LSEEK: read-only, else write-only */
+    FILE_WRITE,    /* WRITE, FALLOCATE, COPY_FILE_RANGE's destination */
+    FILE_LOCK,     /* GETLK, SETLK, SETLKW */
+};
+struct file_loan {
+    struct fsb_lazy_entry *lazy; /* a lazy handle's entry, or NULL */
+    uint64_t opened;             /* opened for this request alone, or FSB_NO_FH */
+};
 static bool is_lazy(uint64_t fh);
-static int file_handle_take(struct fsb_request *r, uint64_t *fh, struct fsb_lazy_entry **use,
-                            bool open_absent);
-static void file_handle_give(struct fsb_request *r, struct fsb_lazy_entry *use);
+static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use use,
+                            int file_flags, uint64_t *fh, struct file_loan *loan);
+static void file_handle_give(struct fsb_request *r, const struct file_loan *loan);
 
 static int op_getattr(struct fsb_request *r)
 {
@@ -372,16 +383,16 @@ static int op_getattr(struct fsb_request *r)
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
     uint64_t fh = FSB_NO_FH;
-    struct fsb_lazy_entry *use = NULL;
-    /* a lazy handle no request opened yet: the node's attributes are the
-     * same, and fstat need not open the file */
+    struct file_loan loan = { .opened = FSB_NO_FH };
+    /* a lazy handle no request opened yet, or fh 0 without opens: the
+     * node's attributes are the same, and fstat need not open the file */
     if (in.getattr_flags & FUSE_GETATTR_FH) {
         fh = in.fh;
-        if (file_handle_take(r, &fh, &use, false) == -ENOENT)
+        if (file_handle_take(r, r->in.nodeid, FILE_UNOPENED, 0, &fh, &loan) == -ENOENT)
             fh = FSB_NO_FH;
     }
     int err = r->be->ops->getattr(r->be, r->in.nodeid, fh, &st);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     return err ? err : reply_attr(r, &st);
 }
 
@@ -447,6 +458,8 @@ static int op_setattr(struct fsb_request *r)
     uint64_t fh = in.valid & FATTR_FH ? in.fh : FSB_NO_FH;
     if (is_lazy(fh))
         return -EBADF; /* read-only (file_handle_take) */
+    if (fh == 0 && r->s->no_open)
+        fh = FSB_NO_FH; /* by node, as the caller: the O_TRUNC of an open too */
     int err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
     if (err)
         return err;
@@ -616,15 +629,15 @@ static int reply_open(struct fsb_request *r, uint64_t fh, bool dir)
     return reply_put(r, &oo, sizeof(oo));
 }
 
-/* The request's node opened with FLAGS as its caller: an OPEN's, and a
- * lazy handle's at its first use. */
-static int open_file(struct fsb_request *r, int flags, uint64_t *fh)
+/* NODE opened with FLAGS as the request's caller: an OPEN's, a lazy
+ * handle's at its first use, fh 0's of a session without opens. */
+static int open_file(struct fsb_request *r, uint64_t node, int flags, uint64_t *fh)
 {
     if (r->s->export->readonly && open_writes(flags))
         return -EROFS;
-    int err = r->be->ops->open(r->be, &r->ctx, r->in.nodeid, flags, fh);
+    int err = r->be->ops->open(r->be, &r->ctx, node, flags, fh);
     if (!err && (flags & O_TRUNC))
-        drop_mapped_caps(r, r->in.nodeid);
+        drop_mapped_caps(r, node);
     return err;
 }
 
@@ -635,7 +648,7 @@ static int op_open(struct fsb_request *r)
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
     r->ctx.kill_suidgid = in.open_flags & FUSE_OPEN_KILL_SUIDGID; /* O_TRUNC without FSETID */
-    int err = open_file(r, (int)in.flags, &fh);
+    int err = open_file(r, r->in.nodeid, (int)in.flags, &fh);
     return err ? err : reply_open(r, fh, false);
 }
 
@@ -651,6 +664,22 @@ static int op_open(struct fsb_request *r)
  * an error an OPEN would have had comes at the first read instead.  A
  * lazy handle is read-only, as the host fd would be: a request that
  * writes through one gets EBADF without opening anything.
+ *
+ * Without opens (session.h, no_open: the guest's relay answers OPEN with
+ * ENOSYS, so its kernel sends none and uses fh 0 for every file it opened
+ * since, never a RELEASE; the backend gives out no handle 0): a request
+ * with fh 0 opens its node for itself alone, as its caller, through
+ * open_file (the checks and the budget of an OPEN), and the file is
+ * closed before the reply (open_for_request).  It reads read-only, with
+ * the file's O_NOATIME and exec mode (a binary the caller may run but not
+ * read is read so, as on a local disk), writes write-only with its
+ * O_APPEND (which a pwrite keeps); FSYNC and LSEEK take whichever access
+ * the caller has.  Nothing stays open between requests, so there is
+ * nothing for a FORGET or the end of the session to close, and locks
+ * cannot live on such a file: the relay leaves them to the guest kernel
+ * (no FUSE_POSIX_LOCKS), and a lock request with fh 0 is EBADF.  A guest
+ * that RELEASEs the number of such a file while its request runs can
+ * only make its own requests fail (the backend counts the file's users).
  */
 static bool is_lazy(uint64_t fh)
 {
@@ -659,29 +688,62 @@ static bool is_lazy(uint64_t fh)
 
 static int lazy_open(void *arg, uint64_t *fh)
 {
-    return open_file(arg, O_RDONLY, fh);
+    struct fsb_request *r = arg;
+    return open_file(r, r->in.nodeid, O_RDONLY, fh);
 }
 
-/* The backend handle for the guest's *FH: itself, or the one its lazy
- * handle stands for, opened now if none is yet (OPEN_ABSENT; else
- * -ENOENT; -EBADF if it was opened for another node).  *USE (maybe NULL)
- * goes to file_handle_give.  A session that
- * does not accept lazy handles passes them on: the backend knows no such
- * handle (EBADF). */
-static int file_handle_take(struct fsb_request *r, uint64_t *fh, struct fsb_lazy_entry **use,
-                            bool open_absent)
+static int open_for_request(struct fsb_request *r, uint64_t node, enum file_use use,
+                            int file_flags, uint64_t *fh)
 {
-    *use = NULL;
+    switch (use) {
+    case FILE_UNOPENED:
+        return -ENOENT;
+    case FILE_LOCK:
+        return -EBADF;
+    case FILE_READ:
+        return open_file(r, node, O_RDONLY | (file_flags & (O_NOATIME | FSB_OPEN_EXEC)), fh);
+    case FILE_ANY: {
+        int err = open_file(r, node, O_RDONLY, fh);
+        return err == -EACCES ? open_file(r, node, O_WRONLY, fh) : err;
+    }
+    case FILE_WRITE:
+        return open_file(r, node, O_WRONLY | (file_flags & O_APPEND), fh);
+    }
+    return -EINVAL;
+}
+
+/* The backend handle for the guest's *FH used on NODE as USE says: itself;
+ * or, for a lazy handle (on the request's node), the file it stands for,
+ * opened now if none is yet (but -ENOENT for FILE_UNOPENED, -EBADF for
+ * FILE_WRITE, -EBADF if it was opened for another node); or, for fh 0
+ * without opens, NODE opened for this request (FILE_FLAGS: the file's
+ * flags, as READ and WRITE carry them).  *LOAN goes to file_handle_give.
+ * A session that does not accept lazy handles passes them on: the backend
+ * knows no such handle (EBADF), nor handle 0. */
+static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use use,
+                            int file_flags, uint64_t *fh, struct file_loan *loan)
+{
+    *loan = (struct file_loan){ .opened = FSB_NO_FH };
+    if (*fh == 0 && r->s->no_open) {
+        int err = open_for_request(r, node, use, file_flags, fh);
+        if (!err)
+            loan->opened = *fh;
+        return err;
+    }
     if (!is_lazy(*fh) || !r->s->lazy)
         return 0;
-    return fsb_lazy_take(r->s->lazy, *fh, r->in.nodeid, open_absent ? lazy_open : NULL, r, fh,
-                         use);
+    if (use == FILE_WRITE)
+        return -EBADF;
+    return fsb_lazy_take(r->s->lazy, *fh, r->in.nodeid, use == FILE_UNOPENED ? NULL : lazy_open,
+                         r, fh, &loan->lazy);
 }
 
-static void file_handle_give(struct fsb_request *r, struct fsb_lazy_entry *use)
+static void file_handle_give(struct fsb_request *r, const struct file_loan *loan)
 {
-    if (use)
-        fsb_lazy_give(r->s->lazy, use);
+    if (loan->lazy)
+        fsb_lazy_give(r->s->lazy, loan->lazy);
+    if (loan->opened != FSB_NO_FH)
+        r->be->ops->release(r->be, loan->opened);
 }
 
 /* CREATE and TMPFILE: fuse_create_in and a name (TMPFILE's is "/", read
@@ -783,14 +845,14 @@ static int op_read(struct fsb_request *r)
         return -EINVAL;
     if (in.size > r->s->max_write || !offset_ok(in.offset, in.size))
         return -EINVAL;
-    struct fsb_lazy_entry *use;
-    int err = file_handle_take(r, &in.fh, &use, true);
+    struct file_loan loan;
+    int err = file_handle_take(r, r->in.nodeid, FILE_READ, (int)in.flags, &in.fh, &loan);
     if (err)
         return err;
     ssize_t n = read_to_pipe(r, &in);
     if (n == -EOPNOTSUPP)
         n = read_to_reply(r, &in);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     if (n < 0)
         return (int)n;
     r->out_len += (size_t)n;
@@ -805,13 +867,16 @@ static int op_write(struct fsb_request *r)
         return -EINVAL;
     if (in.size != r->args.left || in.size > r->s->max_write || !offset_ok(in.offset, in.size))
         return -EINVAL;
-    if (is_lazy(in.fh))
-        return -EBADF;
     int cnt = iov_cursor_slice(&r->args, in.size, data, MAX_DATA_SLICES);
     if (cnt < 0)
         return -EINVAL;
+    struct file_loan loan;
+    int err = file_handle_take(r, r->in.nodeid, FILE_WRITE, (int)in.flags, &in.fh, &loan);
+    if (err)
+        return err;
     r->ctx.kill_suidgid = in.write_flags & FUSE_WRITE_KILL_SUIDGID;
     ssize_t n = r->be->ops->write(r->be, &r->ctx, in.fh, (off_t)in.offset, data, cnt);
+    file_handle_give(r, &loan);
     if (n < 0)
         return (int)n;
     drop_mapped_caps(r, r->in.nodeid);
@@ -828,13 +893,13 @@ static int op_flush(struct fsb_request *r)
      * or always (flush=host).  A lazy handle no request opened has nothing
      * to write back and is not opened for this: its owner's record locks
      * on the node's file go all the same, as a local close would. */
-    struct fsb_lazy_entry *use;
-    int err = file_handle_take(r, &in.fh, &use, false);
+    struct file_loan loan;
+    int err = file_handle_take(r, r->in.nodeid, FILE_UNOPENED, 0, &in.fh, &loan);
     if (err == -ENOENT)
         return r->be->ops->drop_locks(r->be, r->in.nodeid, in.lock_owner);
     if (!err)
         err = r->be->ops->flush(r->be, in.fh, in.lock_owner);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     return err;
 }
 
@@ -869,11 +934,11 @@ static int op_releasedir(struct fsb_request *r)
 
 static int fsync_file(struct fsb_request *r, uint64_t fh, bool datasync)
 {
-    struct fsb_lazy_entry *use;
-    int err = file_handle_take(r, &fh, &use, true);
+    struct file_loan loan;
+    int err = file_handle_take(r, r->in.nodeid, FILE_ANY, 0, &fh, &loan);
     if (!err)
         err = r->be->ops->fsync(r->be, fh, datasync);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     return err;
 }
 
@@ -911,14 +976,17 @@ static int op_fallocate(struct fsb_request *r)
         return -EINVAL;
     if (!offset_ok(in.offset, in.length))
         return -EINVAL;
-    if (is_lazy(in.fh))
-        return -EBADF;
+    struct file_loan loan;
+    int err = file_handle_take(r, r->in.nodeid, FILE_WRITE, 0, &in.fh, &loan);
+    if (err)
+        return err;
     /* FALLOCATE carries no KILL_SUIDGID flag, yet on a local filesystem it
      * clears the bits as a write does.  Guest root is taken to hold
      * CAP_FSETID; anyone else cannot. */
     r->ctx.kill_suidgid = r->ctx.uid != 0;
-    int err = r->be->ops->fallocate(r->be, &r->ctx, in.fh, (int)in.mode, (off_t)in.offset,
-                                    (off_t)in.length);
+    err = r->be->ops->fallocate(r->be, &r->ctx, in.fh, (int)in.mode, (off_t)in.offset,
+                                (off_t)in.length);
+    file_handle_give(r, &loan);
     if (!err)
         drop_mapped_caps(r, r->in.nodeid);
     return err;
@@ -932,12 +1000,12 @@ static int op_lseek(struct fsb_request *r)
     if (in.whence != SEEK_SET && in.whence != SEEK_CUR && in.whence != SEEK_END &&
         in.whence != SEEK_DATA && in.whence != SEEK_HOLE)
         return -EINVAL;
-    struct fsb_lazy_entry *use;
-    int err = file_handle_take(r, &in.fh, &use, true);
+    struct file_loan loan;
+    int err = file_handle_take(r, r->in.nodeid, FILE_ANY, 0, &in.fh, &loan);
     if (err)
         return err;
     off_t off = r->be->ops->lseek(r->be, in.fh, (off_t)in.offset, (int)in.whence);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     if (off < 0)
         return (int)off;
     struct fuse_lseek_out out = { .offset = (uint64_t)off };
@@ -956,19 +1024,23 @@ static int op_copy_file_range(struct fsb_request *r)
     uint64_t len = in.len > COPY_RANGE_MAX ? COPY_RANGE_MAX : in.len;
     if (!offset_ok(in.off_in, len) || !offset_ok(in.off_out, len))
         return -EINVAL;
-    if (is_lazy(in.fh_out))
-        return -EBADF;
     /* the header's node is fh_in's */
-    struct fsb_lazy_entry *use;
-    int err = file_handle_take(r, &in.fh_in, &use, true);
+    struct file_loan from, to;
+    int err = file_handle_take(r, in.nodeid_out, FILE_WRITE, 0, &in.fh_out, &to);
     if (err)
         return err;
+    err = file_handle_take(r, r->in.nodeid, FILE_READ, 0, &in.fh_in, &from);
+    if (err) {
+        file_handle_give(r, &to);
+        return err;
+    }
     /* No KILL_SUIDGID flag either, yet the guest kernel leaves the
      * clearing to us under HANDLE_KILLPRIV_V2: as for FALLOCATE. */
     r->ctx.kill_suidgid = r->ctx.uid != 0;
     ssize_t n = r->be->ops->copy_file_range(r->be, &r->ctx, in.fh_in, (off_t)in.off_in,
                                             in.fh_out, (off_t)in.off_out, len);
-    file_handle_give(r, use);
+    file_handle_give(r, &from);
+    file_handle_give(r, &to);
     if (n < 0)
         return (int)n;
     drop_mapped_caps(r, in.nodeid_out);
@@ -1321,13 +1393,13 @@ static int op_getlk(struct fsb_request *r)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
-    struct fsb_lazy_entry *use = NULL;
+    struct file_loan loan = { .opened = FSB_NO_FH };
     int err = read_lock_args(r, &in, &lock);
     if (!err)
-        err = file_handle_take(r, &in.fh, &use, true);
+        err = file_handle_take(r, r->in.nodeid, FILE_LOCK, 0, &in.fh, &loan);
     if (!err)
         err = r->be->ops->getlk(r->be, in.fh, &lock);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     if (err)
         return err;
     struct fuse_lk_out out = { .lk = { .start = (uint64_t)lock.start, .end = (uint64_t)lock.end,
@@ -1343,10 +1415,10 @@ static int setlk_op(struct fsb_request *r, bool wants_wait)
 {
     struct fuse_lk_in in;
     struct fsb_lock lock;
-    struct fsb_lazy_entry *use;
+    struct file_loan loan = { .opened = FSB_NO_FH };
     int err = read_lock_args(r, &in, &lock);
     if (!err)
-        err = file_handle_take(r, &in.fh, &use, true);
+        err = file_handle_take(r, r->in.nodeid, FILE_LOCK, 0, &in.fh, &loan);
     if (err)
         return err;
     bool wait = wants_wait && r->may_wait;
@@ -1361,7 +1433,7 @@ static int setlk_op(struct fsb_request *r, bool wants_wait)
     }
     if (wait)
         fsb_session_remove_waiter(r->s, &w);
-    file_handle_give(r, use);
+    file_handle_give(r, &loan);
     if (wants_wait && !wait && err == -EAGAIN)
         err = -ENOLCK;
     return err;

@@ -104,6 +104,11 @@ struct fsb_session {
      * (lazy_handles.h); NULL, and such a handle is an unknown one (EBADF),
      * unless the transport accepted them (fsb_session_accept_lazy). */
     struct fsb_lazy_handles *lazy;
+    /* The client sends fh 0 for every file it opened without an OPEN (a
+     * stream client of version 5: FSB_TERMS_NO_OPEN, stream_hello.h): a
+     * request with it opens its node for itself alone (fuse_ops.c, "files").
+     * The backend never gives out handle 0.  Set before the first request. */
+    bool no_open;
     /* cache=coherent: host changes of inodes this session knows (and was
      * not the origin of), counted as the watcher sees them (fuse_ops.c,
      * reply_timeout) */

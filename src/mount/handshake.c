@@ -84,7 +84,7 @@ static int read_terms(int fd, const struct fsb_hello_reply *reply, struct fsb_se
     if (reply->version < FSB_STREAM_VERSION_TERMS)
         return 0;
     int err = read_within_timeout(fd, buf, sizeof(buf));
-    return err ? err : fsb_session_terms_decode(buf, terms);
+    return err ? err : fsb_session_terms_decode(buf, reply->version, terms);
 }
 
 /* Reads the reply and, after a success, the session token (version 2)

@@ -125,6 +125,17 @@ static void cap_max_pages(const struct init_filter *f, struct fuse_init_out *out
     }
 }
 
+/* open=none (no_open.h): what no host file kept open cannot do is left
+ * to the kernel (locks) or moved where a request still comes (O_TRUNC, as
+ * a SETATTR).  Called once f->writeback is known. */
+static void grant_no_open(struct init_filter *f, struct fuse_init_out *out, size_t body)
+{
+    f->no_open = f->want_no_open && (f->offered & FUSE_NO_OPEN_SUPPORT) && !f->writeback &&
+                 has_field(body, offsetof(struct fuse_init_out, flags), sizeof(out->flags));
+    if (f->no_open)
+        out->flags &= ~(uint32_t)(FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS | FUSE_ATOMIC_O_TRUNC);
+}
+
 int init_filter_reply(struct init_filter *f, void *msg, size_t len, uint32_t max_frame)
 {
     const struct fuse_out_header *oh = msg;
@@ -138,6 +149,7 @@ int init_filter_reply(struct init_filter *f, void *msg, size_t len, uint32_t max
     grant_uring(f, out, body);
     f->writeback = has_field(body, offsetof(struct fuse_init_out, flags), sizeof(out->flags)) &&
                    (out->flags & FUSE_WRITEBACK_CACHE) && (f->offered & FUSE_WRITEBACK_CACHE);
+    grant_no_open(f, out, body);
     if (!has_field(body, offsetof(struct fuse_init_out, max_write), sizeof(out->max_write)))
         return 0;
     uint32_t cap = max_write_cap(max_frame, page);

@@ -15,6 +15,12 @@
  * FUSE_NO_OPENDIR_SUPPORT is then withheld, so the host never answers
  * OPENDIR with ENOSYS (the kernel would list a cached directory to anyone
  * without asking; engine/fuse_ops.c, dirs_without_open).
+ *
+ * open=none (no_open.h) is decided here too, where the kernel's offer and
+ * the host's reply are both known: when the relay wants it, the kernel
+ * offered FUSE_NO_OPEN_SUPPORT and the host asked for no writeback cache,
+ * the reply loses FUSE_POSIX_LOCKS, FUSE_FLOCK_LOCKS and
+ * FUSE_ATOMIC_O_TRUNC on its way to the kernel.
  */
 #ifndef FSB_MOUNT_INIT_FILTER_H
 #define FSB_MOUNT_INIT_FILTER_H
@@ -29,6 +35,8 @@ struct init_filter {
     bool host_checks_permissions; /* set by the relay: no default_permissions */
     bool uring;       /* result: the reply granted FUSE_OVER_IO_URING */
     bool writeback;   /* result: the reply asked for (offered) FUSE_WRITEBACK_CACHE */
+    bool want_no_open; /* set by the relay: open=none may be in force (no_open.h) */
+    bool no_open;     /* result: it is; the relay answers OPEN with ENOSYS */
 };
 
 /* Whether the kernel's INIT offered FUSE-over-io_uring. */

@@ -53,10 +53,14 @@ static void print_help(void)
            "       dir_attrs=auto|host      auto (default): the relay answers a directory's\n"
            "                                GETATTR after a change of its entries with what\n"
            "                                the host sent with the change; host: all to the host\n"
-           "       open=auto|host           auto (default): the relay answers a plain read-only\n"
+           "       open=auto|host|none      auto (default): the relay answers a plain read-only\n"
            "                                open itself, the host opens the file at its first\n"
            "                                read (needs default_permissions and a host that\n"
-           "                                allows it); host: every open goes to the host\n"
+           "                                allows it); host: every open goes to the host;\n"
+           "                                none: opens and closes cost no round trip, the\n"
+           "                                host opens the file for each read or write\n"
+           "                                (cache=coherent; fcntl and flock locks then stay\n"
+           "                                in the guest: see fsbridge-mount(8))\n"
            "       host_events=on|off       echo host changes through the mount so that guest\n"
            "                                inotify watchers see them (default on; acts on\n"
            "                                cache=coherent exports, the ones that push changes;\n"
@@ -99,18 +103,49 @@ static bool parse_number(const char *text, long max, unsigned *out)
     return true;
 }
 
-static bool parse_uring(const char *mode, struct mount_options *o)
+/* The three values of an option NAME=VALUE, in the order of its enum. */
+struct choice {
+    const char *name;
+    const char *values[3];
+};
+
+/* OPT is C's NAME=VALUE: *OUT VALUE's index, or false (logged). */
+static bool parse_choice(const char *opt, const struct choice *c, unsigned *out)
 {
-    static const char *const names[] = { [RELAY_URING_AUTO] = "auto", [RELAY_URING_ON] = "on",
-                                         [RELAY_URING_OFF] = "off" };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(mode, names[i]) == 0) {
-            o->uring = (enum relay_uring)i;
+    const char *value = opt + strlen(c->name) + 1;
+    for (unsigned i = 0; i < 3; i++) {
+        if (strcmp(value, c->values[i]) == 0) {
+            *out = i;
             return true;
         }
     }
-    log_error("bad option 'uring=%s' (expected auto, on or off)", mode);
+    log_error("bad option '%s' (expected %s, %s or %s)", opt, c->values[0], c->values[1],
+              c->values[2]);
     return false;
+}
+
+static bool parse_uring(const char *opt, struct mount_options *o)
+{
+    static const struct choice uring = {
+        "uring", { [RELAY_URING_AUTO] = "auto", [RELAY_URING_ON] = "on", [RELAY_URING_OFF] = "off" }
+    };
+    unsigned i;
+    if (!parse_choice(opt, &uring, &i))
+        return false;
+    o->uring = (enum relay_uring)i;
+    return true;
+}
+
+static bool parse_open(const char *opt, struct mount_options *o)
+{
+    static const struct choice open = {
+        "open", { [RELAY_OPEN_AUTO] = "auto", [RELAY_OPEN_HOST] = "host", [RELAY_OPEN_NONE] = "none" }
+    };
+    unsigned i;
+    if (!parse_choice(opt, &open, &i))
+        return false;
+    o->open_mode = (enum relay_open)i;
+    return true;
 }
 
 /* The relay's shortcuts, each NAME=auto|host: auto (the default) lets the
@@ -121,7 +156,6 @@ struct auto_host_option {
 };
 static const struct auto_host_option auto_host_options[] = {
     { "flush", offsetof(struct mount_options, flush_by_host) },
-    { "open", offsetof(struct mount_options, open_by_host) },
     { "dir_attrs", offsetof(struct mount_options, dir_attrs_by_host) },
 };
 
@@ -154,7 +188,11 @@ static bool parse_relay_option(const char *opt, struct mount_options *o, bool *k
     }
     if (strncmp(opt, "uring=", 6) == 0) {
         o->relay_set = true;
-        return parse_uring(opt + 6, o);
+        return parse_uring(opt, o);
+    }
+    if (strncmp(opt, "open=", 5) == 0) {
+        o->relay_set = true;
+        return parse_open(opt, o);
     }
     for (unsigned i = 0; i < sizeof(auto_host_options) / sizeof(auto_host_options[0]); i++) {
         const struct auto_host_option *a = &auto_host_options[i];

@@ -30,6 +30,7 @@
 #include "mount/host_nodes.h"
 #include "mount/init_filter.h"
 #include "mount/lazy_open.h"
+#include "mount/no_open.h"
 #include "mount/notify_queue.h"
 #include "mount/attr_notes.h"
 #include "mount/pending.h"
@@ -252,6 +253,12 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
         reply_attr(dest, ih->unique, &attr);
         return;
     }
+    if (no_open_answers(c->relay->init.no_open, ih)) {
+        log_debug("request %llu: answered ENOSYS by the relay (open=none)",
+                  (unsigned long long)ih->unique);
+        relay_reply_error(dest, ih->unique, -ENOSYS);
+        return;
+    }
     if (answered_lazily(c->relay, dest, ih, arg, arg_len))
         return;
     if (flush_shortcut_answers(c->relay->flushes, ih, arg, arg_len)) {
@@ -462,6 +469,8 @@ static void join_connections(struct relay *r)
         r->fdq[i].conn = &r->conns[i % r->nconns];
 }
 
+static void log_no_open(const struct relay *r);
+
 /* init_filter edits the reply through its structs, and messages lie at any
  * offset in the reader's buffer: it works on an aligned copy of the part
  * it knows, which then goes back in place. */
@@ -489,6 +498,7 @@ static void deliver_init_reply(struct relay *r, struct reply_dest *dest, void *m
     } else if (!r->init.uring || register_rings(r)) {
         for (unsigned i = 0; !r->init.uring && i < r->nrings; i++)
             uring_queue_discard(r->rings[i]);
+        log_no_open(r);
         describe(r);
         set_mounted(r);
     }
@@ -813,20 +823,38 @@ static void start_conn_reader(struct relay_conn *c)
  * answers: flush= is not there either. */
 static bool relay_opens_lazily(const struct relay_config *cfg)
 {
-    return cfg->lazy_open && (cfg->terms.features & FSB_TERMS_LAZY_OPEN) &&
+    return cfg->open_mode != RELAY_OPEN_HOST && (cfg->terms.features & FSB_TERMS_LAZY_OPEN) &&
            !cfg->host_checks_permissions;
 }
 
+/* open=none is logged at INIT, where it is decided (log_no_open). */
 static void log_open_mode(const struct relay_config *cfg)
 {
     const char *why = relay_opens_lazily(cfg)                        ? NULL
-                      : !cfg->lazy_open                               ? "open=host"
+                      : cfg->open_mode == RELAY_OPEN_HOST             ? "open=host"
                       : cfg->host_checks_permissions                  ? "no_default_permissions"
                       : "the host does not take lazy handles";
     if (why)
         log_debug("opens: every open goes to the host (%s)", why);
-    else
+    else if (cfg->open_mode == RELAY_OPEN_AUTO)
         log_debug("opens: the relay answers plain read-only opens (open=auto)");
+}
+
+/* Asked for open=none and did not get it: the user should know. */
+static void log_no_open(const struct relay *r)
+{
+    if (r->cfg.open_mode != RELAY_OPEN_NONE)
+        return;
+    const char *why = no_open_refusal(&r->cfg);
+    if (r->init.no_open) {
+        log_info("open=none: files open and close with no round trip; fcntl and flock "
+                 "locks are this guest's alone");
+        return;
+    }
+    if (!why)
+        why = r->init.writeback ? "the host asked for a writeback cache"
+                                : "the kernel does not offer FUSE_NO_OPEN_SUPPORT";
+    log_warn("open=none is not in force (%s): opens as with open=auto", why);
 }
 
 /* Allocates everything; on failure the caller exits, so nothing is freed. */
@@ -837,6 +865,7 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
         return NULL;
     r->cfg = *cfg;
     log_open_mode(cfg);
+    r->init.want_no_open = cfg->open_mode == RELAY_OPEN_NONE && !no_open_refusal(cfg);
     r->init.host_checks_permissions = cfg->host_checks_permissions;
     pending_init(&r->pending);
     bool quiet = cfg->terms.features & FSB_TERMS_QUIET_CLOSE;

@@ -77,6 +77,13 @@ enum relay_uring {
     RELAY_URING_OFF,  /* fd queues only */
 };
 
+/* Who answers OPEN (open=). */
+enum relay_open {
+    RELAY_OPEN_AUTO, /* the relay, for a plain read-only one (lazy_open.h) */
+    RELAY_OPEN_HOST, /* the host, always */
+    RELAY_OPEN_NONE, /* nobody: the kernel stops asking (no_open.h), else as auto */
+};
+
 struct relay_config {
     int sock;            /* the host stream, after a successful HELLO */
     /* Opens one more connection of the same session and returns its fd,
@@ -106,8 +113,9 @@ struct relay_config {
      * host's attribute note (attr_notes.h) */
     bool attr_notes;
     /* open=auto: answer plain read-only OPENs when the terms allow it and
-     * the guest kernel checks permissions (lazy_open.h) */
-    bool lazy_open;
+     * the guest kernel checks permissions (lazy_open.h); open=none: answer
+     * none where no_open.h allows it */
+    enum relay_open open_mode;
     /* host_events=on: echo host changes through the mount so that guest
      * inotify watchers see them (host_events.h) */
     bool host_events;

@@ -133,12 +133,18 @@ void fsb_session_terms_encode(const struct fsb_session_terms *t,
     put_le32(buf + 4, t->open_flags);
 }
 
-int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
+uint32_t fsb_session_terms_known(uint16_t version)
+{
+    return version >= FSB_STREAM_VERSION_NO_OPEN ? FSB_TERMS_KNOWN
+                                                 : FSB_TERMS_KNOWN & ~FSB_TERMS_NO_OPEN;
+}
+
+int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE], uint16_t version,
                              struct fsb_session_terms *t)
 {
     t->features = get_le32(buf);
     t->open_flags = get_le32(buf + 4);
-    if (t->features & ~FSB_TERMS_KNOWN ||
+    if (t->features & ~fsb_session_terms_known(version) ||
         t->open_flags & ~(uint32_t)(FOPEN_KEEP_CACHE | FOPEN_DIRECT_IO)) {
         *t = (struct fsb_session_terms){ 0 };
         return -EPROTO;

@@ -58,13 +58,15 @@
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 4
+#define FSB_STREAM_VERSION 5
 /* The first version whose HELLO has flags and whose reply has a token. */
 #define FSB_STREAM_VERSION_JOIN 2
 /* The first version whose HELLO may carry a CPU hint. */
 #define FSB_STREAM_VERSION_CPU 3
 /* The first version whose reply carries the session's terms. */
 #define FSB_STREAM_VERSION_TERMS 4
+/* The first version whose terms may carry FSB_TERMS_NO_OPEN. */
+#define FSB_STREAM_VERSION_NO_OPEN 5
 #define FSB_HELLO_JOIN 0x01
 #define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16
@@ -83,7 +85,12 @@
 /* A FLUSH on this export drops the lock owner's record locks and does
  * nothing else: the host filesystem reports no error at close. */
 #define FSB_TERMS_QUIET_CLOSE 0x4u
-#define FSB_TERMS_KNOWN (FSB_TERMS_PUSHES | FSB_TERMS_LAZY_OPEN | FSB_TERMS_QUIET_CLOSE)
+/* (Version 5.)  The client may send fh 0 for a file it opened without an
+ * OPEN: the server opens the request's node for that request alone, and
+ * gives out no handle 0 itself (docs/stream-protocol.md). */
+#define FSB_TERMS_NO_OPEN 0x8u
+#define FSB_TERMS_KNOWN                                                                    \
+    (FSB_TERMS_PUSHES | FSB_TERMS_LAZY_OPEN | FSB_TERMS_QUIET_CLOSE | FSB_TERMS_NO_OPEN)
 /* The bit of a lazy handle; the server's own handles never have it. */
 #define FSB_LAZY_FH (1ull << 63)
 
@@ -174,10 +181,12 @@ int fsb_hello_reply_decode(const uint8_t buf[FSB_HELLO_REPLY_SIZE], struct fsb_h
 
 void fsb_session_terms_encode(const struct fsb_session_terms *t,
                               uint8_t buf[FSB_SESSION_TERMS_SIZE]);
-/* Returns 0, or -EPROTO for a feature bit not in FSB_TERMS_KNOWN or open
- * flags other than FOPEN_KEEP_CACHE and FOPEN_DIRECT_IO (the host is not
- * trusted to be sane either). */
-int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE],
+/* The feature bits a reply of VERSION (4 or later) may carry. */
+uint32_t fsb_session_terms_known(uint16_t version);
+/* Terms of a reply of VERSION.  Returns 0, or -EPROTO for a feature bit
+ * that version does not know or open flags other than FOPEN_KEEP_CACHE and
+ * FOPEN_DIRECT_IO (the host is not trusted to be sane either). */
+int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE], uint16_t version,
                              struct fsb_session_terms *t);
 
 void fsb_attr_note_encode(const struct fsb_attr_note *n, unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE]);

@@ -636,15 +636,18 @@ static uint16_t reply_version(const struct fsb_hello *h)
     return h->version && h->version < FSB_STREAM_VERSION ? h->version : FSB_STREAM_VERSION;
 }
 
-/* What the session of C lets its client do in its stead (stream_hello.h). */
-static struct fsb_session_terms session_terms(const struct conn *c)
+/* What the session of C lets its client do in its stead (stream_hello.h),
+ * in a reply of VERSION (a JOIN may speak an older one than the session's
+ * first HELLO: it gets no term it does not know). */
+static struct fsb_session_terms session_terms(const struct conn *c, uint16_t version)
 {
     const struct fsb_session *s = c->ss->fs;
     uint32_t features = (s->coherent ? FSB_TERMS_PUSHES : 0) |
                         (s->lazy ? FSB_TERMS_LAZY_OPEN : 0) |
-                        (s->export->close_quiet ? FSB_TERMS_QUIET_CLOSE : 0);
+                        (s->export->close_quiet ? FSB_TERMS_QUIET_CLOSE : 0) |
+                        (s->no_open ? FSB_TERMS_NO_OPEN : 0);
     return (struct fsb_session_terms){
-        .features = features,
+        .features = features & fsb_session_terms_known(version),
         .open_flags = fsb_engine_file_open_flags(s),
     };
 }
@@ -664,7 +667,7 @@ static int send_hello_reply(struct conn *c, const struct fsb_hello *h, uint32_t 
         len += FSB_SESSION_TOKEN_SIZE;
     }
     if (status == 0 && r.version >= FSB_STREAM_VERSION_TERMS) {
-        struct fsb_session_terms t = session_terms(c);
+        struct fsb_session_terms t = session_terms(c, r.version);
         fsb_session_terms_encode(&t, buf + len);
         len += FSB_SESSION_TERMS_SIZE;
     }
@@ -770,8 +773,10 @@ static int session_open(struct conn *c, const struct fsb_hello *h, const struct 
         free(ss);
         return err;
     }
-    /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS) */
+    /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS); from
+     * version 5, fh 0 for a file opened without OPEN (FSB_TERMS_NO_OPEN) */
     ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
+    ss->fs->no_open = reply_version(h) >= FSB_STREAM_VERSION_NO_OPEN;
     ss->id = c->id;
     ss->peer = c->peer;
     ss->open = ss->refs = 1;

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fsb_session_terms terms; /* the reply's, which the guest side decodes */
     uint8_t terms_buf[FSB_SESSION_TERMS_SIZE] = { 0 };
     memcpy(terms_buf, data, size < sizeof(terms_buf) ? size : sizeof(terms_buf));
-    fsb_session_terms_decode(terms_buf, &terms);
+    fsb_session_terms_decode(terms_buf, size ? data[0] : FSB_STREAM_VERSION, &terms);
     struct fsb_attr_note note; /* the host's notes, which the guest's relay decodes */
     fsb_attr_note_decode(data, size, &note);
     memcpy(fixed, data, size < sizeof(fixed) ? size : sizeof(fixed));

@@ -24,7 +24,7 @@ import struct
 
 # --- HELLO (src/transport/stream_hello.h) --------------------------------
 MAGIC = b"FSBR"
-STREAM_VERSION = 4
+STREAM_VERSION = 5
 HELLO_JOIN = 0x01                # HELLO flags (byte 7), version 2
 HELLO_CPU = 0x02                 # version 3: bytes 14-15 name a CPU
 TOKEN_SIZE = 16
@@ -32,6 +32,7 @@ TERMS_FMT = "<II"                # version 4: features, open flags
 TERMS_PUSHES = 0x1
 TERMS_LAZY_OPEN = 0x2
 TERMS_QUIET_CLOSE = 0x4
+TERMS_NO_OPEN = 0x8              # version 5
 LAZY_FH = 1 << 63
 NOTIFY_ATTRS = 0x4642            # version 4: an attribute note, for the relay
 ATTR_NOTE = struct.Struct("<QQQI4x")  # nodeid, unique, attr_valid(_nsec); fuse_attr follows

@@ -322,13 +322,20 @@ static void test_session_terms_decoding(void)
     struct fsb_session_terms in = { .features = FSB_TERMS_KNOWN, .open_flags = FOPEN_KEEP_CACHE };
     struct fsb_session_terms out;
     fsb_session_terms_encode(&in, b);
-    CHECK(fsb_session_terms_decode(b, &out) == 0 && memcmp(&in, &out, sizeof(in)) == 0);
+    CHECK(fsb_session_terms_decode(b, FSB_STREAM_VERSION, &out) == 0 &&
+          memcmp(&in, &out, sizeof(in)) == 0);
+    /* a version-4 reply knows no NO_OPEN */
+    CHECK(fsb_session_terms_decode(b, FSB_STREAM_VERSION_NO_OPEN - 1, &out) == -EPROTO);
+    in.features = FSB_TERMS_KNOWN & ~FSB_TERMS_NO_OPEN;
+    fsb_session_terms_encode(&in, b);
+    CHECK(fsb_session_terms_decode(b, FSB_STREAM_VERSION_NO_OPEN - 1, &out) == 0 &&
+          out.features == in.features);
     in.features = FSB_TERMS_KNOWN + 1; /* the next bit: unknown */
     fsb_session_terms_encode(&in, b);
-    CHECK(fsb_session_terms_decode(b, &out) == -EPROTO && out.features == 0);
+    CHECK(fsb_session_terms_decode(b, FSB_STREAM_VERSION, &out) == -EPROTO && out.features == 0);
     in = (struct fsb_session_terms){ .open_flags = FOPEN_NONSEEKABLE };
     fsb_session_terms_encode(&in, b);
-    CHECK(fsb_session_terms_decode(b, &out) == -EPROTO);
+    CHECK(fsb_session_terms_decode(b, FSB_STREAM_VERSION, &out) == -EPROTO);
 }
 
 

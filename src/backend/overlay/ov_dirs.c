@@ -216,7 +216,7 @@ static int add_dir(struct overlay *ov, struct ov_dir *d, uint64_t *fh)
     if (ov->open_dirs < ov->max_dirs && i < ov->ndirs) {
         ov->dirs[i] = d;
         ov->open_dirs++;
-        *fh = i;
+        *fh = i + 1; /* never 0: engine/session.h, no_open */
         err = 0;
     }
     pthread_mutex_unlock(&ov->lock);
@@ -246,10 +246,16 @@ static int ov_opendir(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_
     return err;
 }
 
+/* The open directory FH names (add_dir), or NULL.  Called with the lock held. */
+static struct ov_dir *dir_of(struct overlay *ov, uint64_t fh)
+{
+    return fh >= 1 && fh <= ov->ndirs ? ov->dirs[fh - 1] : NULL;
+}
+
 static struct ov_dir *dir_get(struct overlay *ov, uint64_t fh)
 {
     pthread_mutex_lock(&ov->lock);
-    struct ov_dir *d = fh < ov->ndirs ? ov->dirs[fh] : NULL;
+    struct ov_dir *d = dir_of(ov, fh);
     if (d && d->closed)
         d = NULL;
     if (d)
@@ -358,11 +364,11 @@ static int ov_releasedir(struct fsb_backend *be, uint64_t fh)
 {
     struct overlay *ov = ov_of(be);
     pthread_mutex_lock(&ov->lock);
-    struct ov_dir *d = fh < ov->ndirs ? ov->dirs[fh] : NULL;
+    struct ov_dir *d = dir_of(ov, fh);
     bool dead = false;
     if (d && !d->closed) {
         d->closed = true;
-        ov->dirs[fh] = NULL;
+        ov->dirs[fh - 1] = NULL;
         ov->open_dirs--;
         dead = --d->refs == 0;
     }

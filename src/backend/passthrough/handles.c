@@ -5,7 +5,9 @@
  * its users, so that a RELEASE racing with a READ on the same fh (which a
  * hostile guest may send) closes the fd only after the READ is done: the fd
  * number can never be reused under a running operation.  Each open handle
- * holds one fd of its guest's budget (common/budget.h).
+ * holds one fd of its guest's budget (common/budget.h).  Slot 0 is never
+ * used: fh 0 is what a guest kernel that sends no OPEN carries for every
+ * file (engine/session.h, no_open), so no handle may be 0.
  */
 #include "backend/passthrough/pt_internal.h"
 
@@ -23,6 +25,21 @@ static int grow(struct passthrough *pt)
         return -ENOMEM;
     pt->handles = h;
     pt->capacity = cap;
+    return 0;
+}
+
+int pt_handles_init(struct passthrough *pt)
+{
+    pt->free_head = NO_FREE;
+    for (unsigned i = 0; i < PT_LOCKER_BUCKETS; i++)
+        pt->lockers[i] = PT_NO_HANDLE;
+    pthread_mutex_init(&pt->handles_lock, NULL);
+    int err = grow(pt);
+    if (err)
+        return err;
+    /* slot 0: no users, so never valid */
+    pt->handles[0] = (struct pt_handle){ .fd = -1, .closed = true, .next_locker = PT_NO_HANDLE };
+    pt->nhandles = 1;
     return 0;
 }
 

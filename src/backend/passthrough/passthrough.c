@@ -976,15 +976,13 @@ struct fsb_backend *passthrough_new(const struct passthrough_config *cfg, int *e
     pt->guest = cfg->guest;
     pt->watch = cfg->watch;
     pt->test_join_delay_ms = cfg->test_join_delay_ms;
-    pt->free_head = PT_NO_HANDLE;
-    for (unsigned i = 0; i < PT_LOCKER_BUCKETS; i++)
-        pt->lockers[i] = PT_NO_HANDLE;
-    pthread_mutex_init(&pt->handles_lock, NULL);
+    *err = pt_handles_init(pt);
     /* Handles need CAP_DAC_READ_SEARCH to be reopened: only as root. */
     /* Permanent inode fds (see inode_table_init): half as many as the
      * session may have open files. */
-    *err = inode_table_init(&pt->inodes, root, cfg->max_inodes, cfg->max_handles / 2,
-                            cred_can_switch(), !cfg->stacked, cfg->guest);
+    if (!*err)
+        *err = inode_table_init(&pt->inodes, root, cfg->max_inodes, cfg->max_handles / 2,
+                                cred_can_switch(), !cfg->stacked, cfg->guest);
     if (*err) {
         close(root);
         pt_handles_destroy(pt);

@@ -11,9 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The kernel's __FMODE_EXEC (include/linux/fs.h): an open to run the file. */
-#define OPEN_FOR_EXEC 040
-
 /*
  * Flags for the host open.  Dropped on purpose:
  *  - O_CREAT/O_EXCL/O_NOCTTY: OPEN never creates (CREATE does, below).
@@ -33,7 +30,7 @@
  */
 static int host_open_flags(const struct passthrough *pt, int flags)
 {
-    flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW | O_PATH | OPEN_FOR_EXEC);
+    flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_DIRECT | O_NOFOLLOW | O_PATH | FSB_OPEN_EXEC);
     if (pt->writeback) {
         if ((flags & O_ACCMODE) == O_WRONLY)
             flags = (flags & ~O_ACCMODE) | O_RDWR;
@@ -55,7 +52,7 @@ static int host_open_flags(const struct passthrough *pt, int flags)
 static bool exec_open_allowed(struct passthrough *pt, const struct fsb_ctx *ctx, int flags,
                               int fd)
 {
-    if (!(flags & OPEN_FOR_EXEC) || (flags & (O_ACCMODE | O_TRUNC)) != O_RDONLY)
+    if (!(flags & FSB_OPEN_EXEC) || (flags & (O_ACCMODE | O_TRUNC)) != O_RDONLY)
         return false;
     int err;
     PT_AS_CALLER(pt, ctx, err,

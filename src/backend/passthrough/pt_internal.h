@@ -143,6 +143,8 @@ uint64_t pt_first_locker(const struct passthrough *pt, dev_t dev, ino_t ino);
  * FSYNC and FSYNCDIR.  Returns 0 or -errno. */
 int pt_handle_fsync(struct passthrough *pt, uint64_t fh, bool is_dir, bool datasync);
 int pt_handle_close(struct passthrough *pt, uint64_t fh, bool want_dir);
+/* Before the first handle; 0 or -ENOMEM (then pt_handles_destroy). */
+int pt_handles_init(struct passthrough *pt);
 void pt_handles_destroy(struct passthrough *pt);
 
 /* Operations of passthrough_files.c and passthrough_dirs.c. */
