@@ -57,6 +57,7 @@ size_t fsb_engine_process_no_wait(struct fsb_session *s, const struct iovec *in,
  * in OUT as always, its len counting the data.  The transport sends the
  * first (length - held) bytes of OUT, then the HELD bytes in the pipe.
  */
+#define FSB_MAX_ATTR_NOTES 2 /* per request (fsb_reply_pipe.notes) */
 struct fsb_reply_pipe {
     /* An empty pipe with room for SIZE bytes of a file at OFFSET, or NULL
      * (the engine copies into OUT then). */
@@ -72,8 +73,9 @@ struct fsb_reply_pipe {
     uint64_t stale_attrs;
     /* out, in sessions with attr_notes: the directories whose entries the
      * request changed, with their attributes after it, which the
-     * transport sends before the reply (stream_hello.h, FSB_NOTIFY_ATTRS). */
-    struct fsb_attr_note notes[2];
+     * transport sends before the reply (stream_hello.h, FSB_NOTIFY_ATTRS):
+     * the node's directory and a rename's new directory. */
+    struct fsb_attr_note notes[FSB_MAX_ATTR_NOTES];
     unsigned nnotes;
 };
 

@@ -184,19 +184,27 @@ static int send_piped(struct conn *c, struct fsb_pipe *p, void *buf, size_t held
     return err;
 }
 
-/* A reply counts on its guest's queued bytes while it is being sent: a
- * guest that stops reading holds them until it reads (or goes).  LEN
- * bytes, of which the last LEND->held wait in LEND->pipe. */
-static void send_reply(struct conn *c, void *buf, size_t len, struct fsb_reply_pipe *lend)
+/* Sends the CNT buffers of IOV in one writev, under one hold of the send
+ * lock, so that another worker's reply cannot come between them.  They
+ * count on their guest's queued bytes while they are being sent: a guest
+ * that stops reading holds them until it reads (or goes).  The last
+ * LEND->held bytes of the last buffer wait in LEND->pipe and follow it. */
+static void send_reply(struct conn *c, struct iovec *iov, int cnt, struct fsb_reply_pipe *lend)
 {
     size_t held = lend->pipe ? lend->held : 0;
-    struct iovec iov = { buf, len - held };
+    size_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    iov[cnt - 1].iov_len -= held;
+    /* where the piped bytes go when the stream takes no splice (before
+     * fsb_writev_full moves the iovecs on) */
+    char *tail = (char *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len;
     bool empty = true;
     fsb_guest_charge(&c->guest->budget, len);
     pthread_mutex_lock(&c->send_lock);
-    int err = fsb_writev_full(c->fd, &iov, 1);
+    int err = fsb_writev_full(c->fd, iov, cnt);
     if (held && !err)
-        err = send_piped(c, lend->pipe, (char *)buf + (len - held), held, &empty);
+        err = send_piped(c, lend->pipe, tail, held, &empty);
     else if (held)
         empty = !fsb_pipe_drain(lend->pipe, NULL, held);
     pthread_mutex_unlock(&c->send_lock);
@@ -205,6 +213,41 @@ static void send_reply(struct conn *c, void *buf, size_t len, struct fsb_reply_p
     fsb_guest_give(&c->guest->budget, FSB_BUDGET_QUEUED, len);
     if (err && err != -EPIPE && err != -ECONNRESET)
         log_warn("session %u: sending a reply: %s", c->id, strerror(-err));
+}
+
+/* What one request sends, in this order: the invalidation of attributes
+ * it made stale, its attribute notes, its reply.  Both kinds of message
+ * go before the reply: the guest's relay hands the invalidation to the
+ * kernel before the reply, so the caller sees the new attributes once
+ * its call returns, and it has the notes by the time the kernel, having
+ * the reply, asks for the attributes. */
+struct outgoing {
+    struct iovec iov[1 + FSB_MAX_ATTR_NOTES + 1];
+    int cnt;
+    unsigned char inval[FSB_INVAL_ATTRS_MSG_SIZE];
+    unsigned char notes[FSB_MAX_ATTR_NOTES][FSB_ATTR_NOTE_MSG_SIZE];
+};
+
+static void add_part(struct outgoing *o, void *buf, size_t len)
+{
+    o->iov[o->cnt++] = (struct iovec){ buf, len };
+}
+
+/* Gathers into O what LEND asks to send before the reply of N bytes in
+ * REPLY (none when N is 0), then the reply. */
+static void gather(struct outgoing *o, const struct fsb_reply_pipe *lend, void *reply, size_t n)
+{
+    o->cnt = 0;
+    if (lend->stale_attrs) {
+        fsb_inval_attrs_msg(lend->stale_attrs, o->inval);
+        add_part(o, o->inval, sizeof(o->inval));
+    }
+    for (unsigned i = 0; i < lend->nnotes; i++) {
+        fsb_attr_note_encode(&lend->notes[i], o->notes[i]);
+        add_part(o, o->notes[i], sizeof(o->notes[i]));
+    }
+    if (n)
+        add_part(o, reply, n);
 }
 
 static struct fsb_pipe *take_read_pipe(struct fsb_reply_pipe *rp, size_t size, off_t offset)
@@ -221,27 +264,14 @@ static void process(struct conn *c, void *frame, size_t len, void *reply, bool m
     struct iovec out = { reply, c->session->max_frame };
     struct fsb_reply_pipe lend = { .take = take_read_pipe, .arg = c };
     size_t n = fsb_engine_process_lent(c->session, &in, 1, &out, 1, may_wait, &lend);
-    if (lend.stale_attrs) {
-        /* Before the reply, on the same connection, in every cache mode:
-         * the guest's relay hands it to the kernel before the reply, so
-         * the caller sees the new attributes once its call returns. */
-        unsigned char msg[FSB_INVAL_ATTRS_MSG_SIZE];
-        struct fsb_reply_pipe none = { 0 };
-        fsb_inval_attrs_msg(lend.stale_attrs, msg);
-        send_reply(c, msg, sizeof(msg), &none);
+    if (!n && lend.pipe) { /* (a READ always has a reply) */
+        read_pipe_give(lend.pipe, true);
+        lend.pipe = NULL;
     }
-    for (unsigned i = 0; i < lend.nnotes; i++) {
-        /* before the reply too: the guest's relay has the note by the time
-         * the kernel, having the reply, asks for the attributes */
-        unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE];
-        struct fsb_reply_pipe none = { 0 };
-        fsb_attr_note_encode(&lend.notes[i], msg);
-        send_reply(c, msg, sizeof(msg), &none);
-    }
-    if (n)
-        send_reply(c, reply, n, &lend);
-    else if (lend.pipe)
-        read_pipe_give(lend.pipe, true); /* (a READ always has a reply) */
+    struct outgoing o;
+    gather(&o, &lend, reply, n);
+    if (o.cnt)
+        send_reply(c, o.iov, o.cnt, &lend);
 }
 
 static struct fuse_in_header job_header(const struct job *j)
@@ -734,7 +764,8 @@ static void conn_attach(struct conn *c, struct stream_session *ss)
 static void send_notification(void *cookie, const void *msg, size_t len)
 {
     struct fsb_reply_pipe none = { 0 }; /* no piped payload */
-    send_reply(cookie, (void *)msg, len, &none);
+    struct iovec iov = { (void *)msg, len };
+    send_reply(cookie, &iov, 1, &none);
 }
 
 static void start_notifications(struct conn *c)
