@@ -138,8 +138,9 @@ static int reply_attr(struct fsb_request *r, const struct stat *st)
 void fsb_note_changed_dirs(struct fsb_request *r)
 {
     uint64_t t = reply_timeout(r);
-    uint64_t dirs[2] = { r->in.nodeid, r->new_dir };
-    for (unsigned i = 0; t && i < 2; i++) {
+    /* the request's directory, and a rename's other one */
+    uint64_t dirs[FSB_MAX_ATTR_NOTES] = { r->in.nodeid, r->new_dir };
+    for (unsigned i = 0; t && i < FSB_MAX_ATTR_NOTES; i++) {
         struct stat st;
         if (!dirs[i] || (i == 1 && dirs[1] == dirs[0]) ||
             r->be->ops->getattr(r->be, dirs[i], FSB_NO_FH, &st) != 0)
