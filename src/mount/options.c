@@ -53,6 +53,9 @@ static void print_help(void)
            "       dir_attrs=auto|host      auto (default): the relay answers a directory's\n"
            "                                GETATTR after a change of its entries with what\n"
            "                                the host sent with the change; host: all to the host\n"
+           "       caps=auto|host           auto (default): the relay answers the kernel's\n"
+           "                                question whether a file it just created has file\n"
+           "                                capabilities (none); host: all to the host\n"
            "       open=auto|host|none      auto (default): the relay answers a plain read-only\n"
            "                                open itself, the host opens the file at its first\n"
            "                                read (needs default_permissions and a host that\n"
@@ -157,6 +160,7 @@ struct auto_host_option {
 static const struct auto_host_option auto_host_options[] = {
     { "flush", offsetof(struct mount_options, flush_by_host) },
     { "dir_attrs", offsetof(struct mount_options, dir_attrs_by_host) },
+    { "caps", offsetof(struct mount_options, caps_by_host) },
 };
 
 static bool parse_auto_host(const char *opt, const char *value, bool *by_host)

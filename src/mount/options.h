@@ -46,6 +46,7 @@ struct mount_options {
     enum relay_uring uring;      /* native: io_uring queues */
     bool flush_by_host;          /* native: flush=host, no FLUSH shortcut */
     bool dir_attrs_by_host;      /* native: dir_attrs=host, no attribute notes */
+    bool caps_by_host;           /* native: caps=host, no caps shortcut */
     enum relay_open open_mode;   /* native: open= */
     bool host_events;            /* native: echo host changes (host_events.h) */
     bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush=, open=, dir_attrs= or host_events= given */

@@ -29,6 +29,7 @@
 #include "mount/host_events.h"
 #include "mount/host_nodes.h"
 #include "mount/init_filter.h"
+#include "mount/caps_shortcut.h"
 #include "mount/lazy_open.h"
 #include "mount/no_open.h"
 #include "mount/notify_queue.h"
@@ -73,6 +74,7 @@ struct relay {
     struct flush_shortcut *flushes; /* NULL: every FLUSH goes to the host */
     struct attr_notes *notes;       /* NULL: every GETATTR goes to the host */
     struct lazy_open *lazy;       /* NULL: every OPEN goes to the host */
+    struct caps_shortcut *caps;   /* NULL: every GETXATTR goes to the host */
     struct host_nodes *nodes;     /* host_events=on, else NULL */
     struct host_events *events;   /* with nodes */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
@@ -261,6 +263,11 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     }
     if (answered_lazily(c->relay, dest, ih, arg, arg_len))
         return;
+    if (caps_shortcut_answers(c->relay->caps, ih, arg, arg_len)) {
+        log_debug("request %llu: GETXATTR answered by the relay", (unsigned long long)ih->unique);
+        relay_reply_error(dest, ih->unique, -ENODATA);
+        return;
+    }
     if (flush_shortcut_answers(c->relay->flushes, ih, arg, arg_len)) {
         log_debug("request %llu: FLUSH answered by the relay", (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, 0);
@@ -277,6 +284,7 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     flush_shortcut_forwarding(c->relay->flushes, ih, arg, arg_len);
     attr_notes_forwarding(c->relay->notes, ih, arg, arg_len);
     lazy_open_forwarding(c->relay->lazy, ih, arg, arg_len);
+    caps_shortcut_forwarding(c->relay->caps, ih, arg, arg_len);
     send_to_host(c, iov, cnt);
 }
 
@@ -529,8 +537,8 @@ static bool is_attr_invalidation(const void *msg, size_t len, const struct fuse_
 }
 
 /* The destination of reply OH, out of the pending set (NULL: not in
- * flight), the FLUSH shortcut shown the reply (BODY: the LEN bytes read of
- * it after the header) on the way. */
+ * flight), the shortcuts shown the reply (BODY: the LEN bytes read of it
+ * after the header) on the way. */
 static struct reply_dest *take_dest(struct relay *r, const struct fuse_out_header *oh,
                                     const void *body, size_t len)
 {
@@ -538,6 +546,7 @@ static struct reply_dest *take_dest(struct relay *r, const struct fuse_out_heade
     if (d) {
         flush_shortcut_reply(r->flushes, oh, body, len);
         attr_notes_replied(r->notes, oh->unique);
+        caps_shortcut_reply(r->caps, oh, body, len);
     }
     return d;
 }
@@ -549,6 +558,8 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
     memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
     if (oh.unique == 0 && attr_notes_host_message(r->notes, msg, len))
         return; /* a note: the relay's alone */
+    if (oh.unique == 0)
+        caps_shortcut_host_message(r->caps, msg, len);
     if (oh.unique == 0 && is_attr_invalidation(msg, len, &oh)) {
         int err = write(r->cfg.session_fd, msg, len) < 0 ? -errno : 0;
         if (r->events)
@@ -872,6 +883,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     if (cfg->flush_shortcut && !(r->flushes = flush_shortcut_new(quiet)))
         return NULL;
     if (cfg->attr_notes && !(r->notes = attr_notes_new()))
+        return NULL;
+    if (cfg->caps_shortcut && !(r->caps = caps_shortcut_new()))
         return NULL;
     if (relay_opens_lazily(cfg) && !(r->lazy = lazy_open_new(cfg->terms.open_flags)))
         return NULL;

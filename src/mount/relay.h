@@ -112,6 +112,9 @@ struct relay_config {
     /* answer a directory's GETATTR after a change of its entries with the
      * host's attribute note (attr_notes.h) */
     bool attr_notes;
+    /* answer GETXATTR security.capability of files just created
+     * (caps_shortcut.h) */
+    bool caps_shortcut;
     /* open=auto: answer plain read-only OPENs when the terms allow it and
      * the guest kernel checks permissions (lazy_open.h); open=none: answer
      * none where no_open.h allows it */
