@@ -6,6 +6,7 @@ have a timeout.  Nothing here sleeps to synchronise except bounded polling.
 """
 
 import os
+import re
 import stat
 import subprocess
 import threading
@@ -133,6 +134,12 @@ def fuse_abort(connection):
         return False
     finally:
         os.close(fd)
+
+
+def served(daemon, opcode):
+    """Requests of OPCODE (its name, e.g. "FUSE_OPEN"; a regex) that DAEMON,
+    started with log_level="debug", has served: its log names each."""
+    return len(re.findall(rf"{opcode}/\d+ \(unique", daemon.stderr_text()))
 
 
 def as_user(uid=NOBODY_UID, gid=NOBODY_GID, umask=None, groups=()):
