@@ -156,7 +156,7 @@ size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, in
         err = read_extensions(&r, (size_t)r.in.total_extlen * 8);
         if (!err)
             err = dispatch(&r, op);
-        if (!err && lend && s->attr_notes && (op->flags & OP_DIR_CHANGE))
+        if (!err && lend && s->attr_notes && (op->flags & (OP_DIR_CHANGE | OP_DIR_LISTING)))
             fsb_note_changed_dirs(&r);
     } else {
         log_debug("request %llu (opcode %u) refused: %s", (unsigned long long)r.in.unique,

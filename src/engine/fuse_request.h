@@ -62,10 +62,13 @@ enum {
     OP_MODIFIES = 1 << 1, /* refused with EROFS on read-only exports */
     OP_XATTR = 1 << 2,    /* ENOSYS when the export has xattrs off */
     OP_DIR_CHANGE = 1 << 3, /* changes the entries of the node's directory */
+    OP_DIR_LISTING = 1 << 4, /* lists the node's directory: may move its atime */
 };
 
-/* After a successful OP_DIR_CHANGE request in a session with attr_notes:
- * the changed directories' attributes, as notes for the transport. */
+/* After a successful OP_DIR_CHANGE or OP_DIR_LISTING request in a session
+ * with attr_notes: the directories' attributes, as notes for the
+ * transport (the guest kernel forgets a directory's atime after each
+ * listing, fs/fuse/readdir.c, and asks again at the next stat). */
 void fsb_note_changed_dirs(struct fsb_request *r);
 
 struct fsb_op {

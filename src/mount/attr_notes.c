@@ -28,8 +28,9 @@
 struct node {
     unsigned in_flight; /* changing requests forwarded, not answered */
     /* bumped by every changing request forwarded and by every message
-     * that spoils the node's notes (a host notification, a listing that
-     * moves its atime, a FORGET): a note is kept only if nothing bumped
+     * that spoils the node's notes (a host notification, a FORGET; a
+     * listing, which may move its atime, is a changing request): a note is
+     * kept only if nothing bumped
      * it since its own request was forwarded */
     uint64_t epoch;
     bool noted;
@@ -227,6 +228,8 @@ static unsigned changed_nodes(const struct fuse_in_header *ih, const void *arg, 
     case FUSE_SYMLINK:
     case FUSE_CREATE:
     case FUSE_TMPFILE:
+    case FUSE_READDIR:     /* a listing may move the directory's atime */
+    case FUSE_READDIRPLUS:
         nodes[0] = ih->nodeid;
         return 1;
     }
@@ -285,13 +288,6 @@ void attr_notes_forwarding(struct attr_notes *a, const struct fuse_in_header *ih
     if (!a)
         return;
     bool forget = ih->opcode == FUSE_FORGET || ih->opcode == FUSE_BATCH_FORGET;
-    if (ih->opcode == FUSE_READDIR || ih->opcode == FUSE_READDIRPLUS) {
-        /* a listing may move the directory's atime on the host */
-        pthread_mutex_lock(&a->lock);
-        drop_note(a, ih->nodeid);
-        pthread_mutex_unlock(&a->lock);
-        return;
-    }
     struct change *ch = NULL;
     unsigned count = 0;
     if (!forget) {

@@ -5,8 +5,11 @@
  * the directory's entries (fs/fuse/dir.c, fuse_dir_changed) and asks for
  * them again at its next path walk through it, for the permission check:
  * a GETATTR round trip per file that an untar creates or an rm -rf
- * removes (a third of rm -rf's requests).  The host knows the answer when
- * it makes the change, and sends it right before the change's reply as an
+ * removes (a third of rm -rf's requests); it forgets the atime after each
+ * listing too (fs/fuse/readdir.c, fuse_invalidate_atime), and a find that
+ * walks the tree again costs a GETATTR per directory.  The host knows the
+ * answer when it makes the change or the listing, and sends it right
+ * before the reply as an
  * attribute note (stream_hello.h, FSB_NOTIFY_ATTRS); the relay answers the
  * next GETATTR of that directory with it, once, within the note's timeout
  * (counted from the note's arrival, a moment after the host took it), and
@@ -18,8 +21,8 @@
  * run on the host after the note's stat, and its reply may reach the
  * kernel first: the note would then undo what the caller already saw).
  * It is dropped, and so is one still to come for a change in flight, by
- * any later request that may change the directory, by a listing of it
- * (the host may move its atime), by a host notification about it
+ * any later request that may change the directory (a listing, which may
+ * move its atime, counts as one), by a host notification about it
  * (cache=coherent: the notification may even overtake the note, on
  * another connection), by the kernel forgetting the node, and by any
  * rename or rmdir (a moved directory's own ctime changes, a removed one's

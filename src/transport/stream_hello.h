@@ -98,7 +98,8 @@
  * Attribute notes (version 4): a FUSE notification (unique 0) that only
  * the client sees, never the kernel, sent right before the reply of a
  * request that changed the entries of a directory (CREATE, MKNOD, MKDIR,
- * SYMLINK, LINK, UNLINK, RMDIR, RENAME, RENAME2).  The guest kernel
+ * SYMLINK, LINK, UNLINK, RMDIR, RENAME, RENAME2) or listed it (READDIR,
+ * READDIRPLUS: the kernel then forgets its atime).  The guest kernel
  * drops all it knows of a directory's attributes when its entries change
  * (fs/fuse/dir.c, fuse_dir_changed), and its next path walk through the
  * directory asks for them again (a GETATTR per file an untar creates or

@@ -49,6 +49,30 @@ def test_creates_and_unlinks_cost_no_directory_getattr(daemon, mount_factory, ex
         assert asked == 0, f"{asked} GETATTRs reached the host"
 
 
+@pytest.mark.parametrize("mode", ["auto", "host"])
+def test_a_walk_after_a_listing_costs_no_directory_getattr(export_dir, daemon_factory,
+                                                           mount_factory, mode):
+    """The kernel forgets a directory's atime after listing it, and find's
+    next visit stats it: the listing's note answers that."""
+    for i in range(10):
+        (export_dir / f"sub{i}").mkdir()
+        (export_dir / f"sub{i}" / "file").write_bytes(b"x")
+    d = daemon_factory([f"{EXPORT}={export_dir},cache=coherent"], log_level="debug")
+    m = mount_factory(d, options=[f"export={EXPORT}", f"dir_attrs={mode}"])
+    for i in range(10):
+        os.stat(m.path / f"sub{i}")
+    before = d.stderr_text().count("FUSE_GETATTR/3")
+    for i in range(10):
+        assert os.listdir(m.path / f"sub{i}") == ["file"]
+        guest, host = os.stat(m.path / f"sub{i}"), os.stat(export_dir / f"sub{i}")
+        assert guest.st_atime_ns == host.st_atime_ns and guest.st_mtime_ns == host.st_mtime_ns
+    asked = d.stderr_text().count("FUSE_GETATTR/3") - before
+    if mode == "host":
+        assert asked >= 10, f"only {asked} GETATTRs: the kernel did not ask again"
+    else:
+        assert asked == 0, f"{asked} GETATTRs reached the host"
+
+
 def test_the_answer_is_the_hosts(daemon, mount_factory, export_dir):
     m = mount_factory(daemon, options=[f"export={EXPORT}"])
     os.stat(m.path / "d")
