@@ -6,6 +6,7 @@
  * host's notifications; never across a system call.
  */
 #include "mount/attr_notes.h"
+#include "mount/forgets.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -236,28 +237,18 @@ static unsigned changed_nodes(const struct fuse_in_header *ih, const void *arg, 
     return 0;
 }
 
+static void drop_forgotten(void *arg, uint64_t nodeid)
+{
+    drop_note(arg, nodeid);
+}
+
 /* FORGET and BATCH_FORGET: a node id the kernel no longer holds may name
  * another inode later. */
 static void forget_nodes(struct attr_notes *a, const struct fuse_in_header *ih, const void *arg,
                          size_t len)
 {
-    if (ih->opcode == FUSE_FORGET) {
-        drop_note(a, ih->nodeid);
-        return;
-    }
-    struct fuse_batch_forget_in in;
-    if (len < sizeof(in)) {
+    if (!fuse_each_forgotten(ih, arg, len, drop_forgotten, a))
         drop_all_notes(a);
-        return;
-    }
-    memcpy(&in, arg, sizeof(in));
-    const char *p = (const char *)arg + sizeof(in);
-    size_t count = (len - sizeof(in)) / sizeof(struct fuse_forget_one);
-    for (size_t i = 0; i < count && i < in.count; i++) {
-        struct fuse_forget_one one;
-        memcpy(&one, p + i * sizeof(one), sizeof(one));
-        drop_note(a, one.nodeid);
-    }
 }
 
 /* Records CH (request UNIQUE, changing COUNT nodes) as in flight. */

@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/u64_table.h"
+#include "mount/forgets.h"
 
 #define CAPS_NAME "security.capability"
 #define CREATE_SLOTS 256   /* creates in flight: at most 128 */
@@ -18,6 +20,9 @@
 
 struct caps_shortcut {
     pthread_mutex_t lock;
+    /* creates.count, read without the lock by every reply; set before the
+     * create is sent, so its reply sees it */
+    _Atomic size_t creates_in_flight;
     struct fsb_u64_table creates; /* uniques of CREATE, MKNOD, TMPFILE in flight */
     struct fsb_u64_table nodes;   /* node ids that carry no capability */
     struct fsb_u64_slot create_slots[CREATE_SLOTS];
@@ -30,6 +35,7 @@ struct caps_shortcut *caps_shortcut_new(void)
     if (!c)
         return NULL;
     pthread_mutex_init(&c->lock, NULL);
+    atomic_init(&c->creates_in_flight, 0);
     fsb_u64_table_init(&c->creates, c->create_slots, CREATE_SLOTS);
     fsb_u64_table_init(&c->nodes, c->node_slots, NODE_SLOTS);
     return c;
@@ -48,18 +54,17 @@ static bool creates_a_file(uint32_t opcode)
     return opcode == FUSE_CREATE || opcode == FUSE_MKNOD || opcode == FUSE_TMPFILE;
 }
 
-/* A GETXATTR of security.capability: fuse_getxattr_in, then the name. */
-static bool asks_for_caps(const struct fuse_in_header *ih, const void *arg, size_t len)
+/* A GETXATTR of security.capability (NAME: LEN bytes, its NUL among them). */
+static bool asks_for_caps(const struct fuse_in_header *ih, const void *name, size_t len)
 {
-    size_t head = sizeof(struct fuse_getxattr_in);
-    return ih->opcode == FUSE_GETXATTR && len >= head + sizeof(CAPS_NAME) &&
-           memcmp((const char *)arg + head, CAPS_NAME, sizeof(CAPS_NAME)) == 0;
+    return ih->opcode == FUSE_GETXATTR && len >= sizeof(CAPS_NAME) &&
+           memcmp(name, CAPS_NAME, sizeof(CAPS_NAME)) == 0;
 }
 
 bool caps_shortcut_answers(struct caps_shortcut *c, const struct fuse_in_header *ih,
-                           const void *arg, size_t len)
+                           const void *name, size_t len)
 {
-    if (!c || !asks_for_caps(ih, arg, len))
+    if (!c || !asks_for_caps(ih, name, len))
         return false;
     pthread_mutex_lock(&c->lock);
     bool known = fsb_u64_table_find(&c->nodes, ih->nodeid) != NULL;
@@ -67,62 +72,43 @@ bool caps_shortcut_answers(struct caps_shortcut *c, const struct fuse_in_header 
     return known;
 }
 
-static void forget_node(struct caps_shortcut *c, uint64_t nodeid)
+/* Caller holds the lock. */
+static void forget_locked(void *arg, uint64_t nodeid)
 {
-    pthread_mutex_lock(&c->lock);
+    struct caps_shortcut *c = arg;
     fsb_u64_table_remove(&c->nodes, nodeid, NULL);
-    pthread_mutex_unlock(&c->lock);
-}
-
-/* BATCH_FORGET: fuse_batch_forget_in, then COUNT fuse_forget_one. */
-static void forget_batch(struct caps_shortcut *c, const void *arg, size_t len)
-{
-    struct fuse_batch_forget_in in;
-    struct fuse_forget_one one;
-    if (len < sizeof(in))
-        return;
-    memcpy(&in, arg, sizeof(in));
-    const char *p = (const char *)arg + sizeof(in);
-    for (uint32_t i = 0; i < in.count && (size_t)(p - (const char *)arg) + sizeof(one) <= len;
-         i++, p += sizeof(one)) {
-        memcpy(&one, p, sizeof(one));
-        forget_node(c, one.nodeid);
-    }
 }
 
 void caps_shortcut_forwarding(struct caps_shortcut *c, const struct fuse_in_header *ih,
                               const void *arg, size_t len)
 {
-    if (!c)
+    uint32_t op = ih->opcode;
+    bool forgets = op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
+    if (!c || !(forgets || op == FUSE_SETXATTR || op == FUSE_REMOVEXATTR || creates_a_file(op)))
         return;
-    switch (ih->opcode) {
-    case FUSE_SETXATTR:
-    case FUSE_REMOVEXATTR:
-    case FUSE_FORGET:
-        forget_node(c, ih->nodeid);
-        break;
-    case FUSE_BATCH_FORGET:
-        forget_batch(c, arg, len);
-        break;
-    default:
-        if (creates_a_file(ih->opcode)) {
-            pthread_mutex_lock(&c->lock);
-            fsb_u64_table_add(&c->creates, ih->unique, NULL); /* full: not shortcut */
-            pthread_mutex_unlock(&c->lock);
-        }
-    }
+    pthread_mutex_lock(&c->lock);
+    if (forgets)
+        fuse_each_forgotten(ih, arg, len, forget_locked, c);
+    else if (!creates_a_file(op))
+        forget_locked(c, ih->nodeid);
+    else if (fsb_u64_table_add(&c->creates, ih->unique, NULL) == 0) /* full: not shortcut */
+        atomic_store_explicit(&c->creates_in_flight, c->creates.count, memory_order_release);
+    pthread_mutex_unlock(&c->lock);
 }
 
 void caps_shortcut_reply(struct caps_shortcut *c, const struct fuse_out_header *oh,
                          const void *body, size_t len)
 {
     uint64_t nodeid = 0;
-    if (!c)
+    /* every reply passes here: most find no create in flight unlocked */
+    if (!c || !atomic_load_explicit(&c->creates_in_flight, memory_order_acquire))
         return;
     if (oh->error == 0 && len >= sizeof(nodeid))
         memcpy(&nodeid, body, sizeof(nodeid)); /* fuse_entry_out begins with it */
     pthread_mutex_lock(&c->lock);
-    if (fsb_u64_table_remove(&c->creates, oh->unique, NULL) && nodeid) {
+    bool created = fsb_u64_table_remove(&c->creates, oh->unique, NULL);
+    atomic_store_explicit(&c->creates_in_flight, c->creates.count, memory_order_relaxed);
+    if (created && nodeid) {
         /* a full table starts over: forwarding is always right */
         if (fsb_u64_table_add(&c->nodes, nodeid, NULL) == -ENOSPC) {
             fsb_u64_table_clear(&c->nodes, NULL, NULL);
@@ -142,5 +128,7 @@ void caps_shortcut_host_message(struct caps_shortcut *c, const void *msg, size_t
     if (oh.error != FUSE_NOTIFY_INVAL_INODE)
         return;
     memcpy(&in, (const char *)msg + sizeof(oh), sizeof(in));
-    forget_node(c, in.ino);
+    pthread_mutex_lock(&c->lock);
+    forget_locked(c, in.ino);
+    pthread_mutex_unlock(&c->lock);
 }

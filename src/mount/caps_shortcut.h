@@ -36,10 +36,11 @@ struct caps_shortcut;
 struct caps_shortcut *caps_shortcut_new(void);
 void caps_shortcut_free(struct caps_shortcut *c);
 
-/* Whether the relay answers request IH (ARG: its LEN argument bytes) with
- * ENODATA itself.  C may be NULL (caps=host): then never. */
+/* Whether the relay answers request IH with ENODATA itself; for a
+ * GETXATTR, NAME is the LEN bytes after its fuse_getxattr_in (apart from
+ * it in a ring entry's payload).  C may be NULL (caps=host): then never. */
 bool caps_shortcut_answers(struct caps_shortcut *c, const struct fuse_in_header *ih,
-                           const void *arg, size_t len);
+                           const void *name, size_t len);
 
 /* Learns from request IH just before it is sent to the host: the uniques
  * of creates, the nodes whose xattrs a request may change or that the

@@ -216,6 +216,20 @@ static const void *request_arg(const struct iovec *iov, int cnt, size_t *len)
     return cnt > 1 ? iov[1].iov_base : NULL;
 }
 
+/* The bytes of the request's argument after its first HEAD (a name after
+ * the op's struct), *LEN of them: in ARG (ARG_LEN bytes) from /dev/fuse, in
+ * the payload of a ring entry, which keeps the op's struct apart. */
+static const void *request_tail(const struct iovec *iov, int cnt, const void *arg,
+                                size_t arg_len, size_t head, size_t *len)
+{
+    if (cnt > 2) {
+        *len = iov[2].iov_len;
+        return iov[2].iov_base;
+    }
+    *len = arg_len > head ? arg_len - head : 0;
+    return arg_len > head ? (const char *)arg + head : NULL;
+}
+
 /* An OPEN or RELEASE the relay answers itself (lazy_open.h); false to
  * forward it.  The flush shortcut learns the handle before the kernel
  * can close it. */
@@ -263,7 +277,10 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     }
     if (answered_lazily(c->relay, dest, ih, arg, arg_len))
         return;
-    if (caps_shortcut_answers(c->relay->caps, ih, arg, arg_len)) {
+    size_t name_len;
+    const void *name = request_tail(iov, cnt, arg, arg_len, sizeof(struct fuse_getxattr_in),
+                                    &name_len);
+    if (caps_shortcut_answers(c->relay->caps, ih, name, name_len)) {
         log_debug("request %llu: GETXATTR answered by the relay", (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, -ENODATA);
         return;

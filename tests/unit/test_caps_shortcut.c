@@ -15,14 +15,8 @@ static uint64_t next_unique = 2;
 /* Whether the relay answers a GETXATTR of NAME on NODE itself. */
 static bool answered(struct caps_shortcut *c, uint64_t node, const char *name)
 {
-    struct {
-        struct fuse_getxattr_in in;
-        char name[32];
-    } arg = { .in = { .size = 0 } };
-    size_t len = sizeof(arg.in) + strlen(name) + 1;
-    memcpy(arg.name, name, strlen(name) + 1);
     struct fuse_in_header ih = { .opcode = FUSE_GETXATTR, .nodeid = node, .unique = 1 };
-    return caps_shortcut_answers(c, &ih, &arg, len);
+    return caps_shortcut_answers(c, &ih, name, strlen(name) + 1);
 }
 
 static void forward(struct caps_shortcut *c, uint32_t opcode, uint64_t node, uint64_t unique)
