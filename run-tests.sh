@@ -102,7 +102,8 @@ if [[ ${FSB_RELAY_MATRIX:-1} != 0 ]]; then
             tests/integration/test_locks.py tests/integration/test_host_changes.py \
             tests/integration/test_lifecycle.py tests/integration/test_flush_shortcut.py \
             tests/integration/test_lazy_open.py tests/integration/test_attr_notes.py \
-            tests/integration/test_caps_shortcut.py tests/integration/test_no_open.py
+            tests/integration/test_caps_shortcut.py tests/integration/test_no_open.py \
+            tests/integration/test_missing_names.py
     done
 fi
 

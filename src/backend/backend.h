@@ -129,6 +129,13 @@ struct fsb_backend_ops {
                  const char *name, mode_t mode, dev_t rdev, struct fsb_entry *out);
     int (*mkdir)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                  const char *name, mode_t mode, struct fsb_entry *out);
+    /* Optional (NULL: never).  Whether directory NODEID, which the session
+     * has just made, holds no entry now and every later change of its
+     * entries that the session does not make itself will be pushed to the
+     * session (cache=coherent with a change watch that sees the whole
+     * filesystem): then the session may take a name it has not created
+     * there for missing (stream_hello.h, FSB_NOTIFY_EMPTY_DIR). */
+    bool (*empty_and_watched)(struct fsb_backend *be, uint64_t nodeid);
     int (*symlink)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                    const char *name, const char *target, struct fsb_entry *out);
     int (*link)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,

@@ -137,6 +137,7 @@ size_t fsb_engine_process_lent(struct fsb_session *s, const struct iovec *in, in
         lend->held = 0;
         lend->stale_attrs = 0;
         lend->nnotes = 0;
+        lend->has_empty_dir = false;
     }
     iov_cursor_init(&r.args, in, in_cnt);
     size_t in_len = r.args.left;

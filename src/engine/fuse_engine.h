@@ -77,6 +77,10 @@ struct fsb_reply_pipe {
      * the node's directory and a rename's new directory. */
     struct fsb_attr_note notes[FSB_MAX_ATTR_NOTES];
     unsigned nnotes;
+    /* out, in sessions with empty_dir_notes: a MKDIR's new directory is
+     * empty and watched (FSB_NOTIFY_EMPTY_DIR), sent before the reply */
+    struct fsb_empty_dir_note empty_dir;
+    bool has_empty_dir;
 };
 
 /* The FOPEN_* flags S answers a read-only OPEN of a file with; they

@@ -514,6 +514,29 @@ static int op_mknod(struct fsb_request *r)
     return err ? err : reply_entry(r, &e);
 }
 
+/*
+ * Empty-directory notes (stream_hello.h, FSB_NOTIFY_EMPTY_DIR): the guest
+ * kernel asks for every name before it creates it, and in a directory it
+ * has just made the answer is known to be "none" as long as nobody else
+ * adds one, which a coherent session is told of.  The backend checks the
+ * directory is empty now that it is in the session's table (a name added
+ * before is in it then; one added after is pushed), and the timeout is
+ * taken after that check: a host change counted meanwhile (reply_timeout)
+ * means no note.  The relay's side: mount/missing_names.h.
+ */
+static void note_empty_dir(struct fsb_request *r, uint64_t nodeid)
+{
+    if (!r->lend || !r->s->empty_dir_notes || !r->be->ops->empty_and_watched ||
+        !r->be->ops->empty_and_watched(r->be, nodeid))
+        return;
+    uint64_t t = reply_timeout(r);
+    if (!t)
+        return;
+    r->lend->empty_dir = (struct fsb_empty_dir_note){ .nodeid = nodeid, .unique = r->in.unique,
+                                                      .entry_valid = t };
+    r->lend->has_empty_dir = true;
+}
+
 static int op_mkdir(struct fsb_request *r)
 {
     struct fuse_mkdir_in in;
@@ -526,7 +549,10 @@ static int op_mkdir(struct fsb_request *r)
         return err ? err : -EINVAL;
     take_umask(r, in.umask);
     err = r->be->ops->mkdir(r->be, &r->ctx, r->in.nodeid, name, in.mode & 07777, &e);
-    return err ? err : reply_entry(r, &e);
+    if (err)
+        return err;
+    note_empty_dir(r, e.nodeid);
+    return reply_entry(r, &e);
 }
 
 /* UNLINK and RMDIR: a name and nothing else. */

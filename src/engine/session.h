@@ -99,6 +99,10 @@ struct fsb_session {
     /* a stream client of version 4 or later: it accepts attribute notes
      * (stream_hello.h, FSB_NOTIFY_ATTRS), set before the first request */
     bool attr_notes;
+    /* a stream client of version 6 or later: it accepts empty-directory
+     * notes (stream_hello.h, FSB_NOTIFY_EMPTY_DIR), set before the first
+     * request */
+    bool empty_dir_notes;
     struct fsb_notify_out *notify; /* the transport's, see notify_out.h */
     /* Handles the client makes up for read-only OPENs it answers itself
      * (lazy_handles.h); NULL, and such a handle is an unknown one (EBADF),

@@ -7,6 +7,7 @@
  */
 #include "mount/attr_notes.h"
 #include "mount/forgets.h"
+#include "mount/notified.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -356,18 +357,10 @@ static void notified(struct attr_notes *a, const struct fuse_out_header *oh, con
                      size_t len)
 {
     uint64_t node;
-    switch (oh->error) {
-    case FUSE_NOTIFY_INVAL_INODE: /* fuse_notify_inval_inode_out.ino */
-    case FUSE_NOTIFY_INVAL_ENTRY: /* fuse_notify_inval_entry_out.parent */
-    case FUSE_NOTIFY_DELETE:      /* fuse_notify_delete_out.parent */
-        if (len >= sizeof(node)) {
-            memcpy(&node, body, sizeof(node));
-            drop_note(a, node);
-            return;
-        }
-        break;
-    }
-    drop_all_notes(a); /* anything else may concern any node */
+    if (fuse_notified_node(oh, body, len, &node))
+        drop_note(a, node);
+    else
+        drop_all_notes(a); /* anything else may concern any node */
 }
 
 bool attr_notes_host_message(struct attr_notes *a, const void *msg, size_t len)

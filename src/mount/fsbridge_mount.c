@@ -213,6 +213,7 @@ static int start_relay(struct mount_job *job)
         .flush_shortcut = !job->opts->flush_by_host,
         .attr_notes = !job->opts->dir_attrs_by_host,
         .caps_shortcut = !job->opts->caps_by_host,
+        .missing_names = !job->opts->lookups_by_host,
         .open_mode = job->opts->open_mode,
         .host_events = want_host_events(job),
         .mountpoint = job->mountpoint,

@@ -56,6 +56,10 @@ static void print_help(void)
            "       caps=auto|host           auto (default): the relay answers the kernel's\n"
            "                                question whether a file it just created has file\n"
            "                                capabilities (none); host: all to the host\n"
+           "       lookups=auto|host        auto (default): the relay answers the lookup of a\n"
+           "                                name not yet created in a directory the mount just\n"
+           "                                made (where the host says it would push any other\n"
+           "                                change there); host: all to the host\n"
            "       open=auto|host|none      auto (default): the relay answers a plain read-only\n"
            "                                open itself, the host opens the file at its first\n"
            "                                read (needs default_permissions and a host that\n"
@@ -161,6 +165,7 @@ static const struct auto_host_option auto_host_options[] = {
     { "flush", offsetof(struct mount_options, flush_by_host) },
     { "dir_attrs", offsetof(struct mount_options, dir_attrs_by_host) },
     { "caps", offsetof(struct mount_options, caps_by_host) },
+    { "lookups", offsetof(struct mount_options, lookups_by_host) },
 };
 
 static bool parse_auto_host(const char *opt, const char *value, bool *by_host)

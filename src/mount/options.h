@@ -47,6 +47,7 @@ struct mount_options {
     bool flush_by_host;          /* native: flush=host, no FLUSH shortcut */
     bool dir_attrs_by_host;      /* native: dir_attrs=host, no attribute notes */
     bool caps_by_host;           /* native: caps=host, no caps shortcut */
+    bool lookups_by_host;        /* native: lookups=host, no missing names */
     enum relay_open open_mode;   /* native: open= */
     bool host_events;            /* native: echo host changes (host_events.h) */
     bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush=, open=, dir_attrs= or host_events= given */

@@ -30,6 +30,7 @@
 #include "mount/host_nodes.h"
 #include "mount/init_filter.h"
 #include "mount/caps_shortcut.h"
+#include "mount/missing_names.h"
 #include "mount/lazy_open.h"
 #include "mount/no_open.h"
 #include "mount/notify_queue.h"
@@ -75,6 +76,7 @@ struct relay {
     struct attr_notes *notes;       /* NULL: every GETATTR goes to the host */
     struct lazy_open *lazy;       /* NULL: every OPEN goes to the host */
     struct caps_shortcut *caps;   /* NULL: every GETXATTR goes to the host */
+    struct missing_names *missing; /* NULL: every LOOKUP goes to the host */
     struct host_nodes *nodes;     /* host_events=on, else NULL */
     struct host_events *events;   /* with nodes */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
@@ -148,13 +150,21 @@ void relay_reply_error(struct reply_dest *dest, uint64_t unique, int error)
 }
 
 /* A GETATTR the relay answers from a note (attr_notes.h). */
-static void reply_attr(struct reply_dest *dest, uint64_t unique, const struct fuse_attr_out *a)
+/* A reply to UNIQUE with SIZE bytes of BODY: an attr_out or entry_out. */
+static void reply_body(struct reply_dest *dest, uint64_t unique, const void *body, size_t size)
 {
     struct {
         struct fuse_out_header oh;
-        struct fuse_attr_out a;
-    } msg = { .oh = { .len = sizeof(msg), .unique = unique }, .a = *a };
-    dest->deliver(dest, &msg, sizeof(msg));
+        union {
+            struct fuse_attr_out attr;
+            struct fuse_entry_out entry;
+        } u;
+    } msg;
+    if (size > sizeof(msg.u))
+        abort();
+    msg.oh = (struct fuse_out_header){ .len = (uint32_t)(sizeof(msg.oh) + size), .unique = unique };
+    memcpy(&msg.u, body, size);
+    dest->deliver(dest, &msg, msg.oh.len);
 }
 
 static void fail_pending(uint64_t unique, struct reply_dest *dest, void *arg)
@@ -230,6 +240,30 @@ static const void *request_tail(const struct iovec *iov, int cnt, const void *ar
     return arg_len > head ? (const char *)arg + head : NULL;
 }
 
+/* Where a name begins in the argument of request OPCODE: after the op's
+ * struct (which a ring entry keeps apart, see request_tail), or at once
+ * (LOOKUP; SYMLINK, whose target follows). */
+static size_t name_head(uint32_t opcode)
+{
+    switch (opcode) {
+    case FUSE_GETXATTR:
+        return sizeof(struct fuse_getxattr_in);
+    case FUSE_CREATE:
+        return sizeof(struct fuse_create_in);
+    case FUSE_MKNOD:
+        return sizeof(struct fuse_mknod_in);
+    case FUSE_MKDIR:
+        return sizeof(struct fuse_mkdir_in);
+    case FUSE_LINK:
+        return sizeof(struct fuse_link_in);
+    case FUSE_RENAME:
+        return sizeof(struct fuse_rename_in);
+    case FUSE_RENAME2:
+        return sizeof(struct fuse_rename2_in);
+    }
+    return 0;
+}
+
 /* An OPEN or RELEASE the relay answers itself (lazy_open.h); false to
  * forward it.  The flush shortcut learns the handle before the kernel
  * can close it. */
@@ -266,7 +300,7 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     struct fuse_attr_out attr;
     if (attr_notes_answer(c->relay->notes, ih, &attr)) {
         log_debug("request %llu: GETATTR answered by the relay", (unsigned long long)ih->unique);
-        reply_attr(dest, ih->unique, &attr);
+        reply_body(dest, ih->unique, &attr, sizeof(attr));
         return;
     }
     if (no_open_answers(c->relay->init.no_open, ih)) {
@@ -278,8 +312,14 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     if (answered_lazily(c->relay, dest, ih, arg, arg_len))
         return;
     size_t name_len;
-    const void *name = request_tail(iov, cnt, arg, arg_len, sizeof(struct fuse_getxattr_in),
-                                    &name_len);
+    const void *name = request_tail(iov, cnt, arg, arg_len, name_head(ih->opcode), &name_len);
+    struct fuse_entry_out negative;
+    if (missing_names_answer(c->relay->missing, ih, name, name_len, &negative)) {
+        log_debug("request %llu: LOOKUP answered by the relay (a new directory)",
+                  (unsigned long long)ih->unique);
+        reply_body(dest, ih->unique, &negative, sizeof(negative));
+        return;
+    }
     if (caps_shortcut_answers(c->relay->caps, ih, name, name_len)) {
         log_debug("request %llu: GETXATTR answered by the relay", (unsigned long long)ih->unique);
         relay_reply_error(dest, ih->unique, -ENODATA);
@@ -302,6 +342,7 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     attr_notes_forwarding(c->relay->notes, ih, arg, arg_len);
     lazy_open_forwarding(c->relay->lazy, ih, arg, arg_len);
     caps_shortcut_forwarding(c->relay->caps, ih, arg, arg_len);
+    missing_names_forwarding(c->relay->missing, ih, arg, arg_len, name, name_len);
     send_to_host(c, iov, cnt);
 }
 
@@ -564,8 +605,22 @@ static struct reply_dest *take_dest(struct relay *r, const struct fuse_out_heade
         flush_shortcut_reply(r->flushes, oh, body, len);
         attr_notes_replied(r->notes, oh->unique);
         caps_shortcut_reply(r->caps, oh, body, len);
+        missing_names_replied(r->missing, oh->unique);
     }
     return d;
+}
+
+/* Whether host message OH (MSG, LEN bytes, unique 0) is a note for the
+ * relay (stream_hello.h), which the kernel must never see: it would
+ * refuse the unknown code. */
+static bool host_note(struct relay *r, const struct fuse_out_header *oh, const void *msg,
+                      size_t len)
+{
+    if (oh->error == FSB_NOTIFY_EMPTY_DIR) {
+        missing_names_note(r->missing, msg, len);
+        return true;
+    }
+    return attr_notes_host_message(r->notes, msg, len);
 }
 
 static void deliver(struct relay_conn *c, void *msg, size_t len)
@@ -573,10 +628,12 @@ static void deliver(struct relay_conn *c, void *msg, size_t len)
     struct relay *r = c->relay;
     struct fuse_out_header oh;
     memcpy(&oh, msg, sizeof(oh)); /* msg may be unaligned, see above */
-    if (oh.unique == 0 && attr_notes_host_message(r->notes, msg, len))
+    if (oh.unique == 0 && host_note(r, &oh, msg, len))
         return; /* a note: the relay's alone */
-    if (oh.unique == 0)
+    if (oh.unique == 0) {
+        missing_names_notified(r->missing, msg, len);
         caps_shortcut_host_message(r->caps, msg, len);
+    }
     if (oh.unique == 0 && is_attr_invalidation(msg, len, &oh)) {
         int err = write(r->cfg.session_fd, msg, len) < 0 ? -errno : 0;
         if (r->events)
@@ -902,6 +959,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     if (cfg->attr_notes && !(r->notes = attr_notes_new()))
         return NULL;
     if (cfg->caps_shortcut && !(r->caps = caps_shortcut_new()))
+        return NULL;
+    if (cfg->missing_names && !(r->missing = missing_names_new()))
         return NULL;
     if (relay_opens_lazily(cfg) && !(r->lazy = lazy_open_new(cfg->terms.open_flags)))
         return NULL;

@@ -115,6 +115,9 @@ struct relay_config {
     /* answer GETXATTR security.capability of files just created
      * (caps_shortcut.h) */
     bool caps_shortcut;
+    /* answer LOOKUPs of names not yet created in a directory the host
+     * noted empty (missing_names.h) */
+    bool missing_names;
     /* open=auto: answer plain read-only OPENs when the terms allow it and
      * the guest kernel checks permissions (lazy_open.h); open=none: answer
      * none where no_open.h allows it */

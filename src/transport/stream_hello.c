@@ -152,21 +152,43 @@ int fsb_session_terms_decode(const uint8_t buf[FSB_SESSION_TERMS_SIZE], uint16_t
     return 0;
 }
 
+/* A note: a header with unique 0 and the note's code, then BODY. */
+static void note_encode(uint32_t code, const void *body, size_t size, unsigned char *msg)
+{
+    struct fuse_out_header h = { .len = (uint32_t)(sizeof(h) + size), .error = (int32_t)code };
+    memcpy(msg, &h, sizeof(h));
+    memcpy(msg + sizeof(h), body, size);
+}
+
+static bool note_decode(uint32_t code, const void *msg, size_t len, void *body, size_t size)
+{
+    struct fuse_out_header h;
+    if (len != sizeof(h) + size)
+        return false;
+    memcpy(&h, msg, sizeof(h));
+    if (h.unique != 0 || h.error != (int32_t)code)
+        return false;
+    memcpy(body, (const char *)msg + sizeof(h), size);
+    return true;
+}
+
 void fsb_attr_note_encode(const struct fsb_attr_note *n, unsigned char msg[FSB_ATTR_NOTE_MSG_SIZE])
 {
-    struct fuse_out_header h = { .len = FSB_ATTR_NOTE_MSG_SIZE, .error = FSB_NOTIFY_ATTRS };
-    memcpy(msg, &h, sizeof(h));
-    memcpy(msg + sizeof(h), n, sizeof(*n));
+    note_encode(FSB_NOTIFY_ATTRS, n, sizeof(*n), msg);
 }
 
 bool fsb_attr_note_decode(const void *msg, size_t len, struct fsb_attr_note *n)
 {
-    struct fuse_out_header h;
-    if (len != FSB_ATTR_NOTE_MSG_SIZE)
-        return false;
-    memcpy(&h, msg, sizeof(h));
-    if (h.unique != 0 || h.error != FSB_NOTIFY_ATTRS)
-        return false;
-    memcpy(n, (const char *)msg + sizeof(h), sizeof(*n));
-    return true;
+    return note_decode(FSB_NOTIFY_ATTRS, msg, len, n, sizeof(*n));
+}
+
+void fsb_empty_dir_note_encode(const struct fsb_empty_dir_note *n,
+                               unsigned char msg[FSB_EMPTY_DIR_NOTE_MSG_SIZE])
+{
+    note_encode(FSB_NOTIFY_EMPTY_DIR, n, sizeof(*n), msg);
+}
+
+bool fsb_empty_dir_note_decode(const void *msg, size_t len, struct fsb_empty_dir_note *n)
+{
+    return note_decode(FSB_NOTIFY_EMPTY_DIR, msg, len, n, sizeof(*n));
 }

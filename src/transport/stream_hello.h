@@ -58,7 +58,7 @@
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 5
+#define FSB_STREAM_VERSION 6
 /* The first version whose HELLO has flags and whose reply has a token. */
 #define FSB_STREAM_VERSION_JOIN 2
 /* The first version whose HELLO may carry a CPU hint. */
@@ -67,6 +67,8 @@
 #define FSB_STREAM_VERSION_TERMS 4
 /* The first version whose terms may carry FSB_TERMS_NO_OPEN. */
 #define FSB_STREAM_VERSION_NO_OPEN 5
+/* The first version that may carry empty-directory notes. */
+#define FSB_STREAM_VERSION_EMPTY_DIRS 6
 #define FSB_HELLO_JOIN 0x01
 #define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16
@@ -115,6 +117,30 @@ struct fsb_attr_note {
     struct fuse_attr_out attr;
 };
 #define FSB_ATTR_NOTE_MSG_SIZE (sizeof(struct fuse_out_header) + sizeof(struct fsb_attr_note))
+
+/*
+ * Empty-directory notes (version 6): a notification only the client sees,
+ * sent right before the reply of a MKDIR whose new directory the server
+ * knows to be empty now, and of which the server will push to this
+ * session every later change of entries that the session does not make
+ * itself (a filesystem-wide change watch is in force: fanotify).  The
+ * client may then answer the kernel's LOOKUP of a name in it that the
+ * session has not itself created there with a negative entry, as the
+ * server would (an untar's LOOKUP before each CREATE), until a
+ * notification names the directory (docs/stream-protocol.md).  Body, in
+ * the session's FUSE byte order: the directory's node id, the unique of
+ * the MKDIR, and the timeout of a negative entry in it.
+ */
+#define FSB_NOTIFY_EMPTY_DIR 0x4643
+struct fsb_empty_dir_note {
+    uint64_t nodeid;
+    uint64_t unique;
+    uint64_t entry_valid;
+    uint32_t entry_valid_nsec;
+    uint32_t padding;
+};
+#define FSB_EMPTY_DIR_NOTE_MSG_SIZE                                                        \
+    (sizeof(struct fuse_out_header) + sizeof(struct fsb_empty_dir_note))
 #define FSB_EXPORT_NAME_MAX 255
 #define FSB_BYTE_ORDER_LE 1
 #define FSB_BYTE_ORDER_BE 2
@@ -194,5 +220,11 @@ void fsb_attr_note_encode(const struct fsb_attr_note *n, unsigned char msg[FSB_A
 /* Whether MSG (LEN bytes from the host, unique 0) is an attribute note;
  * with a wrong length it is not (and the relay drops it as unknown). */
 bool fsb_attr_note_decode(const void *msg, size_t len, struct fsb_attr_note *n);
+
+void fsb_empty_dir_note_encode(const struct fsb_empty_dir_note *n,
+                               unsigned char msg[FSB_EMPTY_DIR_NOTE_MSG_SIZE]);
+/* Whether MSG (LEN bytes from the host, unique 0) is an empty-directory
+ * note, as fsb_attr_note_decode. */
+bool fsb_empty_dir_note_decode(const void *msg, size_t len, struct fsb_empty_dir_note *n);
 
 #endif

@@ -216,16 +216,18 @@ static void send_reply(struct conn *c, struct iovec *iov, int cnt, struct fsb_re
 }
 
 /* What one request sends, in this order: the invalidation of attributes
- * it made stale, its attribute notes, its reply.  Both kinds of message
- * go before the reply: the guest's relay hands the invalidation to the
- * kernel before the reply, so the caller sees the new attributes once
- * its call returns, and it has the notes by the time the kernel, having
- * the reply, asks for the attributes. */
+ * it made stale, its attribute notes, its empty-directory note, its
+ * reply.  Every such message goes before the reply: the guest's relay
+ * hands the invalidation to the kernel before the reply, so the caller
+ * sees the new attributes once its call returns, and it has the notes by
+ * the time the kernel, having the reply, asks for the attributes or for
+ * a name in the new directory. */
 struct outgoing {
-    struct iovec iov[1 + FSB_MAX_ATTR_NOTES + 1];
+    struct iovec iov[1 + FSB_MAX_ATTR_NOTES + 1 + 1];
     int cnt;
     unsigned char inval[FSB_INVAL_ATTRS_MSG_SIZE];
     unsigned char notes[FSB_MAX_ATTR_NOTES][FSB_ATTR_NOTE_MSG_SIZE];
+    unsigned char empty_dir[FSB_EMPTY_DIR_NOTE_MSG_SIZE];
 };
 
 static void add_part(struct outgoing *o, void *buf, size_t len)
@@ -245,6 +247,10 @@ static void gather(struct outgoing *o, const struct fsb_reply_pipe *lend, void *
     for (unsigned i = 0; i < lend->nnotes; i++) {
         fsb_attr_note_encode(&lend->notes[i], o->notes[i]);
         add_part(o, o->notes[i], sizeof(o->notes[i]));
+    }
+    if (lend->has_empty_dir) {
+        fsb_empty_dir_note_encode(&lend->empty_dir, o->empty_dir);
+        add_part(o, o->empty_dir, sizeof(o->empty_dir));
     }
     if (n)
         add_part(o, reply, n);
@@ -807,6 +813,7 @@ static int session_open(struct conn *c, const struct fsb_hello *h, const struct 
     /* and takes attribute notes (stream_hello.h, FSB_NOTIFY_ATTRS); from
      * version 5, fh 0 for a file opened without OPEN (FSB_TERMS_NO_OPEN) */
     ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
+    ss->fs->empty_dir_notes = reply_version(h) >= FSB_STREAM_VERSION_EMPTY_DIRS;
     ss->fs->no_open = reply_version(h) >= FSB_STREAM_VERSION_NO_OPEN;
     ss->id = c->id;
     ss->peer = c->peer;

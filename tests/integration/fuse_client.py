@@ -24,7 +24,7 @@ import struct
 
 # --- HELLO (src/transport/stream_hello.h) --------------------------------
 MAGIC = b"FSBR"
-STREAM_VERSION = 5
+STREAM_VERSION = 6
 HELLO_JOIN = 0x01                # HELLO flags (byte 7), version 2
 HELLO_CPU = 0x02                 # version 3: bytes 14-15 name a CPU
 TOKEN_SIZE = 16
@@ -36,6 +36,8 @@ TERMS_NO_OPEN = 0x8              # version 5
 LAZY_FH = 1 << 63
 NOTIFY_ATTRS = 0x4642            # version 4: an attribute note, for the relay
 ATTR_NOTE = struct.Struct("<QQQI4x")  # nodeid, unique, attr_valid(_nsec); fuse_attr follows
+NOTIFY_EMPTY_DIR = 0x4643        # version 6: a new directory is empty and watched
+EMPTY_DIR_NOTE = struct.Struct("<QQQI4x")  # nodeid, unique, entry_valid(_nsec)
 BYTE_ORDER_LE = 1
 BYTE_ORDER_BE = 2
 HELLO_FMT = "<4sHBBIHH"          # 16 bytes

@@ -744,3 +744,8 @@ enum change_mode change_watch_mode(const struct change_watch *w)
 {
     return w->mode;
 }
+
+bool change_watch_sees_all(const struct change_watch *w, dev_t dev)
+{
+    return w && w->mode == CHANGE_FANOTIFY && w->started && dev == w->dev;
+}

@@ -66,6 +66,9 @@ struct change_watch *change_watch_open(int root_fd, const char *name);
 int change_watch_start(struct change_watch *w, int root_fd);
 void change_watch_close(struct change_watch *w);
 enum change_mode change_watch_mode(const struct change_watch *w);
+/* Whether W sees every change of entries of directories on device DEV,
+ * whoever makes it: a fanotify watch of that filesystem.  W may be NULL. */
+bool change_watch_sees_all(const struct change_watch *w, dev_t dev);
 
 /* Sends the changes of inodes in T to SINK until change_watch_unsubscribe
  * (after which no call reaches SINK; again is a no-op).  SUB itself stays

@@ -919,6 +919,7 @@ static const struct fsb_backend_ops passthrough_ops = {
     .readlink = pt_readlink,
     .mknod = pt_mknod,
     .mkdir = pt_mkdir,
+    .empty_and_watched = pt_empty_and_watched,
     .symlink = pt_symlink,
     .link = pt_link,
     .unlink = pt_unlink,

@@ -129,6 +129,31 @@ out:
     return err;
 }
 
+static bool only_dots(const char *buf, long n)
+{
+    for (long pos = 0; pos < n;) {
+        const struct linux_dirent64 *d = (const void *)(buf + pos);
+        if (!is_dot_or_dotdot(d->d_name))
+            return false;
+        pos += d->d_reclen;
+    }
+    return true;
+}
+
+bool pt_dir_is_empty(int fd)
+{
+    int dfd = pt_reopen(fd, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0)
+        return false;
+    _Alignas(struct linux_dirent64) char buf[1024];
+    bool empty = true;
+    long n = 0;
+    while (empty && (n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0)
+        empty = only_dots(buf, n);
+    close(dfd);
+    return empty && n == 0;
+}
+
 int pt_releasedir(struct fsb_backend *be, uint64_t fh)
 {
     return pt_handle_close(pt_of(be), fh, true);

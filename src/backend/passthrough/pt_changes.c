@@ -34,6 +34,29 @@ void pt_note_handle(struct passthrough *pt, uint64_t fh, int64_t off, int64_t le
         pt_note_inode(pt, dev, ino, off, len);
 }
 
+/*
+ * Only a fanotify watch of the directory's filesystem sees every change
+ * (inotify watches directories as they are looked up, from a budget, and
+ * a filesystem mounted below the export root is not watched at all), and
+ * only a name made before the directory joined the session's table can
+ * go unpushed: the change watcher drops changes of inodes no session
+ * knows.  The caller made the directory and its node, so any such name
+ * is in it now.
+ */
+bool pt_empty_and_watched(struct fsb_backend *be, uint64_t nodeid)
+{
+    struct passthrough *pt = pt_of(be);
+    struct pt_inode *in;
+    if (!pt->sub)
+        return false;
+    int fd = pt_pin(pt, nodeid, &in);
+    if (fd < 0)
+        return false;
+    bool empty = change_watch_sees_all(pt->watch, in->dev) && pt_dir_is_empty(fd);
+    pt_unpin(pt, in);
+    return empty;
+}
+
 int passthrough_track(struct fsb_backend *be, const struct change_sink *sink, void *cookie)
 {
     struct passthrough *pt = pt_of(be);

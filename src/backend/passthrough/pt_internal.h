@@ -112,6 +112,13 @@ void pt_unpin(struct passthrough *pt, struct pt_inode *inode);
 /* Opens the inode behind O_PATH fd FD with FLAGS, as the caller. */
 int pt_reopen(int fd, int flags);
 
+/* Whether the directory behind O_PATH fd FD holds no name but "." and
+ * ".." (false when it cannot be read). */
+bool pt_dir_is_empty(int fd);
+
+/* The backend's empty_and_watched (pt_changes.c). */
+bool pt_empty_and_watched(struct fsb_backend *be, uint64_t nodeid);
+
 /* Looks NAME up in DIRFD and records it: fills OUT. */
 int pt_lookup_at(struct passthrough *pt, int dirfd, const char *name, struct fsb_entry *out);
 
