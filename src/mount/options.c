@@ -110,70 +110,75 @@ static bool parse_number(const char *text, long max, unsigned *out)
     return true;
 }
 
-/* The three values of an option NAME=VALUE, in the order of its enum. */
-struct choice {
+/* The relay's choice options, NAME=WORD, each setting one field of struct
+ * mount_options: one table and one parser rather than a parser per option,
+ * so that they all match, set relay_set and report alike, and a new one is
+ * a row.  flush=, dir_attrs=, caps= and lookups= name the relay's shortcuts: auto (the
+ * default) lets the relay answer what it can, host sends all to the host. */
+enum { CHOICE_WORDS = 3 };
+struct choice_word {
+    const char *word;
+    int value; /* of the field's enum, or a bool */
+};
+struct choice_option {
     const char *name;
-    const char *values[3];
+    size_t offset, size; /* of the field: FIELD() */
+    struct choice_word words[CHOICE_WORDS]; /* fewer: ended by { NULL } */
+    const char *expected; /* the words, for the error message */
+};
+#define FIELD(m) offsetof(struct mount_options, m), sizeof(((struct mount_options *)0)->m)
+#define AUTO_HOST { { "auto", false }, { "host", true } }
+
+static const struct choice_option choice_options[] = {
+    { "uring", FIELD(uring),
+      { { "auto", RELAY_URING_AUTO }, { "on", RELAY_URING_ON }, { "off", RELAY_URING_OFF } },
+      "auto, on or off" },
+    { "open", FIELD(open_mode),
+      { { "auto", RELAY_OPEN_AUTO }, { "host", RELAY_OPEN_HOST }, { "none", RELAY_OPEN_NONE } },
+      "auto, host or none" },
+    { "flush", FIELD(flush_by_host), AUTO_HOST, "auto or host" },
+    { "dir_attrs", FIELD(dir_attrs_by_host), AUTO_HOST, "auto or host" },
+    { "caps", FIELD(caps_by_host), AUTO_HOST, "auto or host" },
+    { "lookups", FIELD(lookups_by_host), AUTO_HOST, "auto or host" },
+    { "host_events", FIELD(host_events), { { "on", true }, { "off", false } },
+      "host_events=on or off" },
 };
 
-/* OPT is C's NAME=VALUE: *OUT VALUE's index, or false (logged). */
-static bool parse_choice(const char *opt, const struct choice *c, unsigned *out)
+/* The fields are bools or enums, and set_choice() stores an enum as an int. */
+_Static_assert(sizeof(enum relay_uring) == sizeof(int) && sizeof(enum relay_open) == sizeof(int),
+               "a choice option's enum is not int-sized");
+
+static void set_choice(struct mount_options *o, const struct choice_option *c, int value)
 {
-    const char *value = opt + strlen(c->name) + 1;
-    for (unsigned i = 0; i < 3; i++) {
-        if (strcmp(value, c->values[i]) == 0) {
-            *out = i;
+    char *field = (char *)o + c->offset;
+    if (c->size == sizeof(bool))
+        *(bool *)field = value;
+    else
+        *(int *)field = value;
+}
+
+/* The choice option OPT (NAME=...) names, or NULL. */
+static const struct choice_option *find_choice(const char *opt)
+{
+    for (size_t i = 0; i < sizeof(choice_options) / sizeof(choice_options[0]); i++) {
+        size_t n = strlen(choice_options[i].name);
+        if (strncmp(opt, choice_options[i].name, n) == 0 && opt[n] == '=')
+            return &choice_options[i];
+    }
+    return NULL;
+}
+
+/* OPT is C's NAME=WORD: sets C's field to WORD's value, or false (logged). */
+static bool parse_choice(const char *opt, const struct choice_option *c, struct mount_options *o)
+{
+    const char *word = opt + strlen(c->name) + 1;
+    for (size_t i = 0; i < CHOICE_WORDS && c->words[i].word; i++) {
+        if (strcmp(word, c->words[i].word) == 0) {
+            set_choice(o, c, c->words[i].value);
             return true;
         }
     }
-    log_error("bad option '%s' (expected %s, %s or %s)", opt, c->values[0], c->values[1],
-              c->values[2]);
-    return false;
-}
-
-static bool parse_uring(const char *opt, struct mount_options *o)
-{
-    static const struct choice uring = {
-        "uring", { [RELAY_URING_AUTO] = "auto", [RELAY_URING_ON] = "on", [RELAY_URING_OFF] = "off" }
-    };
-    unsigned i;
-    if (!parse_choice(opt, &uring, &i))
-        return false;
-    o->uring = (enum relay_uring)i;
-    return true;
-}
-
-static bool parse_open(const char *opt, struct mount_options *o)
-{
-    static const struct choice open = {
-        "open", { [RELAY_OPEN_AUTO] = "auto", [RELAY_OPEN_HOST] = "host", [RELAY_OPEN_NONE] = "none" }
-    };
-    unsigned i;
-    if (!parse_choice(opt, &open, &i))
-        return false;
-    o->open_mode = (enum relay_open)i;
-    return true;
-}
-
-/* The relay's shortcuts, each NAME=auto|host: auto (the default) lets the
- * relay answer what it can, host sends everything to the host. */
-struct auto_host_option {
-    const char *name;
-    size_t by_host; /* offsetof the bool in struct mount_options */
-};
-static const struct auto_host_option auto_host_options[] = {
-    { "flush", offsetof(struct mount_options, flush_by_host) },
-    { "dir_attrs", offsetof(struct mount_options, dir_attrs_by_host) },
-    { "caps", offsetof(struct mount_options, caps_by_host) },
-    { "lookups", offsetof(struct mount_options, lookups_by_host) },
-};
-
-static bool parse_auto_host(const char *opt, const char *value, bool *by_host)
-{
-    *by_host = strcmp(value, "host") == 0;
-    if (*by_host || strcmp(value, "auto") == 0)
-        return true;
-    log_error("bad option '%s' (expected auto or host)", opt);
+    log_error("bad option '%s' (expected %s)", opt, c->expected);
     return false;
 }
 
@@ -195,31 +200,10 @@ static bool parse_relay_option(const char *opt, struct mount_options *o, bool *k
         log_error("bad option '%s' (poll_us must be 0-%d)", opt, RELAY_MAX_POLL_US);
         return false;
     }
-    if (strncmp(opt, "uring=", 6) == 0) {
+    const struct choice_option *c = find_choice(opt);
+    if (c) {
         o->relay_set = true;
-        return parse_uring(opt, o);
-    }
-    if (strncmp(opt, "open=", 5) == 0) {
-        o->relay_set = true;
-        return parse_open(opt, o);
-    }
-    for (unsigned i = 0; i < sizeof(auto_host_options) / sizeof(auto_host_options[0]); i++) {
-        const struct auto_host_option *a = &auto_host_options[i];
-        size_t n = strlen(a->name);
-        if (strncmp(opt, a->name, n) == 0 && opt[n] == '=') {
-            o->relay_set = true;
-            return parse_auto_host(opt, opt + n + 1, (bool *)((char *)o + a->by_host));
-        }
-    }
-    if (strncmp(opt, "host_events=", 12) == 0) {
-        o->relay_set = true;
-        bool on = strcmp(opt + 12, "on") == 0;
-        if (on || strcmp(opt + 12, "off") == 0) {
-            o->host_events = on;
-            return true;
-        }
-        log_error("bad option '%s' (expected host_events=on or off)", opt);
-        return false;
+        return parse_choice(opt, c, o);
     }
     *known = false;
     return true;
@@ -263,7 +247,8 @@ static bool check_protocol_options(struct mount_options *o)
         if (!o->connections)
             o->connections = MOUNT_DEFAULT_CONNECTIONS;
         if (o->queues || o->relay_set) {
-            log_error("queues=, uring=, poll_us=, flush=, open= and dir_attrs= do not apply to "
+            log_error("queues=, poll_us= and the relay's choices (uring=, open=, flush=, "
+                      "dir_attrs=, caps=, lookups=, host_events=) do not apply to "
                       "--protocol=matchlock");
             return false;
         }

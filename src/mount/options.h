@@ -50,7 +50,7 @@ struct mount_options {
     bool lookups_by_host;        /* native: lookups=host, no missing names */
     enum relay_open open_mode;   /* native: open= */
     bool host_events;            /* native: echo host changes (host_events.h) */
-    bool threads_set, relay_set; /* threads= given; uring=, poll_us=, flush=, open=, dir_attrs= or host_events= given */
+    bool threads_set, relay_set; /* threads= given; poll_us= or a choice option of the relay (options.c) given */
     unsigned connections;        /* matchlock: most host connections */
     char prefix[PATH_MAX];       /* matchlock: guest path prefix, "" = the mountpoint */
     bool default_permissions;    /* let the guest kernel check modes too */

@@ -18,6 +18,10 @@ Fixtures (names are stable; other test files rely on them):
                    fsbridged on a fresh Unix socket and waits until it
                    listens.  Every daemon is stopped at teardown, and one
                    that does not exit 0 on SIGTERM fails the test.
+  overlay_factory  start(export, files) -> (Daemon, lower, upper).  Starts
+                   fsbridged serving EXPORT copy-on-write: fsb_workdir/lower,
+                   holding FILES ({name: bytes}), under an empty
+                   fsb_workdir/upper (once per test: the names are fixed).
   mount_factory    mount(daemon_or_address, mountpoint=None, options=...) ->
                    Mount.  Runs `fsbridge-mount -f`, waits for the mount
                    (10 s, else fails with its stderr); teardown unmounts
@@ -463,6 +467,20 @@ def daemon_factory(build_dir, fsb_workdir, request):
             print(f"---- fsbridged pid {d.pid} stderr (last 4000 chars) ----\n{text[-4000:]}")
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def overlay_factory(fsb_workdir, daemon_factory):
+    """start(export, files) -> (Daemon, lower, upper): see the docstring."""
+    def start(export, files):
+        lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
+        lower.mkdir()
+        upper.mkdir()
+        for name, data in files.items():
+            (lower / name).write_bytes(data)
+        return daemon_factory([f"{export}={lower},overlay={upper}"]), lower, upper
+
+    return start
 
 
 # --------------------------------------------------------------------------

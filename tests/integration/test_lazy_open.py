@@ -406,15 +406,10 @@ def test_flush_of_an_unopened_lazy_handle_drops_locks_and_opens_nothing(daemon,
         assert c.release(e["nodeid"], fh) == 0
 
 
-def test_flush_of_an_unopened_lazy_handle_drops_locks_on_an_overlay(fsb_workdir,
-                                                                    daemon_factory):
+def test_flush_of_an_unopened_lazy_handle_drops_locks_on_an_overlay(overlay_factory):
     """The lock was taken through the upper layer's handle (a writable
     open copies the file up); the FLUSH names only the node."""
-    lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
-    lower.mkdir()
-    upper.mkdir()
-    (lower / "f").write_bytes(b"lower")
-    d = daemon_factory([f"{EXPORT}={lower},overlay={upper}"])
+    d, _, upper = overlay_factory(EXPORT, {"f": b"lower"})
     with client(d) as c:
         err, e = c.lookup(1, b"f")
         err, fh = c.open(e["nodeid"], flags=os.O_RDWR)

@@ -327,12 +327,8 @@ def test_a_version_4_join_gets_no_term_it_does_not_know(daemon):
             assert not joined.hello_reply["terms"][0] & TERMS_NO_OPEN
 
 
-def test_fh_0_on_an_overlay_export_copies_up(fsb_workdir, daemon_factory):
-    lower, upper = fsb_workdir / "lower", fsb_workdir / "upper"
-    lower.mkdir()
-    upper.mkdir()
-    (lower / "l").write_bytes(b"lower bytes")
-    d = daemon_factory([f"{EXPORT}={lower},overlay={upper}"])
+def test_fh_0_on_an_overlay_export_copies_up(overlay_factory):
+    d, lower, upper = overlay_factory(EXPORT, {"l": b"lower bytes"})
     with client(d) as c:
         err, e = c.lookup(1, b"l")
         assert c.read(0, 0, 100, nodeid=e["nodeid"]) == (0, b"lower bytes")
