@@ -363,6 +363,7 @@ static int op_batch_forget(struct fsb_request *r)
 /* Handles, lazy ones and fh 0 without opens included: see "files" below. */
 enum file_use {
     FILE_UNOPENED, /* GETATTR, FLUSH: need no open file (-ENOENT: go by node) */
+    FILE_BY_NODE,  /* SETATTR: fh 0 goes by node; a lazy handle is read-only */
     FILE_READ,     /* READ, COPY_FILE_RANGE's source */
     FILE_ANY,      /* FSYNC, LSEEK: read-only, else write-only */
     FILE_WRITE,    /* WRITE, FALLOCATE, COPY_FILE_RANGE's destination */
@@ -457,11 +458,11 @@ static int op_setattr(struct fsb_request *r)
     if ((in.valid & FATTR_KILL_SUIDGID) && !(in.valid & (FATTR_UID | FATTR_GID)))
         r->ctx.kill_suidgid = true;
     uint64_t fh = in.valid & FATTR_FH ? in.fh : FSB_NO_FH;
-    if (is_lazy(fh))
-        return -EBADF; /* read-only (file_handle_take) */
-    if (fh == 0 && r->s->no_open)
-        fh = FSB_NO_FH; /* by node, as the caller: the O_TRUNC of an open too */
-    int err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
+    struct file_loan loan = { .opened = FSB_NO_FH };
+    int err = fh == FSB_NO_FH ? 0 : file_handle_take(r, r->in.nodeid, FILE_BY_NODE, 0, &fh, &loan);
+    if (!err)
+        err = r->be->ops->setattr(r->be, &r->ctx, r->in.nodeid, fh, &set, &st);
+    file_handle_give(r, &loan);
     if (err)
         return err;
     if (set.valid & (FSB_SET_SIZE | FSB_SET_UID | FSB_SET_GID))
@@ -725,6 +726,9 @@ static int open_for_request(struct fsb_request *r, uint64_t node, enum file_use 
     switch (use) {
     case FILE_UNOPENED:
         return -ENOENT;
+    case FILE_BY_NODE: /* as the caller: the O_TRUNC of an open too */
+        *fh = FSB_NO_FH;
+        return 0;
     case FILE_LOCK:
         return -EBADF;
     case FILE_READ:
@@ -742,9 +746,10 @@ static int open_for_request(struct fsb_request *r, uint64_t node, enum file_use 
 /* The backend handle for the guest's *FH used on NODE as USE says: itself;
  * or, for a lazy handle (on the request's node), the file it stands for,
  * opened now if none is yet (but -ENOENT for FILE_UNOPENED, -EBADF for
- * FILE_WRITE, -EBADF if it was opened for another node); or, for fh 0
- * without opens, NODE opened for this request (FILE_FLAGS: the file's
- * flags, as READ and WRITE carry them).  *LOAN goes to file_handle_give.
+ * FILE_WRITE and FILE_BY_NODE, -EBADF if it was opened for another node);
+ * or, for fh 0 without opens, NODE opened for this request (FILE_FLAGS:
+ * the file's flags, as READ and WRITE carry them; FSB_NO_FH for
+ * FILE_BY_NODE, which opens nothing).  *LOAN goes to file_handle_give.
  * A session that does not accept lazy handles passes them on: the backend
  * knows no such handle (EBADF), nor handle 0. */
 static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use use,
@@ -759,7 +764,7 @@ static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use 
     }
     if (!is_lazy(*fh) || !r->s->lazy)
         return 0;
-    if (use == FILE_WRITE)
+    if (use == FILE_WRITE || use == FILE_BY_NODE)
         return -EBADF;
     return fsb_lazy_take(r->s->lazy, *fh, r->in.nodeid, use == FILE_UNOPENED ? NULL : lazy_open,
                          r, fh, &loan->lazy);
