@@ -467,15 +467,18 @@ static size_t read_fan_event(struct change_watch *w, const char *p, size_t left,
     return m.event_len;
 }
 
-static void read_fan_events(struct change_watch *w, char *buf)
+/* Reads what is queued; true if every event was fsbridged's own. */
+static bool read_fan_events(struct change_watch *w, char *buf)
 {
     struct fan_event ev;
     ssize_t n;
+    uint64_t others = w->events;
     while ((n = read(w->fd, buf, EVENT_BUFFER_SIZE)) > 0) {
         size_t len;
         for (size_t at = 0; (len = read_fan_event(w, buf + at, (size_t)n - at, &ev)); at += len)
             ;
     }
+    return w->events == others;
 }
 
 /* A filesystem mark needs CAP_SYS_ADMIN and a filesystem with file
@@ -639,16 +642,29 @@ static void read_in_events(struct change_watch *w, char *buf)
 
 /* ---- the thread and its life ------------------------------------------ */
 
+/*
+ * After a batch of fsbridged's own events (fanotify cannot leave out a
+ * process's events: they are read and dropped), the thread waits this
+ * long before it looks again, so that a guest's burst of creates or
+ * removals comes in batches: woken for each, the thread cost a context
+ * switch per file, on a CPU the session's threads needed (bench/README.md,
+ * "the change watcher's wake-ups").  After a batch with anyone else's
+ * change it looks again at once, so a host's changes keep their delay;
+ * one that comes within a guest's burst waits at most this long, well
+ * inside the coherence bound.
+ */
+#define WATCH_BATCH_US 1000
+
 static void *watch_main(void *arg)
 {
     struct change_watch *w = arg;
     char *buf = aligned_alloc(8, EVENT_BUFFER_SIZE);
     struct pollfd p[2] = { { .fd = w->fd, .events = POLLIN }, { .fd = w->stop_fd, .events = POLLIN } };
     while (buf && poll(p, 2, -1) >= 0 && !(p[1].revents & POLLIN)) {
-        if (w->mode == CHANGE_FANOTIFY)
-            read_fan_events(w, buf);
-        else
-            read_in_events(w, buf);
+        if (w->mode != CHANGE_FANOTIFY)
+            read_in_events(w, buf); /* inotify cannot tell whose they are */
+        else if (read_fan_events(w, buf))
+            usleep(WATCH_BATCH_US);
     }
     free(buf);
     return NULL;
