@@ -30,6 +30,7 @@
 #include "mount/host_nodes.h"
 #include "mount/init_filter.h"
 #include "mount/caps_shortcut.h"
+#include "mount/held_forgets.h"
 #include "mount/missing_names.h"
 #include "mount/lazy_open.h"
 #include "mount/no_open.h"
@@ -77,6 +78,7 @@ struct relay {
     struct lazy_open *lazy;       /* NULL: every OPEN goes to the host */
     struct caps_shortcut *caps;   /* NULL: every GETXATTR goes to the host */
     struct missing_names *missing; /* NULL: every LOOKUP goes to the host */
+    struct held_forgets *forgets; /* FORGETs sent with the next request */
     struct host_nodes *nodes;     /* host_events=on, else NULL */
     struct host_events *events;   /* with nodes */
     struct relay_conn *conns;     /* RELAY_MAX_CONNS, nconns of them open */
@@ -213,6 +215,28 @@ static void send_to_host(struct relay_conn *c, struct iovec *iov, int cnt)
         connection_lost(c->relay, strerror(-err));
 }
 
+/* The held forgets' own way to the host (held_forgets.h): connection 0,
+ * which lives as long as the relay. */
+static void send_held(void *arg, struct iovec *iov, int cnt)
+{
+    send_to_host(arg, iov, cnt);
+}
+
+/* A request in IOV (CNT parts, at most 3), after the FORGETs held for it,
+ * in one writev. */
+static void send_with_held(struct relay_conn *c, struct iovec *iov, int cnt)
+{
+    struct held_batch b;
+    size_t n = cnt <= 3 ? held_forgets_take(c->relay->forgets, &b) : 0;
+    if (!n) {
+        send_to_host(c, iov, cnt);
+        return;
+    }
+    struct iovec all[4] = { { &b, n } };
+    memcpy(all + 1, iov, (size_t)cnt * sizeof(*iov));
+    send_to_host(c, all, cnt + 1);
+}
+
 /* The LEN bytes of the request's argument that follow its header in IOV:
  * in the first part (a /dev/fuse read) or the second (a ring entry). */
 static const void *request_arg(const struct iovec *iov, int cnt, size_t *len)
@@ -343,7 +367,8 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     lazy_open_forwarding(c->relay->lazy, ih, arg, arg_len);
     caps_shortcut_forwarding(c->relay->caps, ih, arg, arg_len);
     missing_names_forwarding(c->relay->missing, ih, arg, arg_len, name, name_len);
-    send_to_host(c, iov, cnt);
+    if (!held_forgets_hold(c->relay->forgets, ih, arg, arg_len))
+        send_with_held(c, iov, cnt);
 }
 
 bool relay_abandon(struct relay_conn *c, uint64_t unique, struct reply_dest *discard, int error)
@@ -968,6 +993,8 @@ static struct relay *relay_alloc(const struct relay_config *cfg)
     pthread_cond_init(&r->state_changed, NULL);
     r->conns = calloc(RELAY_MAX_CONNS, sizeof(r->conns[0]));
     if (!r->conns || conn_init(r, &r->conns[0], cfg->sock) < 0)
+        return NULL;
+    if (!(r->forgets = held_forgets_new(send_held, &r->conns[0])))
         return NULL;
     r->nconns = 1;
     for (unsigned i = 0; i < cfg->queues; i++) {
