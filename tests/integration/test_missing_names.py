@@ -210,3 +210,25 @@ def test_protocol_a_hostile_guest_cannot_make_the_host_send_notes_elsewhere(daem
         assert c.mkdir(FUSE_ROOT_ID, "x")[0] == errno.EEXIST
         assert c.mkdir(12345, "y")[0] != 0
         assert len(empty_dir_notes(c)) == 1
+
+
+@pytest.mark.parametrize("other_cache", ["coherent", "auto"])
+def test_a_name_made_through_another_export_of_the_same_directory_is_seen(
+        export_dir, daemon_factory, mount_factory, other_cache):
+    """fanotify drops the events fsbridged causes itself and the backend
+    posts them to its own export's watcher only: a second export of the
+    same directory changes it unheard, so no note may promise otherwise."""
+    d = daemon_factory([f"{EXPORT}={export_dir},cache=coherent",
+                        f"other={export_dir},cache={other_cache}"], log_level="debug")
+    a = mount(d, mount_factory)
+    b = mount_factory(d, options=["export=other"])
+    os.mkdir(a.path / "d")
+    (b.path / "d" / "x").write_bytes(b"b")
+    seen(lambda: (a.path / "d" / "x").read_bytes() == b"b",
+         "the file made through the other export")
+    # and a negative entry a's kernel caches is dropped as well
+    os.mkdir(a.path / "e")
+    assert not os.path.exists(a.path / "e" / "y")
+    (b.path / "e" / "y").write_bytes(b"b")
+    seen(lambda: (a.path / "e" / "y").read_bytes() == b"b",
+         "the file made through the other export, after a's kernel looked for it")
