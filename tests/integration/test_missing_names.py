@@ -7,8 +7,11 @@ forgot them, and names the host or another guest adds are seen.
 """
 
 import errno
+import fcntl
 import os
 import stat
+import struct
+import subprocess
 import threading
 
 import pytest
@@ -148,6 +151,45 @@ def test_with_inotify_every_lookup_goes_to_the_host(export_dir, daemon_factory, 
     before = helpers.served(d, LOOKUP)
     extract(str(m.path / "d"), 5)
     assert helpers.served(d, LOOKUP) - before >= 5
+
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_CASEFOLD_FL = 0x80086601, 0x40086602, 0x40000000
+
+
+@pytest.fixture
+def casefold_dir(fsb_workdir):
+    """An empty casefolded directory (chattr +F) on a tmpfs mounted with
+    casefold support; skipped where the kernel has none (CONFIG_UNICODE)."""
+    top = fsb_workdir / "casefold"
+    top.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "casefold", "tmpfs", str(top)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("no casefolding tmpfs on this kernel")
+    try:
+        d = top / "export"
+        d.mkdir()
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0]
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_CASEFOLD_FL))
+        finally:
+            os.close(fd)
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(top)], check=False)
+
+
+def test_in_a_casefolded_directory_another_case_of_a_name_is_found(casefold_dir,
+                                                                   daemon_factory,
+                                                                   mount_factory):
+    """A name the relay saw made is one string; the host's casefolded
+    directory finds it by any case, and a new directory inherits that."""
+    d = daemon_factory([f"{EXPORT}={casefold_dir},cache=coherent"], log_level="debug")
+    m = mount(d, mount_factory)
+    os.mkdir(m.path / "src")
+    (m.path / "src" / "Makefile").write_bytes(b"all:\n")
+    assert (casefold_dir / "src" / "makefile").read_bytes() == b"all:\n"
+    assert (m.path / "src" / "makefile").read_bytes() == b"all:\n"
 
 
 # ---- the protocol --------------------------------------------------------
