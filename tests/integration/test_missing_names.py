@@ -214,6 +214,18 @@ def test_protocol_note_precedes_the_reply_for_version_6_only(daemon):
         assert err == 0 and empty_dir_notes(c) == []
 
 
+def test_protocol_a_version_5_join_gets_no_note(daemon):
+    """A JOIN may speak an older version than the session's first HELLO
+    (as it gets no term it does not know, test_no_open.py)."""
+    with FuseClient(daemon.socket, export=EXPORT) as first:
+        with FuseClient(daemon.socket, export=EXPORT, version=5, join=first.token) as old:
+            assert old.hello_reply["status"] == 0
+            assert old.mkdir(FUSE_ROOT_ID, "by-old")[0] == 0
+            assert empty_dir_notes(old) == []
+        assert first.mkdir(FUSE_ROOT_ID, "by-first")[0] == 0
+        assert len(empty_dir_notes(first)) == 1
+
+
 def test_protocol_no_note_where_nothing_is_pushed(export_dir, daemon_factory):
     d = daemon_factory([f"{EXPORT}={export_dir},cache=auto"])
     with FuseClient(d.socket, export=EXPORT) as c:
