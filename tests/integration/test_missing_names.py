@@ -6,6 +6,7 @@ LOOKUP to the host, names made there are found again after the kernel
 forgot them, and names the host or another guest adds are seen.
 """
 
+import ctypes
 import errno
 import fcntl
 import os
@@ -107,6 +108,45 @@ def test_names_made_here_are_found_after_the_kernel_forgets_them(daemon, mount_f
         assert helpers.served(daemon, LOOKUP) == before
     finally:
         os.close(held)
+
+
+def renameat2(old, new, flags):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(old), -100, os.fsencode(new), flags) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(old))
+
+
+RENAME_EXCHANGE = 2
+
+
+def test_names_linked_from_a_tmpfile_or_exchanged_in_are_found_again(daemon, mount_factory):
+    m = mount(daemon, mount_factory)
+    d, e = m.path / "d", m.path / "e"
+    os.mkdir(d)
+    os.mkdir(e)
+    fd = os.open(d, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"tmp")
+        libc = ctypes.CDLL(None, use_errno=True)
+        AT_EMPTY_PATH = 0x1000
+        assert libc.linkat(fd, b"", -100, os.fsencode(d / "linked"), AT_EMPTY_PATH) == 0, \
+            os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)
+    (d / "mine").write_bytes(b"d's")
+    (e / "theirs").write_bytes(b"e's")
+    (e / "mine").write_bytes(b"e's own")
+    renameat2(e / "theirs", d / "mine", RENAME_EXCHANGE)  # d/mine <-> e/theirs
+    held = [os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in (d, e)]
+    try:
+        drop_dentries()
+        assert (d / "linked").read_bytes() == b"tmp"
+        assert (d / "mine").read_bytes() == b"e's"
+        assert (e / "theirs").read_bytes() == b"d's"
+        assert sorted(os.listdir(d)) == ["linked", "mine"]
+    finally:
+        for h in held:
+            os.close(h)
 
 
 def test_a_name_the_host_adds_is_seen(daemon, mount_factory, export_dir):
