@@ -27,6 +27,7 @@
 #include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
@@ -433,6 +434,11 @@ static int allow_with_arguments(scmp_filter_ctx ctx, uint32_t default_act)
     /* Our own limits (pid 0) only. */
     if (!r)
         r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    /* Reading a directory's flags (whether it is casefolded, see
+     * passthrough_dirs.c), never setting them or any other ioctl. */
+    if (!r)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                             SCMP_A1(SCMP_CMP_EQ, FS_IOC_GETFLAGS));
     return r;
 }
 

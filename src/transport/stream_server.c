@@ -128,6 +128,7 @@ struct conn {
     struct stream_session *ss; /* set by the handshake */
     struct fsb_session *session; /* ss->fs */
     enum conn_kind kind;       /* guarded by conns_lock */
+    uint16_t version;          /* its HELLO reply's (a JOIN's may be older than the session's) */
     struct fsb_frame_reader frames; /* the reader thread's, after the HELLO */
     struct fsb_halt_poll poll;      /* the reader's spin before it sleeps */
     pthread_mutex_t send_lock;
@@ -262,6 +263,17 @@ static struct fsb_pipe *take_read_pipe(struct fsb_reply_pipe *rp, size_t size, o
     return atomic_load(&c->no_splice) ? NULL : read_pipe_take(size, offset);
 }
 
+/* The session takes notes from its first HELLO's version; a connection
+ * that joined it with an older one gets none its version does not know
+ * (its client would hand them to the kernel). */
+static void known_notes_only(const struct conn *c, struct fsb_reply_pipe *lend)
+{
+    if (c->version < FSB_STREAM_VERSION_TERMS)
+        lend->nnotes = 0;
+    if (c->version < FSB_STREAM_VERSION_EMPTY_DIRS)
+        lend->has_empty_dir = false;
+}
+
 /* Only a worker holding a lock-waiter slot may wait for a lock; anywhere
  * else a SETLKW only tries (see fsb_engine_process_no_wait). */
 static void process(struct conn *c, void *frame, size_t len, void *reply, bool may_wait)
@@ -274,6 +286,7 @@ static void process(struct conn *c, void *frame, size_t len, void *reply, bool m
         read_pipe_give(lend.pipe, true);
         lend.pipe = NULL;
     }
+    known_notes_only(c, &lend);
     struct outgoing o;
     gather(&o, &lend, reply, n);
     if (o.cnt)
@@ -967,6 +980,7 @@ static bool handshake(struct conn *c)
         send_hello_reply(c, &h, (uint32_t)-r, 0);
         return false;
     }
+    c->version = reply_version(&h);
     /* A failed send ends the connection; conn_main still detaches it. */
     if (send_hello_reply(c, &h, 0, (uint32_t)c->session->max_frame) < 0)
         return true;

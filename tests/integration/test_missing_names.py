@@ -6,9 +6,13 @@ LOOKUP to the host, names made there are found again after the kernel
 forgot them, and names the host or another guest adds are seen.
 """
 
+import ctypes
 import errno
+import fcntl
 import os
 import stat
+import struct
+import subprocess
 import threading
 
 import pytest
@@ -106,6 +110,45 @@ def test_names_made_here_are_found_after_the_kernel_forgets_them(daemon, mount_f
         os.close(held)
 
 
+def renameat2(old, new, flags):
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(-100, os.fsencode(old), -100, os.fsencode(new), flags) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()), str(old))
+
+
+RENAME_EXCHANGE = 2
+
+
+def test_names_linked_from_a_tmpfile_or_exchanged_in_are_found_again(daemon, mount_factory):
+    m = mount(daemon, mount_factory)
+    d, e = m.path / "d", m.path / "e"
+    os.mkdir(d)
+    os.mkdir(e)
+    fd = os.open(d, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"tmp")
+        libc = ctypes.CDLL(None, use_errno=True)
+        AT_EMPTY_PATH = 0x1000
+        assert libc.linkat(fd, b"", -100, os.fsencode(d / "linked"), AT_EMPTY_PATH) == 0, \
+            os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)
+    (d / "mine").write_bytes(b"d's")
+    (e / "theirs").write_bytes(b"e's")
+    (e / "mine").write_bytes(b"e's own")
+    renameat2(e / "theirs", d / "mine", RENAME_EXCHANGE)  # d/mine <-> e/theirs
+    held = [os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p in (d, e)]
+    try:
+        drop_dentries()
+        assert (d / "linked").read_bytes() == b"tmp"
+        assert (d / "mine").read_bytes() == b"e's"
+        assert (e / "theirs").read_bytes() == b"d's"
+        assert sorted(os.listdir(d)) == ["linked", "mine"]
+    finally:
+        for h in held:
+            os.close(h)
+
+
 def test_a_name_the_host_adds_is_seen(daemon, mount_factory, export_dir):
     m = mount(daemon, mount_factory)
     os.mkdir(m.path / "d")
@@ -150,6 +193,45 @@ def test_with_inotify_every_lookup_goes_to_the_host(export_dir, daemon_factory, 
     assert helpers.served(d, LOOKUP) - before >= 5
 
 
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_CASEFOLD_FL = 0x80086601, 0x40086602, 0x40000000
+
+
+@pytest.fixture
+def casefold_dir(fsb_workdir):
+    """An empty casefolded directory (chattr +F) on a tmpfs mounted with
+    casefold support; skipped where the kernel has none (CONFIG_UNICODE)."""
+    top = fsb_workdir / "casefold"
+    top.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "casefold", "tmpfs", str(top)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("no casefolding tmpfs on this kernel")
+    try:
+        d = top / "export"
+        d.mkdir()
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            flags = struct.unpack("i", fcntl.ioctl(fd, FS_IOC_GETFLAGS, b"\0" * 4))[0]
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, struct.pack("i", flags | FS_CASEFOLD_FL))
+        finally:
+            os.close(fd)
+        yield d
+    finally:
+        subprocess.run(["umount", "-l", str(top)], check=False)
+
+
+def test_in_a_casefolded_directory_another_case_of_a_name_is_found(casefold_dir,
+                                                                   daemon_factory,
+                                                                   mount_factory):
+    """A name the relay saw made is one string; the host's casefolded
+    directory finds it by any case, and a new directory inherits that."""
+    d = daemon_factory([f"{EXPORT}={casefold_dir},cache=coherent"], log_level="debug")
+    m = mount(d, mount_factory)
+    os.mkdir(m.path / "src")
+    (m.path / "src" / "Makefile").write_bytes(b"all:\n")
+    assert (casefold_dir / "src" / "makefile").read_bytes() == b"all:\n"
+    assert (m.path / "src" / "makefile").read_bytes() == b"all:\n"
+
+
 # ---- the protocol --------------------------------------------------------
 
 def empty_dir_notes(client):
@@ -170,6 +252,18 @@ def test_protocol_note_precedes_the_reply_for_version_6_only(daemon):
     with FuseClient(daemon.socket, export=EXPORT, version=5) as c:
         err, _ = c.mkdir(FUSE_ROOT_ID, "old-peer")
         assert err == 0 and empty_dir_notes(c) == []
+
+
+def test_protocol_a_version_5_join_gets_no_note(daemon):
+    """A JOIN may speak an older version than the session's first HELLO
+    (as it gets no term it does not know, test_no_open.py)."""
+    with FuseClient(daemon.socket, export=EXPORT) as first:
+        with FuseClient(daemon.socket, export=EXPORT, version=5, join=first.token) as old:
+            assert old.hello_reply["status"] == 0
+            assert old.mkdir(FUSE_ROOT_ID, "by-old")[0] == 0
+            assert empty_dir_notes(old) == []
+        assert first.mkdir(FUSE_ROOT_ID, "by-first")[0] == 0
+        assert len(empty_dir_notes(first)) == 1
 
 
 def test_protocol_no_note_where_nothing_is_pushed(export_dir, daemon_factory):
@@ -210,3 +304,25 @@ def test_protocol_a_hostile_guest_cannot_make_the_host_send_notes_elsewhere(daem
         assert c.mkdir(FUSE_ROOT_ID, "x")[0] == errno.EEXIST
         assert c.mkdir(12345, "y")[0] != 0
         assert len(empty_dir_notes(c)) == 1
+
+
+@pytest.mark.parametrize("other_cache", ["coherent", "auto"])
+def test_a_name_made_through_another_export_of_the_same_directory_is_seen(
+        export_dir, daemon_factory, mount_factory, other_cache):
+    """fanotify drops the events fsbridged causes itself and the backend
+    posts them to its own export's watcher only: a second export of the
+    same directory changes it unheard, so no note may promise otherwise."""
+    d = daemon_factory([f"{EXPORT}={export_dir},cache=coherent",
+                        f"other={export_dir},cache={other_cache}"], log_level="debug")
+    a = mount(d, mount_factory)
+    b = mount_factory(d, options=["export=other"])
+    os.mkdir(a.path / "d")
+    (b.path / "d" / "x").write_bytes(b"b")
+    seen(lambda: (a.path / "d" / "x").read_bytes() == b"b",
+         "the file made through the other export")
+    # and a negative entry a's kernel caches is dropped as well
+    os.mkdir(a.path / "e")
+    assert not os.path.exists(a.path / "e" / "y")
+    (b.path / "e" / "y").write_bytes(b"b")
+    seen(lambda: (a.path / "e" / "y").read_bytes() == b"b",
+         "the file made through the other export, after a's kernel looked for it")

@@ -2,8 +2,9 @@
  * change_watch.c - see change_watch.h.  One thread per export reads the
  * events (fanotify or inotify) and turns each into calls of the
  * subscribers' sinks; change_watch_post does the same for fsbridged's own
- * changes on the worker that made them.  The subscriber list has its own
- * lock, taken before any inode table's lock and never the other way round.
+ * changes on the worker that made them, for every export's watcher.  The
+ * subscriber list has its own lock, taken before any inode table's lock
+ * and never the other way round.
  */
 #include "backend/passthrough/change_watch.h"
 #include "backend/passthrough/inode_table.h"
@@ -15,6 +16,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +74,7 @@ struct handle_slot {
 
 struct change_watch {
     enum change_mode mode;
+    struct change_watch *next_fanotify; /* in fanotify_watches, once started */
     char name[64];
     int fd;           /* the fanotify or inotify fd */
     /* The export root: the mark's path (O_PATH), then open_by_handle_at's
@@ -96,6 +99,17 @@ struct change_watch {
     unsigned watches, budget;
     bool budget_logged;
 };
+
+/*
+ * The started fanotify watchers of the process, whichever export each
+ * serves.  fanotify drops every event of fsbridged's pid, so a change one
+ * export makes is posted to all of them: another export may serve the
+ * same directory (export_paths.c lets plain exports overlap), and its
+ * watcher would hear of it no other way.  Taken before any subs_lock.
+ */
+static pthread_rwlock_t fanotify_watches_lock = PTHREAD_RWLOCK_INITIALIZER;
+static struct change_watch *fanotify_watches;
+static atomic_bool any_fanotify_watch;
 
 /* ---- dispatch ---------------------------------------------------------- */
 
@@ -193,18 +207,52 @@ static void dispatch_overflow(struct change_watch *w)
     pthread_mutex_unlock(&w->subs_lock);
 }
 
-void change_watch_post_inode(struct change_watch *w, const struct change_sub *origin, dev_t dev,
-                             ino_t ino, int64_t off, int64_t len)
+bool change_watch_posts_wanted(void)
 {
-    if (w && w->mode == CHANGE_FANOTIFY)
-        dispatch_inode(w, origin, dev, ino, off, len);
+    return atomic_load_explicit(&any_fanotify_watch, memory_order_acquire);
 }
 
-void change_watch_post_entry(struct change_watch *w, const struct change_sub *origin,
-                             dev_t dir_dev, ino_t dir_ino, const char *name)
+void change_watch_post_inode(const struct change_sub *origin, dev_t dev, ino_t ino, int64_t off,
+                             int64_t len)
 {
-    if (w && w->mode == CHANGE_FANOTIFY)
+    if (!change_watch_posts_wanted())
+        return;
+    pthread_rwlock_rdlock(&fanotify_watches_lock);
+    for (struct change_watch *w = fanotify_watches; w; w = w->next_fanotify)
+        dispatch_inode(w, origin, dev, ino, off, len);
+    pthread_rwlock_unlock(&fanotify_watches_lock);
+}
+
+void change_watch_post_entry(const struct change_sub *origin, dev_t dir_dev, ino_t dir_ino,
+                             const char *name)
+{
+    if (!change_watch_posts_wanted())
+        return;
+    pthread_rwlock_rdlock(&fanotify_watches_lock);
+    for (struct change_watch *w = fanotify_watches; w; w = w->next_fanotify)
         dispatch_entry(w, origin, dir_dev, dir_ino, name);
+    pthread_rwlock_unlock(&fanotify_watches_lock);
+}
+
+static void list_fanotify_watch(struct change_watch *w)
+{
+    pthread_rwlock_wrlock(&fanotify_watches_lock);
+    w->next_fanotify = fanotify_watches;
+    fanotify_watches = w;
+    atomic_store_explicit(&any_fanotify_watch, true, memory_order_release);
+    pthread_rwlock_unlock(&fanotify_watches_lock);
+}
+
+static void unlist_fanotify_watch(struct change_watch *w)
+{
+    pthread_rwlock_wrlock(&fanotify_watches_lock);
+    struct change_watch **p = &fanotify_watches;
+    while (*p && *p != w)
+        p = &(*p)->next_fanotify;
+    if (*p)
+        *p = w->next_fanotify;
+    atomic_store_explicit(&any_fanotify_watch, fanotify_watches != NULL, memory_order_release);
+    pthread_rwlock_unlock(&fanotify_watches_lock);
 }
 
 struct change_sub *change_watch_subscribe(struct change_watch *w, struct inode_table *t,
@@ -729,6 +777,8 @@ int change_watch_start(struct change_watch *w, int root_fd)
     note_filesystem(w);
     int err = pthread_create(&w->thread, NULL, watch_main, w);
     w->started = err == 0;
+    if (w->started && w->mode == CHANGE_FANOTIFY)
+        list_fanotify_watch(w);
     return -err;
 }
 
@@ -736,6 +786,7 @@ void change_watch_close(struct change_watch *w)
 {
     if (!w)
         return;
+    unlist_fanotify_watch(w); /* no post reaches it after this */
     if (w->started) {
         uint64_t one = 1;
         if (write(w->stop_fd, &one, sizeof(one)) != sizeof(one))

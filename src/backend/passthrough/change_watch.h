@@ -9,8 +9,9 @@
  *    changed inode and, for a name, its directory by file handle.  Handles
  *    are resolved with open_by_handle_at against the export root.  Events
  *    caused by fsbridged itself (its pid) are dropped: the passthrough
- *    backend reports its own changes with change_watch_post, naming the
- *    session that made them, whose kernel already knows.
+ *    backend of every export, watched or not, reports its own changes to
+ *    every fanotify watcher with change_watch_post, naming the session
+ *    that made them, whose kernel already knows.
  *  - inotify (fallback, when fanotify cannot mark the filesystem): a watch
  *    on every directory a session has looked up, within a budget (half of
  *    fs.inotify.max_user_watches, at most 65,536); directories beyond it are
@@ -79,12 +80,16 @@ struct change_sub *change_watch_subscribe(struct change_watch *w, struct inode_t
 void change_watch_unsubscribe(struct change_watch *w, struct change_sub *sub);
 void change_watch_sub_free(struct change_watch *w, struct change_sub *sub);
 
-/* fsbridged changed something on behalf of ORIGIN (may be NULL): tell the
- * other sessions.  A no-op in inotify mode, which sees these itself. */
-void change_watch_post_inode(struct change_watch *w, const struct change_sub *origin, dev_t dev,
-                             ino_t ino, int64_t off, int64_t len);
-void change_watch_post_entry(struct change_watch *w, const struct change_sub *origin,
-                             dev_t dir_dev, ino_t dir_ino, const char *name);
+/* fsbridged changed something on behalf of ORIGIN (may be NULL), in
+ * whichever export: tell the other sessions of every export watched with
+ * fanotify (which drops fsbridged's own events, whatever export they come
+ * from; inotify sees them itself).  Whether there is any such watcher to
+ * tell: change_watch_posts_wanted. */
+bool change_watch_posts_wanted(void);
+void change_watch_post_inode(const struct change_sub *origin, dev_t dev, ino_t ino, int64_t off,
+                             int64_t len);
+void change_watch_post_entry(const struct change_sub *origin, dev_t dir_dev, ino_t dir_ino,
+                             const char *name);
 
 /* inotify mode: a session looked up the directory FD (an O_PATH fd, not
  * consumed): watch it.  A no-op in fanotify mode. */

@@ -14,8 +14,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -140,13 +144,44 @@ static bool only_dots(const char *buf, long n)
     return true;
 }
 
+/*
+ * Whether directory DFD tells names apart by their bytes, as the guest's
+ * relay does with the names it saw made there (mount/missing_names.h):
+ * in a casefolded one (ext4, f2fs, tmpfs: chattr +F, which a new
+ * directory inherits) "makefile" finds "Makefile", and so it does
+ * everywhere on vfat, ntfs3 or hfsplus, so only the filesystems known to
+ * keep bytes apart, casefolding aside, qualify.  xfs is not among them:
+ * one made with mkfs -n version=ci folds ASCII case, which takes another
+ * ioctl to see.  FS_IOC_GETFLAGS fails with ENOTTY where there are no
+ * flags (tmpfs before 6.0), hence no casefolding either.
+ */
+static bool names_byte_exact(int dfd)
+{
+    struct statfs fs;
+    if (fstatfs(dfd, &fs) != 0)
+        return false;
+    switch (fs.f_type) {
+    case EXT4_SUPER_MAGIC: /* ext2 and ext3 too */
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case F2FS_SUPER_MAGIC:
+        break;
+    default:
+        return false;
+    }
+    int flags = 0;
+    if (ioctl(dfd, FS_IOC_GETFLAGS, &flags) != 0)
+        return errno == ENOTTY;
+    return !(flags & FS_CASEFOLD_FL);
+}
+
 bool pt_dir_is_empty(int fd)
 {
     int dfd = pt_reopen(fd, O_RDONLY | O_DIRECTORY);
     if (dfd < 0)
         return false;
     _Alignas(struct linux_dirent64) char buf[1024];
-    bool empty = true;
+    bool empty = names_byte_exact(dfd);
     long n = 0;
     while (empty && (n = syscall(SYS_getdents64, dfd, buf, sizeof(buf))) > 0)
         empty = only_dots(buf, n);

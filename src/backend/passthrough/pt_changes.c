@@ -3,8 +3,9 @@
  * (change_watch.h): subscribing a session to its export's watcher, and
  * telling the other sessions what this one changed.  fanotify drops the
  * events fsbridged causes itself, so these notes are how one guest's
- * changes reach another's cache, and why they never come back to the
- * session that made them.
+ * changes reach another's cache (of this export or of any other export
+ * of the same files, coherent or not), and why they never come back to
+ * the session that made them.
  */
 #include "backend/passthrough/change_watch.h"
 #include "backend/passthrough/pt_internal.h"
@@ -13,17 +14,17 @@
 
 void pt_note_inode(struct passthrough *pt, dev_t dev, ino_t ino, int64_t off, int64_t len)
 {
-    change_watch_post_inode(pt->watch, pt->sub, dev, ino, off, len);
+    change_watch_post_inode(pt->sub, dev, ino, off, len);
 }
 
 void pt_note_entry(struct passthrough *pt, const struct pt_inode *dir, const char *name)
 {
-    change_watch_post_entry(pt->watch, pt->sub, dir->dev, dir->ino, name);
+    change_watch_post_entry(pt->sub, dir->dev, dir->ino, name);
 }
 
 void pt_note_handle(struct passthrough *pt, uint64_t fh, int64_t off, int64_t len)
 {
-    if (!pt->watch)
+    if (!change_watch_posts_wanted()) /* also an export not watched itself */
         return;
     pthread_mutex_lock(&pt->handles_lock);
     bool ok = fh < pt->nhandles;

@@ -113,7 +113,8 @@ void pt_unpin(struct passthrough *pt, struct pt_inode *inode);
 int pt_reopen(int fd, int flags);
 
 /* Whether the directory behind O_PATH fd FD holds no name but "." and
- * ".." (false when it cannot be read). */
+ * "..", and no name can be found there but by its exact bytes (false
+ * when it cannot be read, or is casefolded: passthrough_dirs.c). */
 bool pt_dir_is_empty(int fd);
 
 /* The backend's empty_and_watched (pt_changes.c). */
