@@ -103,7 +103,7 @@ if [[ ${FSB_RELAY_MATRIX:-1} != 0 ]]; then
             tests/integration/test_lifecycle.py tests/integration/test_flush_shortcut.py \
             tests/integration/test_lazy_open.py tests/integration/test_attr_notes.py \
             tests/integration/test_caps_shortcut.py tests/integration/test_no_open.py \
-            tests/integration/test_missing_names.py
+            tests/integration/test_missing_names.py tests/integration/test_held_forgets.py
     done
 fi
 
