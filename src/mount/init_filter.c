@@ -136,6 +136,19 @@ static void grant_no_open(struct init_filter *f, struct fuse_init_out *out, size
         out->flags &= ~(uint32_t)(FUSE_POSIX_LOCKS | FUSE_FLOCK_LOCKS | FUSE_ATOMIC_O_TRUNC);
 }
 
+/* FUSE_ABORT_ERROR: after an abort through fusectl every read of
+ * /dev/fuse fails with ECONNABORTED, not the ENODEV of an unmount, so the
+ * relay can tell a dead mount left behind from one that is gone
+ * (relay.c, fd_queue_main).  It changes nothing for the mount's callers,
+ * and nothing the host sees. */
+static void grant_abort_error(const struct init_filter *f, struct fuse_init_out *out,
+                              size_t body)
+{
+    if ((f->offered & FUSE_ABORT_ERROR) &&
+        has_field(body, offsetof(struct fuse_init_out, flags), sizeof(out->flags)))
+        out->flags |= FUSE_ABORT_ERROR;
+}
+
 int init_filter_reply(struct init_filter *f, void *msg, size_t len, uint32_t max_frame)
 {
     const struct fuse_out_header *oh = msg;
@@ -150,6 +163,7 @@ int init_filter_reply(struct init_filter *f, void *msg, size_t len, uint32_t max
     f->writeback = has_field(body, offsetof(struct fuse_init_out, flags), sizeof(out->flags)) &&
                    (out->flags & FUSE_WRITEBACK_CACHE) && (f->offered & FUSE_WRITEBACK_CACHE);
     grant_no_open(f, out, body);
+    grant_abort_error(f, out, body);
     if (!has_field(body, offsetof(struct fuse_init_out, max_write), sizeof(out->max_write)))
         return 0;
     uint32_t cap = max_write_cap(max_frame, page);

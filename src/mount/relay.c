@@ -420,7 +420,8 @@ static void device_ended(struct relay *r, int err)
 {
     /* ENODEV: the filesystem was unmounted and the kernel ended the
      * session.  Anything else (ECONNABORTED after an abort through
-     * /sys/fs/fuse/connections) leaves a dead mount behind. */
+     * /sys/fs/fuse/connections, with the FUSE_ABORT_ERROR init_filter.c
+     * grants) leaves a dead mount behind. */
     if (err == ENODEV) {
         set_end(r, RELAY_UNMOUNTED);
     } else if (set_end(r, RELAY_DEVICE_ERROR)) {
@@ -429,9 +430,19 @@ static void device_ended(struct relay *r, int err)
     }
 }
 
+/*
+ * ECONNABORTED comes after an abort through fusectl, on every read from
+ * then on; but also, once, to a reader that took a request off the
+ * kernel's queue just as an unmount shut the connection down (fs/fuse/dev.c,
+ * fuse_dev_do_read: "Must not put request on fpq->io queue after having
+ * been shut down"), which the next read then tells: ENODEV.  Without this
+ * a lazy unmount whose last close raced the reader ended the relay with an
+ * error, one time in ten (test_lifecycle's lazy-umount test in a loop).
+ */
 static void *fd_queue_main(void *arg)
 {
     struct fd_queue *q = arg;
+    bool aborted_once = false;
     for (;;) {
         ssize_t n = read(q->dest.dev_fd, q->buf, q->relay->cfg.max_frame);
         if (n >= 0) {
@@ -442,6 +453,10 @@ static void *fd_queue_main(void *arg)
          * interrupted while being read.  libfuse restarts on the same. */
         if (errno == EINTR || errno == EAGAIN || errno == ENOENT)
             continue;
+        if (errno == ECONNABORTED && !aborted_once) {
+            aborted_once = true;
+            continue;
+        }
         device_ended(q->relay, errno);
         return NULL;
     }

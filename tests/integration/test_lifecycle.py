@@ -584,3 +584,18 @@ def _session_works(path):
             return c.alive()
     except (ConnectionClosed, ConnectionError, OSError):
         return False
+
+
+@pytest.mark.deadline(60)
+def test_an_abort_through_fusectl_is_an_error_but_an_unmount_is_not(export_dir, daemon_factory,
+                                                                    mount_factory):
+    """ECONNABORTED also reaches a reader racing an unmount, once (relay.c,
+    fd_queue_main); an abort gives it on every read, and must still end the
+    relay with an error: the mount is dead, not gone."""
+    d = start(daemon_factory, export_dir, "cache=auto")
+    m = mount_factory(d, options=[f"export={EXPORT}"])
+    (m.path / "f").write_bytes(b"x")
+    assert m.abort(), "no fusectl connection to abort"
+    assert m.proc.wait(timeout=10) == 1
+    assert "connection aborted" in m.stderr_text()
+    m.umount(expect_rc=None)

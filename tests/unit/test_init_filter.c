@@ -1,7 +1,7 @@
 /*
  * test_init_filter.c - the relay's edits to the INIT exchange
  * (mount/init_filter.h) that decide open=none: what the kernel then sees
- * granted, and when it is not granted at all.
+ * granted, and when it is not granted at all; and FUSE_ABORT_ERROR.
  */
 #include <errno.h>
 #include <linux/fuse.h>
@@ -70,6 +70,14 @@ static void test_a_writeback_cache_rules_open_none_out(void)
     CHECK(got & FUSE_POSIX_LOCKS);
 }
 
+static void test_an_abort_is_told_from_an_unmount(void)
+{
+    struct init_filter f = { 0 };
+    CHECK(exchange(&f, kernel_offer | FUSE_ABORT_ERROR, HOST_GRANTS) ==
+          (HOST_GRANTS | FUSE_ABORT_ERROR));
+    CHECK(exchange(&f, kernel_offer, HOST_GRANTS) == HOST_GRANTS); /* not offered */
+}
+
 static void test_a_refused_init_decides_nothing(void)
 {
     struct init_filter f = { .want_no_open = true };
@@ -88,6 +96,7 @@ int main(void)
         TEST(test_without_open_none_the_host_grants_stand),
         TEST(test_a_kernel_without_no_open_support_gets_no_open_none),
         TEST(test_a_writeback_cache_rules_open_none_out),
+        TEST(test_an_abort_is_told_from_an_unmount),
         TEST(test_a_refused_init_decides_nothing),
     };
     return RUN_TESTS(tests);
