@@ -18,7 +18,7 @@ struct held_forgets {
     _Atomic size_t count;    /* pairs held */
     struct fuse_forget_one one[HELD_FORGETS_MAX];
     uint64_t unique;         /* of the first FORGET held: the batch's */
-    uint64_t activity;       /* holds and takes so far */
+    uint64_t takes;          /* batches taken so far */
     bool flusher_idle;       /* waits for a hold, with no timeout */
     bool stop;
     void (*send)(void *arg, struct iovec *iov, int cnt);
@@ -61,7 +61,6 @@ bool held_forgets_hold(struct held_forgets *h, const struct fuse_in_header *ih, 
         if (!n)
             h->unique = ih->unique;
         atomic_store_explicit(&h->count, n + (size_t)got, memory_order_release);
-        h->activity++;
         if (h->flusher_idle) {
             h->flusher_idle = false;
             pthread_cond_signal(&h->wake);
@@ -83,7 +82,7 @@ static size_t take_locked(struct held_forgets *h, struct held_batch *b)
     b->in = (struct fuse_batch_forget_in){ .count = (uint32_t)n };
     memcpy(b->one, h->one, n * sizeof(b->one[0]));
     atomic_store_explicit(&h->count, 0, memory_order_relaxed);
-    h->activity++;
+    h->takes++;
     return len;
 }
 
@@ -109,9 +108,9 @@ static struct timespec in_ms(unsigned ms)
 
 /*
  * Sleeps until something is held, then wakes every HELD_FORGETS_MS: what
- * is still held after a whole period with no hold or take (no request
- * came to carry it) is sent from here.  A period with no activity at all
- * sends it back to sleep without a timeout.
+ * is held after a whole period in which no request took any (none came
+ * to carry them) is sent from here, so nothing waits much longer than two
+ * periods.  With nothing held it sleeps again without a timeout.
  */
 static void *flusher_main(void *arg)
 {
@@ -124,11 +123,13 @@ static void *flusher_main(void *arg)
             pthread_cond_wait(&h->wake, &h->lock);
             continue;
         }
-        uint64_t seen = h->activity;
+        uint64_t seen = h->takes;
         struct timespec until = in_ms(HELD_FORGETS_MS);
         while (!h->stop && pthread_cond_timedwait(&h->wake, &h->lock, &until) != ETIMEDOUT)
             ;
-        size_t len = h->activity == seen ? take_locked(h, &b) : 0;
+        if (h->stop)
+            break;
+        size_t len = h->takes == seen ? take_locked(h, &b) : 0;
         if (len) {
             pthread_mutex_unlock(&h->lock);
             struct iovec iov = { &b, len };

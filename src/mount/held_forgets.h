@@ -9,8 +9,8 @@
  * (bench/README.md, "held forgets").  The relay keeps the (node, count)
  * pairs instead and sends them as one BATCH_FORGET in the writev of the
  * next request it forwards, on that request's connection, ahead of it;
- * at once when they would not fit; and, when no request comes, from a
- * thread of its own HELD_FORGETS_MS after it last sent any, so that an
+ * at once when they would not fit; and, when no request comes to carry
+ * them, from a thread of its own within two HELD_FORGETS_MS, so that an
  * idle mount still lets the host close what the kernel forgot (the space
  * of a file unlinked while the host held its node is freed then).  An
  * idle mount with nothing held costs no wake-up.

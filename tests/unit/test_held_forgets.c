@@ -102,12 +102,25 @@ static void test_with_no_request_the_thread_sends_them(void)
     held_forgets_free(h);
 }
 
+static void test_forgets_that_keep_coming_are_sent_all_the_same(void)
+{
+    struct held_forgets *h = held_forgets_new(capture, NULL);
+    atomic_store(&sends, 0);
+    for (int i = 0; i < 40; i++) { /* one every 2 ms, and no request to carry them */
+        CHECK(forget(h, 100 + i, 1, 400 + 2 * i));
+        sleep_ms(2);
+    }
+    CHECK(atomic_load(&sends) >= 1); /* not held until the table fills */
+    held_forgets_free(h);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
         TEST(test_forgets_are_held_and_taken_as_one_batch),
         TEST(test_what_is_not_kept_is_sent),
         TEST(test_with_no_request_the_thread_sends_them),
+        TEST(test_forgets_that_keep_coming_are_sent_all_the_same),
     };
     return RUN_TESTS(tests);
 }
