@@ -59,6 +59,19 @@ int fsb_read_full_by(int fd, void *buf, size_t len, const struct timespec *deadl
     return 0;
 }
 
+void fsb_iov_advance(struct iovec **iov, int *cnt, size_t n)
+{
+    while (*cnt > 0 && n >= (*iov)->iov_len) {
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*cnt)--;
+    }
+    if (*cnt > 0) {
+        (*iov)->iov_base = (char *)(*iov)->iov_base + n;
+        (*iov)->iov_len -= n;
+    }
+}
+
 int fsb_writev_full(int fd, struct iovec *iov, int cnt)
 {
     while (cnt > 0) {
@@ -68,15 +81,7 @@ int fsb_writev_full(int fd, struct iovec *iov, int cnt)
                 continue;
             return -errno;
         }
-        while (cnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= (ssize_t)iov->iov_len;
-            iov++;
-            cnt--;
-        }
-        if (cnt > 0) {
-            iov->iov_base = (char *)iov->iov_base + n;
-            iov->iov_len -= (size_t)n;
-        }
+        fsb_iov_advance(&iov, &cnt, (size_t)n);
     }
     return 0;
 }

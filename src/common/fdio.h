@@ -27,6 +27,9 @@ int fsb_read_full_by(int fd, void *buf, size_t len, const struct timespec *deadl
 /* Writes all bytes of iov (which it may modify).  Returns 0 or -errno. */
 int fsb_writev_full(int fd, struct iovec *iov, int cnt);
 
+/* Moves *IOV (*CNT parts) past the first N bytes written of it. */
+void fsb_iov_advance(struct iovec **iov, int *cnt, size_t n);
+
 int fsb_write_full(int fd, const void *buf, size_t len);
 
 /*

@@ -18,13 +18,25 @@ void pending_init(struct pending *p)
     fsb_u64_table_init(&p->table, p->slots, PENDING_SLOTS);
 }
 
+static int add_locked(struct pending *p, uint64_t unique, struct reply_dest *dest)
+{
+    return p->closed ? -ENOTCONN : fsb_u64_table_add(&p->table, unique, dest);
+}
+
 int pending_add(struct pending *p, uint64_t unique, struct reply_dest *dest)
 {
-    int ret;
     pthread_mutex_lock(&p->lock);
     while (!p->closed && p->table.count >= PENDING_MAX)
         pthread_cond_wait(&p->room, &p->lock);
-    ret = p->closed ? -ENOTCONN : fsb_u64_table_add(&p->table, unique, dest);
+    int ret = add_locked(p, unique, dest);
+    pthread_mutex_unlock(&p->lock);
+    return ret;
+}
+
+int pending_try_add(struct pending *p, uint64_t unique, struct reply_dest *dest)
+{
+    pthread_mutex_lock(&p->lock);
+    int ret = !p->closed && p->table.count >= PENDING_MAX ? -EAGAIN : add_locked(p, unique, dest);
     pthread_mutex_unlock(&p->lock);
     return ret;
 }

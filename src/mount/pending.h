@@ -48,6 +48,9 @@ void pending_init(struct pending *p);
  */
 int pending_add(struct pending *p, uint64_t unique, struct reply_dest *dest);
 
+/* pending_add() that does not wait: -EAGAIN while the set is full. */
+int pending_try_add(struct pending *p, uint64_t unique, struct reply_dest *dest);
+
 /* Removes UNIQUE and returns its destination, or NULL if it is not in
  * flight. */
 struct reply_dest *pending_take(struct pending *p, uint64_t unique);

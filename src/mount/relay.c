@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -206,13 +208,75 @@ static bool expects_reply(uint32_t opcode)
            opcode != FUSE_INTERRUPT && opcode != FUSE_NOTIFY_REPLY;
 }
 
+/* The connection this thread reads itself, if any (relay_conn_read_here). */
+static __thread struct relay_conn *conn_read_here;
+
+void relay_conn_read_here(struct relay_conn *c)
+{
+    conn_read_here = c;
+}
+
+/* Waits until C's socket takes more (EVENTS POLLOUT) or holds a reply,
+ * and reads what came.  Returns 0 or -errno (the connection failed). */
+static int read_while_waiting(struct relay_conn *c, short events, int timeout_ms)
+{
+    struct pollfd p = { .fd = c->sock, .events = (short)(POLLIN | events) };
+    int n = poll(&p, 1, timeout_ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    return n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) ? relay_conn_read_ready(c) : 0;
+}
+
+/*
+ * Sends IOV on C, which this thread also reads: while the socket is full,
+ * it reads C's replies.  The host stops reading a guest's requests while
+ * that guest holds more bytes in flight than its budget, replies it has
+ * not read included (stream_server.c, wait_for_room): a thread that only
+ * waited for room to send would wait for ever, its replies unread (seen:
+ * 16 threads of 1 MiB O_DIRECT reads and writes on one CPU hung a ring).
+ * Joined connections are sockets; anything else is written as before.
+ * Returns 0 or -errno.
+ */
+static int send_reading(struct relay_conn *c, struct iovec *iov, int cnt)
+{
+    while (cnt > 0) {
+        struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
+        ssize_t n = sendmsg(c->sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n >= 0) {
+            fsb_iov_advance(&iov, &cnt, (size_t)n);
+            continue;
+        }
+        if (errno == ENOTSOCK)
+            return fsb_writev_full(c->sock, iov, cnt);
+        int err = errno == EINTR ? 0 : errno == EAGAIN ? read_while_waiting(c, POLLOUT, -1) : -errno;
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
 static void send_to_host(struct relay_conn *c, struct iovec *iov, int cnt)
 {
     pthread_mutex_lock(&c->send_lock);
-    int err = fsb_writev_full(c->sock, iov, cnt);
+    int err = c == conn_read_here ? send_reading(c, iov, cnt) : fsb_writev_full(c->sock, iov, cnt);
     pthread_mutex_unlock(&c->send_lock);
     if (err)
         connection_lost(c->relay, strerror(-err));
+}
+
+/* Records that UNIQUE, sent on C, waits for its reply to DEST.  A thread
+ * that reads C itself reads it while the pending set is full: the replies
+ * that make room may be its own.  Room may also come from other
+ * connections, which do not wake its poll: it looks every millisecond. */
+static int await_reply(struct relay_conn *c, uint64_t unique, struct reply_dest *dest)
+{
+    struct pending *p = &c->relay->pending;
+    if (c != conn_read_here)
+        return pending_add(p, unique, dest);
+    int err;
+    while ((err = pending_try_add(p, unique, dest)) == -EAGAIN)
+        read_while_waiting(c, 0, 1); /* a failure closes the set: -ENOTCONN next */
+    return err;
 }
 
 /* The held forgets' own way to the host (held_forgets.h): connection 0,
@@ -356,7 +420,7 @@ void relay_send(struct relay_conn *c, struct reply_dest *dest, const struct fuse
     }
     if (expects_reply(ih->opcode)) {
         /* Before sending: the reply may arrive before send_to_host returns. */
-        int err = pending_add(&c->relay->pending, ih->unique, dest);
+        int err = await_reply(c, ih->unique, dest);
         if (err) {
             relay_reply_error(dest, ih->unique, err == -ENOTCONN ? -ENOTCONN : -EIO);
             return;

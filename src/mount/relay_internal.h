@@ -80,6 +80,12 @@ bool relay_abandon(struct relay_conn *c, uint64_t unique, struct reply_dest *dis
  * connection failed (then the relay has ended as a lost host). */
 int relay_conn_read_ready(struct relay_conn *c);
 
+/* The calling thread reads C's replies itself (relay_conn_read_ready) and
+ * sends on it: then it reads C whenever sending on it or recording a
+ * request in flight would wait (relay.c, send_reading), since what it
+ * waits for may be its own unread replies. */
+void relay_conn_read_here(struct relay_conn *c);
+
 /* Builds the error reply for UNIQUE (-ERROR) and delivers it to DEST. */
 void relay_reply_error(struct reply_dest *dest, uint64_t unique, int error);
 

@@ -433,6 +433,8 @@ static void *queue_main(void *arg)
     set_phase(q, PHASE_READY, err);
     if (err || wait_phase(q, PHASE_REGISTER, PHASE_DISCARD) == PHASE_DISCARD)
         return NULL; /* the process exits soon; nothing to free */
+    if (q->reads_conn)
+        relay_conn_read_here(q->conn);
     err = register_entries(q);
     set_phase(q, PHASE_REGISTERED, err);
     if (!err)
