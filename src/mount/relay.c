@@ -217,14 +217,25 @@ void relay_conn_read_here(struct relay_conn *c)
 }
 
 /* Waits until C's socket takes more (EVENTS POLLOUT) or holds a reply,
- * and reads what came.  Returns 0 or -errno (the connection failed). */
+ * and reads what came; a ring's commits of those replies go to the kernel
+ * at once, not after the wait.  Returns 0 or -errno (the relay has ended
+ * as a lost host). */
 static int read_while_waiting(struct relay_conn *c, short events, int timeout_ms)
 {
     struct pollfd p = { .fd = c->sock, .events = (short)(POLLIN | events) };
     int n = poll(&p, 1, timeout_ms);
-    if (n < 0)
-        return errno == EINTR ? 0 : -errno;
-    return n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) ? relay_conn_read_ready(c) : 0;
+    if (n < 0 && errno == EINTR)
+        return 0;
+    if (n < 0 || (p.revents & POLLNVAL)) {
+        int err = n < 0 ? -errno : -EBADF;
+        connection_lost(c->relay, strerror(-err));
+        return err;
+    }
+    if (n == 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR)))
+        return 0;
+    int err = relay_conn_read_ready(c);
+    uring_queue_submit_here();
+    return err;
 }
 
 /*
@@ -275,7 +286,8 @@ static int await_reply(struct relay_conn *c, uint64_t unique, struct reply_dest 
         return pending_add(p, unique, dest);
     int err;
     while ((err = pending_try_add(p, unique, dest)) == -EAGAIN)
-        read_while_waiting(c, 0, 1); /* a failure closes the set: -ENOTCONN next */
+        if (read_while_waiting(c, 0, 1) < 0)
+            return -ENOTCONN; /* the set is closed too */
     return err;
 }
 
@@ -635,8 +647,14 @@ static void join_connections(struct relay *r)
     r->rings_read_conns = r->init.uring && r->nconns == r->nrings + 1;
     for (unsigned i = 1; !r->rings_read_conns && i < r->nconns; i++)
         start_conn_reader(&r->conns[i]);
+    /* A ring's connection is read by the ring's thread alone, which must
+     * never wait for its send lock: another thread holding it in a send
+     * to a full socket would hold it as long as the ring does not read.
+     * So with rings reading their own connections, the fd queues (FORGET,
+     * INTERRUPT: little, while rings are live) share connection 0 and its
+     * reader thread, also if the rings then fall back (register_rings). */
     for (unsigned i = 0; i < r->cfg.queues; i++)
-        r->fdq[i].conn = &r->conns[i % r->nconns];
+        r->fdq[i].conn = r->rings_read_conns ? &r->conns[0] : &r->conns[i % r->nconns];
 }
 
 static void log_no_open(const struct relay *r);

@@ -486,6 +486,14 @@ int uring_queue_register(struct uring_queue *q, struct relay_conn *conn, bool re
     return q->result;
 }
 
+void uring_queue_submit_here(void)
+{
+    struct uring_queue *q = this_thread_queue;
+    int err = q ? io_uring_submit(&q->ring) : 0;
+    if (err < 0)
+        log_debug("io_uring queue %u: submit: %s", q->cfg.qid, strerror(-err));
+}
+
 void uring_queue_discard(struct uring_queue *q)
 {
     set_phase(q, PHASE_DISCARD, 0);

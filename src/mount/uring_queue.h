@@ -83,4 +83,8 @@ int uring_queue_register(struct uring_queue *q, struct relay_conn *conn, bool re
 /* Instead of registering: lets the thread end. */
 void uring_queue_discard(struct uring_queue *q);
 
+/* On a queue's thread: submits the commits prepared so far (replies read
+ * while the thread waits inside a forward, relay.c); elsewhere nothing. */
+void uring_queue_submit_here(void);
+
 #endif

@@ -376,10 +376,14 @@ def test_idle_uring_mount_uses_no_cpu(export, daemon_factory, mount_factory, uri
 # 1 MiB O_DIRECT reads and writes from many threads of one program pinned
 # to one CPU: every request of the storm goes through one queue, and the
 # host's replies to the reads pile up while a write is still being sent.
+# The main thread signals the workers meanwhile: each signal that finds
+# one waiting makes the kernel send an INTERRUPT, through /dev/fuse even
+# on rings.
 STORM = """
-import mmap, os, sys, threading, time
+import mmap, os, signal, sys, threading, time
 path, cpu, seconds, nthreads = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 os.sched_setaffinity(0, {cpu})
+signal.signal(signal.SIGUSR1, lambda *_: None)
 MB = 1 << 20
 blocks = os.path.getsize(path) // MB
 stop = time.monotonic() + seconds
@@ -401,6 +405,11 @@ def worker(i):
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(nthreads)]
 for t in threads:
     t.start()
+while any(t.is_alive() for t in threads):
+    for t in threads:
+        if t.is_alive():
+            signal.pthread_kill(t.ident, signal.SIGUSR1)
+    time.sleep(0.002)
 for t in threads:
     t.join()
 assert len(done) == nthreads, "a worker failed"
@@ -415,14 +424,23 @@ def test_a_storm_of_large_requests_on_one_queue_never_hangs(export, daemon_facto
     """A ring reads its own connection's replies and also sends on it.  The
     host stops reading a guest whose bytes in flight pass its budget, its
     unread replies included, so a ring that only waited for room to send
-    hung for good (a small budget makes it sure within a second).  The
-    storm must run to its end, on rings and on /dev/fuse queues."""
+    hung for good (a small budget makes it sure within a second).  A
+    /dev/fuse queue sending an INTERRUPT on a ring's connection could hold
+    its send lock the same way (found by reading, not caught by this
+    storm's few hundred INTERRUPTs in five runs; the fd queues now
+    use connection 0).  The storm must run to its end, on rings and on
+    /dev/fuse queues."""
     if uring == "on":
         request.getfixturevalue("uring_enabled")
     (export / "big").write_bytes(bytes(64 << 20))
     d = daemon_factory([f"{EXPORT}={export},cache=auto"], ["--guest-max-queued", "1M"])
     m = mount_factory(d, options=[f"export={EXPORT}", f"uring={uring}"])
-    assert mounted_mode(m)[0] == ("io_uring" if uring == "on" else "/dev/fuse")
+    kind, _, conns = mounted_mode(m)
+    assert kind == ("io_uring" if uring == "on" else "/dev/fuse")
+    if uring == "on" and conns != possible_cpus() + 1:
+        pytest.skip(f"{conns} connections for {possible_cpus()} rings: the rings do not "
+                    "read connections of their own here (CPUs that are possible but "
+                    "offline, or joins refused), and the storm tests nothing")
     r = helpers.run(["/usr/bin/python3", "-c", STORM, str(m.path / "big"),
                      str(online_cpus()[0]), "4", "16"], timeout=60)
     assert int(r.stdout) > 16, r.stdout
