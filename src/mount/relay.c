@@ -245,8 +245,8 @@ static int read_while_waiting(struct relay_conn *c, short events, int timeout_ms
  * not read included (stream_server.c, wait_for_room): a thread that only
  * waited for room to send would wait for ever, its replies unread (seen:
  * 16 threads of 1 MiB O_DIRECT reads and writes on one CPU hung a ring).
- * Joined connections are sockets; anything else is written as before.
- * Returns 0 or -errno.
+ * Only rings read their own connections, and those are joined ones:
+ * sockets (a serial port cannot be joined).  Returns 0 or -errno.
  */
 static int send_reading(struct relay_conn *c, struct iovec *iov, int cnt)
 {
@@ -257,8 +257,6 @@ static int send_reading(struct relay_conn *c, struct iovec *iov, int cnt)
             fsb_iov_advance(&iov, &cnt, (size_t)n);
             continue;
         }
-        if (errno == ENOTSOCK)
-            return fsb_writev_full(c->sock, iov, cnt);
         int err = errno == EINTR ? 0 : errno == EAGAIN ? read_while_waiting(c, POLLOUT, -1) : -errno;
         if (err)
             return err;
