@@ -41,7 +41,7 @@ static const char usage[] =
     "                         exports=: serve only these exports there (its\n"
     "                         default: the first of them in --export order);\n"
     "                         cid=: accept only these vsock CIDs\n"
-    "  --threads N            worker threads per session, at most (default 16)\n"
+    "  --threads N            worker threads per connection, at most (default 16)\n"
     "  --max-sessions N       concurrent sessions of all guests (default 1600)\n"
     "  --poll-us N            a reader waiting for the guest spins up to N us\n"
     "                         (adaptive) before it sleeps; 0: never (the default,\n"

@@ -20,7 +20,7 @@ struct stream_server_config {
     unsigned nexports;
     const int *listen_fds;
     unsigned nlisten;
-    unsigned max_workers;   /* per session */
+    unsigned max_workers;   /* per connection */
     unsigned max_sessions;  /* sessions of all guests together */
     /* What one guest may hold (common/budget.h): a guest is a vsock CID,
      * a Unix socket listener's peer uid, or a listener (see peer_of). */
