@@ -6,8 +6,12 @@
 #   build_tools           passthrough_ll and fileops into $work/bin; drops
 #                         pll from $targets when libfuse's example is missing
 #                         and says so in $pll_note
-#   start_target T        T in native pll auto always writeback overlay, or a
-#                         cache mode with a relay mode, MODE:RELAY (relay_opts);
+#   start_target T        T in native pll pll:always auto always writeback
+#                         overlay, or a cache mode with a relay mode,
+#                         MODE:RELAY (relay_opts); pll:always is
+#                         passthrough_ll with -o cache=always (a day's
+#                         timeouts and the page cache kept at open, as
+#                         fsbridge's always and coherent cache);
 #                         overlay: cache=auto with overlay=$work/upper (the
 #                         target's directory is LOWER, its seed unchanged);
 #                         leaves the directory to measure in $dir and the
@@ -32,7 +36,9 @@ build_tools() {
     fi
     if [[ -z $pll ]]; then
         pll_note="passthrough_ll: NOT AVAILABLE ($pll_src missing or did not build): column skipped"
-        targets=("${targets[@]/pll/}")
+        local t kept=()
+        for t in "${targets[@]}"; do [[ $t == pll* ]] || kept+=("$t"); done
+        targets=("${kept[@]}")
     fi
     cc -O2 -Wall -o "$work/bin/fileops" bench/fileops.c >&2
 }
@@ -121,9 +127,11 @@ start_target() {
         fresh_dir "$src"; seed "$src"
         dir=$src server_pids=''
         return ;;
-    pll)
+    pll | pll:always)
+        local cache=auto
+        [[ $t == pll:always ]] && cache=always
         fresh_dir "$src"; seed "$src"; mkdir -p "$mnt"
-        "$pll" -f -o "source=$src,cache=auto,default_permissions" "$mnt" 2>"$work/pll.log" &
+        "$pll" -f -o "source=$src,cache=$cache,default_permissions" "$mnt" 2>"$work/pll.log" &
         daemon_pid=$! server_pids=$! ;;
     auto | always | writeback | coherent | overlay | auto:* | always:* | writeback:* | coherent:*)
         local cache=${t%%:*} relay='' mount_opts=${BENCH_MOUNT_OPTS:-}
@@ -156,7 +164,7 @@ stop_target() {
     local t=$1
     if [[ $t != native ]]; then
         umount "$mnt" 2>/dev/null || umount -l "$mnt"
-        [[ $t == pll ]] || kill -TERM "$daemon_pid" 2>/dev/null || true
+        [[ $t == pll* ]] || kill -TERM "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
         [[ -z $mount_pid ]] || wait "$mount_pid" 2>/dev/null || true
         daemon_pid='' mount_pid=''
