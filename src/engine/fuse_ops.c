@@ -9,6 +9,7 @@
  * decides timeouts and open flags here, in one place (entry_timeout(),
  * open_reply_flags()).
  */
+#include "engine/created_handles.h"
 #include "engine/fuse_request.h"
 #include "engine/lazy_handles.h"
 #include "engine/xattr_map.h"
@@ -245,6 +246,16 @@ static uint32_t frame_max_write(size_t max_frame)
     return room > FSB_MAX_WRITE ? FSB_MAX_WRITE : (uint32_t)room;
 }
 
+/* Whether the kernel of session S will send no OPEN and no RELEASE
+ * (created_handles.h): a client that accepts fh 0 (no_open) relays an
+ * offer of FUSE_NO_OPEN_SUPPORT only when its relay answers OPEN with
+ * ENOSYS, which it does only without a writeback cache (the mount's
+ * init_filter.c, grant_no_open). */
+static bool runs_without_opens(const struct fsb_session *s, uint64_t offered)
+{
+    return s->no_open && (offered & FUSE_NO_OPEN_SUPPORT) && !(s->flags & FUSE_WRITEBACK_CACHE);
+}
+
 static int op_init(struct fsb_request *r)
 {
     struct fsb_session *s = r->s;
@@ -268,6 +279,8 @@ static int op_init(struct fsb_request *r)
     if (in.flags & FUSE_INIT_EXT)
         offered |= (uint64_t)in.flags2 << 32;
     s->flags = offered & wanted_init_flags(s);
+    if (runs_without_opens(s, offered) && !(s->created = fsb_created_new(s->backend)))
+        return -ENOMEM;
     s->minor = in.minor < FUSE_KERNEL_MINOR_VERSION ? in.minor : FUSE_KERNEL_MINOR_VERSION;
     s->kernel_minor = in.minor;
     s->max_write = frame_max_write(s->max_frame);
@@ -370,8 +383,9 @@ enum file_use {
     FILE_LOCK,     /* GETLK, SETLK, SETLKW */
 };
 struct file_loan {
-    struct fsb_lazy_entry *lazy; /* a lazy handle's entry, or NULL */
-    uint64_t opened;             /* opened for this request alone, or FSB_NO_FH */
+    struct fsb_lazy_entry *lazy;       /* a lazy handle's entry, or NULL */
+    struct fsb_created_entry *created; /* a created file's (created_handles.h), or NULL */
+    uint64_t opened;                   /* opened for this request alone, or FSB_NO_FH */
 };
 static bool is_lazy(uint64_t fh);
 static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use use,
@@ -708,6 +722,9 @@ static int op_open(struct fsb_request *r)
  * (no FUSE_POSIX_LOCKS), and a lock request with fh 0 is EBADF.  A guest
  * that RELEASEs the number of such a file while its request runs can
  * only make its own requests fail (the backend counts the file's users).
+ * The files such a guest creates come with ids of created_handles.h,
+ * which stand for their handles while these stay open, and for fh 0 once
+ * they were let go.
  */
 static bool is_lazy(uint64_t fh)
 {
@@ -756,6 +773,9 @@ static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use 
                             int file_flags, uint64_t *fh, struct file_loan *loan)
 {
     *loan = (struct file_loan){ .opened = FSB_NO_FH };
+    if (r->s->created && fsb_created_is_id(*fh) &&
+        !fsb_created_take(r->s->created, *fh, fh, &loan->created))
+        *fh = 0; /* let go of: served as the node's fh 0 */
     if (*fh == 0 && r->s->no_open) {
         int err = open_for_request(r, node, use, file_flags, fh);
         if (!err)
@@ -772,6 +792,8 @@ static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use 
 
 static void file_handle_give(struct fsb_request *r, const struct file_loan *loan)
 {
+    if (loan->created)
+        fsb_created_give(r->s->created, loan->created);
     if (loan->lazy)
         fsb_lazy_give(r->s->lazy, loan->lazy);
     if (loan->opened != FSB_NO_FH)
@@ -793,9 +815,17 @@ static int read_create_args(struct fsb_request *r, struct fuse_create_in *in,
     return 0;
 }
 
-/* CREATE's and TMPFILE's reply: the entry, then the open file. */
+/* CREATE's and TMPFILE's reply: the entry, then the open file (by an id
+ * of its own in a session without opens, created_handles.h). */
 static int reply_created(struct fsb_request *r, const struct fsb_entry *e, uint64_t fh)
 {
+    if (r->s->created) {
+        int err = fsb_created_add(r->s->created, fh, &fh);
+        if (err) {
+            r->be->ops->release(r->be, fh);
+            return err;
+        }
+    }
     int err = reply_entry(r, e);
     return err ? err : reply_open(r, fh, false);
 }
@@ -946,6 +976,10 @@ static int release_op(struct fsb_request *r, bool dir)
         return r->be->ops->releasedir(r->be, in.fh);
     if (is_lazy(in.fh) && r->s->lazy)
         return fsb_lazy_release(r->s->lazy, in.fh);
+    if (r->s->created && fsb_created_is_id(in.fh)) {
+        fsb_created_release(r->s->created, in.fh);
+        return 0;
+    }
     return r->be->ops->release(r->be, in.fh);
 }
 

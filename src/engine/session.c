@@ -3,6 +3,7 @@
  */
 #include "engine/session.h"
 #include "backend/passthrough/passthrough.h"
+#include "engine/created_handles.h"
 #include "engine/lazy_handles.h"
 #include "engine/xattr_map.h"
 
@@ -68,6 +69,7 @@ void fsb_session_free(struct fsb_session *s)
     if (!s)
         return;
     fsb_lazy_handles_free(s->lazy);
+    fsb_created_free(s->created);
     s->backend->ops->destroy(s->backend);
     pthread_mutex_destroy(&s->waiters_lock);
     free(s);

@@ -17,6 +17,7 @@
 struct change_watch;
 struct fsb_notify_out;
 struct fsb_lazy_handles;
+struct fsb_created_handles;
 
 #include <limits.h>
 #include <stddef.h>
@@ -113,6 +114,10 @@ struct fsb_session {
      * request with it opens its node for itself alone (fuse_ops.c, "files").
      * The backend never gives out handle 0.  Set before the first request. */
     bool no_open;
+    /* The session runs without opens (created_handles.h): its kernel sends
+     * no RELEASE, so the handles of the files it creates are bounded
+     * here.  NULL otherwise; set at INIT. */
+    struct fsb_created_handles *created;
     /* cache=coherent: host changes of inodes this session knows (and was
      * not the origin of), counted as the watcher sees them (fuse_ops.c,
      * reply_timeout) */

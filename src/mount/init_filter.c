@@ -63,6 +63,10 @@ void init_filter_request(struct init_filter *f, void *msg, size_t len)
     in->flags &= ~(uint32_t)uncarried;
     if (f->host_checks_permissions)
         in->flags &= ~(uint32_t)FUSE_NO_OPENDIR_SUPPORT;
+    /* The host bounds the handles of created files when the offer says
+     * that no RELEASE will come (engine/created_handles.h). */
+    if (!f->want_no_open)
+        in->flags &= ~(uint32_t)FUSE_NO_OPEN_SUPPORT;
     if ((in->flags & FUSE_INIT_EXT) &&
         has_field(body, offsetof(struct fuse_init_in, flags2), sizeof(in->flags2))) {
         f->offered |= (uint64_t)in->flags2 << 32;

@@ -20,7 +20,11 @@
  * the host's reply are both known: when the relay wants it, the kernel
  * offered FUSE_NO_OPEN_SUPPORT and the host asked for no writeback cache,
  * the reply loses FUSE_POSIX_LOCKS, FUSE_FLOCK_LOCKS and
- * FUSE_ATOMIC_O_TRUNC on its way to the kernel.
+ * FUSE_ATOMIC_O_TRUNC on its way to the kernel.  The host sees the offer
+ * of FUSE_NO_OPEN_SUPPORT only when the relay wants open=none: to the
+ * host it says that no RELEASE will come once the writeback cache is
+ * off, so it keeps only the last few created files' handles open
+ * (engine/created_handles.h).
  */
 #ifndef FSB_MOUNT_INIT_FILTER_H
 #define FSB_MOUNT_INIT_FILTER_H

@@ -30,7 +30,10 @@
  * - no FUSE_ATOMIC_O_TRUNC: the O_TRUNC of an open then comes as a
  *   SETATTR, which an OPEN would have carried.
  * CREATE (and TMPFILE) still open on the
- * host: their handles are real ones, released as ever.  An error the host
+ * host: their handles are real ones, but no RELEASE comes for them either,
+ * so the host keeps the last few open (engine/created_handles.h), told by
+ * the offer of FUSE_NO_OPEN_SUPPORT the relay makes only here
+ * (init_filter.c).  An error the host
  * would have given at open(2) comes at the first read or write, and a
  * file made unreadable or unwritable after a guest process opened it is
  * refused at its next uncached read or write (a local file descriptor

@@ -24,7 +24,7 @@ import sys
 import pytest
 
 import helpers
-from fuse_client import TERMS_NO_OPEN, FuseClient
+from fuse_client import FUSE_NO_OPEN_SUPPORT, KERNEL_INIT_FLAGS, TERMS_NO_OPEN, FuseClient
 
 EXPORT = "test"
 OPEN = "FUSE_OPEN"
@@ -378,3 +378,67 @@ def test_fh_0_writes_on_a_read_only_export_are_refused(export_dir, daemon_factor
         assert c.write(0, 0, b"x", nodeid=e["nodeid"])[0] == errno.EROFS
         assert c.read(0, 0, 10, nodeid=e["nodeid"]) == (0, b"r")
     assert (export_dir / "r").read_bytes() == b"r"
+
+
+# The guest's budget of open files in the tests below: above the 32
+# created files' handles a session without opens keeps
+# (src/engine/created_handles.h, CREATED_OPEN_MAX).
+BUDGET = 48
+
+
+@pytest.fixture
+def small_budget(export_dir, daemon_factory):
+    (export_dir / "seed").write_bytes(b"seed")
+    return daemon_factory([f"{EXPORT}={export_dir},cache=coherent"],
+                          ["--guest-max-open", str(BUDGET)], log_level="debug")
+
+
+def test_files_it_creates_do_not_use_up_the_open_file_budget(small_budget, mount_factory,
+                                                             export_dir):
+    """Once no_open is set the guest kernel sends no RELEASE, not even for
+    a file it created.  Each creation used to keep its host handle for
+    good, and the creation past the guest's budget failed with EMFILE
+    (seen: bench.sh's create loop stopped at its 101st file)."""
+    m = mount_factory(small_budget, options=[f"export={EXPORT}", "open=none"], extra_args=["-d"])
+    helpers.poll_until(lambda: IN_FORCE in m.stderr_text(), what="open=none in the relay's log")
+    assert (m.path / "seed").read_bytes() == b"seed"  # the OPEN that sets the kernel's no_open
+    work = m.path / "many"
+    work.mkdir()
+    # open across all the creations below: its handle is let go, and its
+    # writes are then served as fh 0's, as its caller
+    first = os.open(work / "first", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    for i in range(BUDGET * 4):
+        fd = os.open(work / f"f{i}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, b"file %d" % i)
+        os.close(fd)
+    os.write(first, b"written last")
+    os.close(first)
+    assert relayed(m, FUSE_RELEASE) == 0  # no RELEASE came to let them go
+    host = export_dir / "many"
+    for i in range(BUDGET * 4):
+        assert (host / f"f{i}").read_bytes() == b"file %d" % i
+    assert (host / "first").read_bytes() == b"written last"
+
+
+def test_only_a_session_without_opens_lets_created_handles_go(small_budget):
+    """The host bounds created files' handles only for a client whose INIT
+    offers FUSE_NO_OPEN_SUPPORT (fsbridge-mount relays the offer only for
+    open=none): elsewhere RELEASE comes, and a handle is the guest's to
+    release, or to keep until the budget says EMFILE."""
+    with client(small_budget, init=False) as c:
+        assert c.init(flags=KERNEL_INIT_FLAGS | FUSE_NO_OPEN_SUPPORT)[0] == 0
+        handles = []
+        for i in range(BUDGET * 2):
+            err, e, fh = c.create(1, b"a%d" % i)
+            assert err == 0, os.strerror(err)
+            handles.append((e["nodeid"], fh))
+        node, fh = handles[0]  # let go long since: served as the node's fh 0
+        assert c.write(fh, 0, b"late", nodeid=node) == (0, 4)
+        node, fh = handles[-1]  # kept
+        assert c.write(fh, 0, b"kept", nodeid=node) == (0, 4)
+        assert c.release(node, fh) == 0
+    with client(small_budget, init=False) as c:
+        assert c.init(flags=KERNEL_INIT_FLAGS & ~FUSE_NO_OPEN_SUPPORT)[0] == 0
+        errs = [c.create(1, b"b%d" % i)[0] for i in range(BUDGET + 1)]
+        assert errs[:BUDGET // 2] == [0] * (BUDGET // 2)
+        assert errs[-1] == errno.EMFILE

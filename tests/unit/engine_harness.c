@@ -79,9 +79,14 @@ size_t harness_build(struct harness *h, uint8_t *buf, uint32_t opcode, uint64_t 
 
 int harness_init(struct harness *h, uint32_t minor)
 {
+    return harness_init_offer(h, minor, 0);
+}
+
+int harness_init_offer(struct harness *h, uint32_t minor, uint32_t flags)
+{
     uint8_t buf[256];
     struct fuse_init_in in = { .major = 7, .minor = minor, .max_readahead = 65536,
-                               .flags = FUSE_INIT_EXT | FUSE_MAX_PAGES | FUSE_POSIX_LOCKS };
+                               .flags = FUSE_INIT_EXT | FUSE_MAX_PAGES | FUSE_POSIX_LOCKS | flags };
     size_t arglen = minor < 36 ? 16 : sizeof(in);
     harness_run(h, buf, harness_build(h, buf, FUSE_INIT, 0, &in, arglen, NULL, NULL));
     return harness_error(h);

@@ -36,6 +36,8 @@ size_t harness_build(struct harness *h, uint8_t *buf, uint32_t opcode, uint64_t 
 
 /* Sends FUSE_INIT with MINOR; returns the reply's error field. */
 int harness_init(struct harness *h, uint32_t minor);
+/* The same INIT offering FLAGS as well. */
+int harness_init_offer(struct harness *h, uint32_t minor, uint32_t flags);
 
 /* The last reply's error field (1 when there was no reply). */
 int harness_error(const struct harness *h);

@@ -89,6 +89,26 @@ static void test_a_refused_init_decides_nothing(void)
     CHECK(!f.no_open);
 }
 
+/* The offer the host sees: FUSE_NO_OPEN_SUPPORT only from a relay that
+ * wants open=none (the host then bounds created files' handles,
+ * engine/created_handles.h); the filter remembers the kernel's own. */
+static uint32_t offer_to_host(bool want_no_open)
+{
+    struct init_filter f = { .want_no_open = want_no_open };
+    struct init_request req = { .ih = { .opcode = FUSE_INIT, .len = sizeof(req) },
+                                .in = { .major = 7, .minor = 38, .flags = kernel_offer } };
+    init_filter_request(&f, &req, sizeof(req));
+    CHECK(f.offered == kernel_offer);
+    return req.in.flags;
+}
+
+static void test_the_host_is_offered_no_open_only_for_open_none(void)
+{
+    CHECK(offer_to_host(true) & FUSE_NO_OPEN_SUPPORT);
+    CHECK(!(offer_to_host(false) & FUSE_NO_OPEN_SUPPORT));
+    CHECK((offer_to_host(false) | FUSE_NO_OPEN_SUPPORT) == offer_to_host(true));
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -98,6 +118,7 @@ int main(void)
         TEST(test_a_writeback_cache_rules_open_none_out),
         TEST(test_an_abort_is_told_from_an_unmount),
         TEST(test_a_refused_init_decides_nothing),
+        TEST(test_the_host_is_offered_no_open_only_for_open_none),
     };
     return RUN_TESTS(tests);
 }
