@@ -235,9 +235,18 @@ rows=(
     "u_stat_cold|find -printf unchanged tree, cold (s)|l"
     "copyup|first 1-byte write to a $copyup_mb MiB file (ms/MiB)|l"
 )
-all=(native pll pll:always auto always coherent writeback overlay)
-heads=(native passthrough_ll "pll always" "fsbridge auto" "fsbridge always" "fsbridge coherent" "fsbridge writeback" "fsbridge overlay")
-for t in "${targets[@]}"; do # relay-mode columns, as asked for
+# The columns of the targets that ran: the plain ones in this order, then
+# the relay modes as asked for.
+all=() heads=()
+plain=(native pll pll:always auto always coherent writeback overlay)
+plain_heads=(native passthrough_ll "pll always" "fsbridge auto" "fsbridge always" "fsbridge coherent"
+    "fsbridge writeback" "fsbridge overlay")
+for i in "${!plain[@]}"; do
+    [[ " ${targets[*]} " == *" ${plain[$i]} "* ]] || continue
+    all+=("${plain[$i]}")
+    heads+=("${plain_heads[$i]}")
+done
+for t in "${targets[@]}"; do
     [[ $t == *:* && $t != pll:always ]] || continue
     all+=("$t")
     heads+=("${t%%:*} ${t#*:}")
