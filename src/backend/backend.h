@@ -130,12 +130,14 @@ struct fsb_backend_ops {
     int (*mkdir)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                  const char *name, mode_t mode, struct fsb_entry *out);
     /* Optional (NULL: never).  Whether directory NODEID, which the session
-     * has just made, holds no entry now and every later change of its
+     * has just made, holds no entry now and finds names by their exact
+     * bytes only (FSB_DIR_EMPTY), and also every later change of its
      * entries that the session does not make itself will be pushed to the
-     * session (cache=coherent with a change watch that sees the whole
-     * filesystem): then the session may take a name it has not created
-     * there for missing (stream_hello.h, FSB_NOTIFY_EMPTY_DIR). */
-    bool (*empty_and_watched)(struct fsb_backend *be, uint64_t nodeid);
+     * session (FSB_DIR_EMPTY_WATCHED: cache=coherent with a change watch
+     * that sees the whole filesystem): then the session may take a name
+     * it has not created there for missing, for good or for a timeout
+     * (stream_hello.h, FSB_NOTIFY_EMPTY_DIR). */
+    enum fsb_dir_state (*empty_dir)(struct fsb_backend *be, uint64_t nodeid);
     int (*symlink)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                    const char *name, const char *target, struct fsb_entry *out);
     int (*link)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
@@ -214,6 +216,8 @@ struct fsb_backend_ops {
                  fsb_cancelled_fn cancelled, void *cookie);
     int (*syncfs)(struct fsb_backend *be);
 };
+
+enum fsb_dir_state { FSB_DIR_NOT_EMPTY, FSB_DIR_EMPTY, FSB_DIR_EMPTY_WATCHED };
 
 struct fsb_backend {
     const struct fsb_backend_ops *ops;

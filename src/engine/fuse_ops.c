@@ -537,18 +537,26 @@ static int op_mknod(struct fsb_request *r)
  * directory is empty now that it is in the session's table (a name added
  * before is in it then; one added after is pushed), and the timeout is
  * taken after that check: a host change counted meanwhile (reply_timeout)
- * means no note.  The relay's side: mount/missing_names.h.
+ * means no note.  Where nothing pushes (cache=auto, always), a client of
+ * version 7 gets the note bounded: "none" holds for the mode's timeout of
+ * a negative entry, which is what a LOOKUP of any name there would have
+ * let the kernel cache.  The relay's side: mount/missing_names.h.
  */
 static void note_empty_dir(struct fsb_request *r, uint64_t nodeid)
 {
-    if (!r->lend || !r->s->empty_dir_notes || !r->be->ops->empty_and_watched ||
-        !r->be->ops->empty_and_watched(r->be, nodeid))
+    if (!r->lend || !r->s->empty_dir_notes || !r->be->ops->empty_dir)
+        return;
+    enum fsb_dir_state state = r->be->ops->empty_dir(r->be, nodeid);
+    bool bounded = state == FSB_DIR_EMPTY;
+    /* coherent promises changes at once: there, only a watch will do */
+    if (state == FSB_DIR_NOT_EMPTY || (bounded && (r->s->coherent || !r->s->bounded_dir_notes)))
         return;
     uint64_t t = reply_timeout(r);
     if (!t)
         return;
-    r->lend->empty_dir = (struct fsb_empty_dir_note){ .nodeid = nodeid, .unique = r->in.unique,
-                                                      .entry_valid = t };
+    r->lend->empty_dir = (struct fsb_empty_dir_note){
+        .nodeid = nodeid, .unique = r->in.unique, .entry_valid = t,
+        .flags = bounded ? FSB_EMPTY_DIR_BOUNDED : 0 };
     r->lend->has_empty_dir = true;
 }
 

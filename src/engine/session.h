@@ -104,6 +104,9 @@ struct fsb_session {
      * notes (stream_hello.h, FSB_NOTIFY_EMPTY_DIR), set before the first
      * request */
     bool empty_dir_notes;
+    /* version 7 or later: its empty-directory notes may be bounded by their
+     * timeout (FSB_EMPTY_DIR_BOUNDED), where no change watch pushes */
+    bool bounded_dir_notes;
     struct fsb_notify_out *notify; /* the transport's, see notify_out.h */
     /* Handles the client makes up for read-only OPENs it answers itself
      * (lazy_handles.h); NULL, and such a handle is an unknown one (EBADF),

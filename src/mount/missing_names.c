@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "common/u64_table.h"
@@ -31,9 +32,12 @@ struct missing_names {
     uint64_t notifications;       /* host notifications seen so far */
     struct fuse_entry_out negative; /* the latest note's timeout */
     struct fsb_u64_table mkdirs;  /* unique -> notifications at its forwarding */
-    struct fsb_u64_table dirs;    /* node ids answered for */
+    struct fsb_u64_table mkdir_times; /* unique -> monotonic ns of its forwarding */
+    /* node ids answered for -> until when (monotonic ns; 0: until told) */
+    struct fsb_u64_table dirs;
     struct fsb_u64_table names;   /* name_key() of names that may exist in them */
     struct fsb_u64_slot mkdir_slots[MKDIR_SLOTS];
+    struct fsb_u64_slot mkdir_time_slots[MKDIR_SLOTS];
     struct fsb_u64_slot dir_slots[DIR_SLOTS];
     struct fsb_u64_slot name_slots[NAME_SLOTS];
 };
@@ -45,6 +49,7 @@ struct missing_names *missing_names_new(void)
         return NULL;
     pthread_mutex_init(&m->lock, NULL);
     fsb_u64_table_init(&m->mkdirs, m->mkdir_slots, MKDIR_SLOTS);
+    fsb_u64_table_init(&m->mkdir_times, m->mkdir_time_slots, MKDIR_SLOTS);
     fsb_u64_table_init(&m->dirs, m->dir_slots, DIR_SLOTS);
     fsb_u64_table_init(&m->names, m->name_slots, NAME_SLOTS);
     return m;
@@ -105,6 +110,34 @@ static void drop_all(struct missing_names *m)
     fsb_u64_table_clear(&m->names, NULL, NULL);
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Caller holds the lock.  Whether DIR is answered for now, and the
+ * negative entry to answer with in *OUT: the note's, or for a bounded
+ * note (FSB_EMPTY_DIR_BOUNDED) what is left of its time, so that the
+ * kernel keeps the entry no longer than the note holds. */
+static bool answered_for(struct missing_names *m, uint64_t dir, struct fuse_entry_out *out)
+{
+    struct fsb_u64_slot *d = fsb_u64_table_find(&m->dirs, dir);
+    if (!d)
+        return false;
+    uint64_t until = (uint64_t)(uintptr_t)d->value, now = until ? now_ns() : 0;
+    if (until && now >= until) {
+        drop_dir(m, dir);
+        return false;
+    }
+    *out = m->negative;
+    if (until)
+        *out = (struct fuse_entry_out){ .entry_valid = (until - now) / 1000000000u,
+                                        .entry_valid_nsec = (uint32_t)((until - now) % 1000000000u) };
+    return true;
+}
+
 bool missing_names_answer(struct missing_names *m, const struct fuse_in_header *ih,
                           const void *name, size_t len, struct fuse_entry_out *out)
 {
@@ -116,9 +149,8 @@ bool missing_names_answer(struct missing_names *m, const struct fuse_in_header *
         return false;
     uint64_t key = name_key(ih->nodeid, s, n);
     pthread_mutex_lock(&m->lock);
-    bool missing = fsb_u64_table_find(&m->dirs, ih->nodeid) &&
-                   !fsb_u64_table_find(&m->names, key);
-    *out = m->negative;
+    bool missing = !fsb_u64_table_find(&m->names, key) && answered_for(m, ih->nodeid, out);
+    sync_counts(m);
     pthread_mutex_unlock(&m->lock);
     return missing;
 }
@@ -234,8 +266,9 @@ void missing_names_forwarding(struct missing_names *m, const struct fuse_in_head
         return;
     pthread_mutex_lock(&m->lock);
     learn(m, ih, arg, arg_len, name, len);
-    if (ih->opcode == FUSE_MKDIR) /* full: no note taken for it */
-        fsb_u64_table_add(&m->mkdirs, ih->unique, (void *)(uintptr_t)m->notifications);
+    if (ih->opcode == FUSE_MKDIR && /* full: no note taken for it */
+        fsb_u64_table_add(&m->mkdirs, ih->unique, (void *)(uintptr_t)m->notifications) == 0)
+        fsb_u64_table_add(&m->mkdir_times, ih->unique, (void *)(uintptr_t)now_ns());
     sync_counts(m);
     pthread_mutex_unlock(&m->lock);
 }
@@ -246,20 +279,42 @@ void missing_names_replied(struct missing_names *m, uint64_t unique)
         return;
     pthread_mutex_lock(&m->lock);
     fsb_u64_table_remove(&m->mkdirs, unique, NULL);
+    fsb_u64_table_remove(&m->mkdir_times, unique, NULL);
     sync_counts(m);
     pthread_mutex_unlock(&m->lock);
+}
+
+/* The end of a bounded note's time: its timeout from SENT, the MKDIR's
+ * forwarding (before the host made the directory, so never late); 0 (no
+ * end) for a note the host's pushes keep true. */
+static uint64_t note_end(const struct fsb_empty_dir_note *note, uint64_t sent)
+{
+    if (!(note->flags & FSB_EMPTY_DIR_BOUNDED))
+        return 0;
+    uint64_t left = note->entry_valid > UINT64_MAX / 1000000000u / 2
+                        ? UINT64_MAX / 2
+                        : note->entry_valid * 1000000000u + note->entry_valid_nsec % 1000000000u;
+    return sent + left > sent ? sent + left : UINT64_MAX;
 }
 
 /* Caller holds the lock. */
 static void take_note(struct missing_names *m, const struct fsb_empty_dir_note *note)
 {
-    void *since;
+    void *since, *sent;
     if (!fsb_u64_table_remove(&m->mkdirs, note->unique, &since) ||
+        !fsb_u64_table_remove(&m->mkdir_times, note->unique, &sent) ||
         (uintptr_t)since != (uintptr_t)m->notifications)
         return; /* not a MKDIR in flight, or a notification may have overtaken it */
-    m->negative = (struct fuse_entry_out){ .entry_valid = note->entry_valid,
-                                           .entry_valid_nsec = note->entry_valid_nsec };
-    fsb_u64_table_add(&m->dirs, note->nodeid, NULL); /* full: not answered for */
+    uint64_t until = note_end(note, (uint64_t)(uintptr_t)sent);
+    if (!until)
+        m->negative = (struct fuse_entry_out){ .entry_valid = note->entry_valid,
+                                               .entry_valid_nsec = note->entry_valid_nsec };
+    if (fsb_u64_table_add(&m->dirs, note->nodeid, (void *)(uintptr_t)until) == -ENOSPC) {
+        /* full (of bounded notes long run out, mostly): start over */
+        log_debug("new directories: table full, forgetting %zu of them", m->dirs.count);
+        drop_all(m);
+        fsb_u64_table_add(&m->dirs, note->nodeid, (void *)(uintptr_t)until);
+    }
 }
 
 void missing_names_note(struct missing_names *m, const void *msg, size_t len)

@@ -21,6 +21,15 @@
  * hash collides with one, goes to the host.  Remembered names are never
  * forgotten one by one (an unlink's name just keeps going to the host).
  *
+ * Where nothing pushes (cache=auto or always: stream protocol version 7),
+ * the host's note is bounded (FSB_EMPTY_DIR_BOUNDED): "empty" holds for
+ * the note's timeout, the one a LOOKUP of a missing name there would have
+ * let the kernel keep, counted from the MKDIR's forwarding (before the
+ * host made the directory, so the time is never overstated).  The relay
+ * answers for it until then only, each negative entry with what is left
+ * of that time: a name the host or another guest adds shows within the
+ * mode's timeout, as after any LOOKUP.
+ *
  * The directory stops qualifying at a host notification naming it (an
  * INVAL_ENTRY or DELETE in it, an INVAL_INODE of it; any notification the
  * relay cannot place ends them all), at its FORGET and at any request on

@@ -190,5 +190,6 @@ void fsb_empty_dir_note_encode(const struct fsb_empty_dir_note *n,
 
 bool fsb_empty_dir_note_decode(const void *msg, size_t len, struct fsb_empty_dir_note *n)
 {
-    return note_decode(FSB_NOTIFY_EMPTY_DIR, msg, len, n, sizeof(*n));
+    return note_decode(FSB_NOTIFY_EMPTY_DIR, msg, len, n, sizeof(*n)) &&
+           !(n->flags & ~(uint32_t)FSB_EMPTY_DIR_BOUNDED);
 }

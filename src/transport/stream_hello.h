@@ -58,7 +58,7 @@
 #include <stdint.h>
 
 #define FSB_STREAM_MAGIC "FSBR"
-#define FSB_STREAM_VERSION 6
+#define FSB_STREAM_VERSION 7
 /* The first version whose HELLO has flags and whose reply has a token. */
 #define FSB_STREAM_VERSION_JOIN 2
 /* The first version whose HELLO may carry a CPU hint. */
@@ -69,6 +69,9 @@
 #define FSB_STREAM_VERSION_NO_OPEN 5
 /* The first version that may carry empty-directory notes. */
 #define FSB_STREAM_VERSION_EMPTY_DIRS 6
+/* The first version whose empty-directory notes may be bounded
+ * (FSB_EMPTY_DIR_BOUNDED). */
+#define FSB_STREAM_VERSION_BOUNDED_DIRS 7
 #define FSB_HELLO_JOIN 0x01
 #define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16
@@ -119,7 +122,8 @@ struct fsb_attr_note {
 #define FSB_ATTR_NOTE_MSG_SIZE (sizeof(struct fuse_out_header) + sizeof(struct fsb_attr_note))
 
 /*
- * Empty-directory notes (version 6): a notification only the client sees,
+ * Empty-directory notes (version 6; bounded ones from version 7, see
+ * FSB_EMPTY_DIR_BOUNDED below): a notification only the client sees,
  * sent right before the reply of a MKDIR whose new directory the server
  * knows to be empty now, and of which the server will push to this
  * session every later change of entries that the session does not make
@@ -137,8 +141,14 @@ struct fsb_empty_dir_note {
     uint64_t unique;
     uint64_t entry_valid;
     uint32_t entry_valid_nsec;
-    uint32_t padding;
+    uint32_t flags; /* FSB_EMPTY_DIR_BOUNDED, from version 7; 0 before */
 };
+/* Version 7: nothing pushes the directory's later changes (no cache=
+ * coherent watch).  The client may answer for it only until the note's
+ * timeout has run out, counted from the MKDIR's forwarding: a name
+ * another made there then shows within the timeout, as the mode's
+ * negative entries promise. */
+#define FSB_EMPTY_DIR_BOUNDED 0x1
 #define FSB_EMPTY_DIR_NOTE_MSG_SIZE                                                        \
     (sizeof(struct fuse_out_header) + sizeof(struct fsb_empty_dir_note))
 #define FSB_EXPORT_NAME_MAX 255

@@ -270,7 +270,9 @@ static void known_notes_only(const struct conn *c, struct fsb_reply_pipe *lend)
 {
     if (c->version < FSB_STREAM_VERSION_TERMS)
         lend->nnotes = 0;
-    if (c->version < FSB_STREAM_VERSION_EMPTY_DIRS)
+    if (c->version < FSB_STREAM_VERSION_EMPTY_DIRS ||
+        (c->version < FSB_STREAM_VERSION_BOUNDED_DIRS &&
+         (lend->empty_dir.flags & FSB_EMPTY_DIR_BOUNDED)))
         lend->has_empty_dir = false;
 }
 
@@ -827,6 +829,7 @@ static int session_open(struct conn *c, const struct fsb_hello *h, const struct 
      * version 5, fh 0 for a file opened without OPEN (FSB_TERMS_NO_OPEN) */
     ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
     ss->fs->empty_dir_notes = reply_version(h) >= FSB_STREAM_VERSION_EMPTY_DIRS;
+    ss->fs->bounded_dir_notes = reply_version(h) >= FSB_STREAM_VERSION_BOUNDED_DIRS;
     ss->fs->no_open = reply_version(h) >= FSB_STREAM_VERSION_NO_OPEN;
     ss->id = c->id;
     ss->peer = c->peer;

@@ -24,7 +24,7 @@ import struct
 
 # --- HELLO (src/transport/stream_hello.h) --------------------------------
 MAGIC = b"FSBR"
-STREAM_VERSION = 6
+STREAM_VERSION = 7
 HELLO_JOIN = 0x01                # HELLO flags (byte 7), version 2
 HELLO_CPU = 0x02                 # version 3: bytes 14-15 name a CPU
 TOKEN_SIZE = 16
@@ -37,7 +37,8 @@ LAZY_FH = 1 << 63
 NOTIFY_ATTRS = 0x4642            # version 4: an attribute note, for the relay
 ATTR_NOTE = struct.Struct("<QQQI4x")  # nodeid, unique, attr_valid(_nsec); fuse_attr follows
 NOTIFY_EMPTY_DIR = 0x4643        # version 6: a new directory is empty and watched
-EMPTY_DIR_NOTE = struct.Struct("<QQQI4x")  # nodeid, unique, entry_valid(_nsec)
+EMPTY_DIR_NOTE = struct.Struct("<QQQII")  # nodeid, unique, entry_valid(_nsec), flags
+EMPTY_DIR_BOUNDED = 0x1          # version 7: the note holds for its timeout only
 BYTE_ORDER_LE = 1
 BYTE_ORDER_BE = 2
 HELLO_FMT = "<4sHBBIHH"          # 16 bytes

@@ -18,7 +18,8 @@ import threading
 import pytest
 
 import helpers
-from fuse_client import EMPTY_DIR_NOTE, FUSE_ROOT_ID, NOTIFY_EMPTY_DIR, FuseClient
+from fuse_client import (EMPTY_DIR_BOUNDED, EMPTY_DIR_NOTE, FUSE_ROOT_ID, NOTIFY_EMPTY_DIR,
+                         FuseClient)
 
 EXPORT = "test"
 LOOKUP = "FUSE_LOOKUP"
@@ -247,6 +248,11 @@ def empty_dir_notes(client):
             if code == NOTIFY_EMPTY_DIR]
 
 
+def note_flags(client):
+    return [EMPTY_DIR_NOTE.unpack_from(p)[4] for code, p in client.notifications
+            if code == NOTIFY_EMPTY_DIR]
+
+
 def test_protocol_note_precedes_the_reply_for_version_6_only(daemon):
     with FuseClient(daemon.socket, export=EXPORT) as c:
         unique = c.next_unique() + 2  # the one mkdir() is about to use
@@ -274,11 +280,40 @@ def test_protocol_a_version_5_join_gets_no_note(daemon):
         assert len(empty_dir_notes(first)) == 1
 
 
-def test_protocol_no_note_where_nothing_is_pushed(export_dir, daemon_factory):
+def test_protocol_where_nothing_is_pushed_the_note_is_bounded(export_dir, daemon_factory,
+                                                              daemon):
+    """cache=auto pushes nothing: a version-7 client gets the note bounded
+    by the mode's 1 s timeout, an older one none; coherent's is not."""
     d = daemon_factory([f"{EXPORT}={export_dir},cache=auto"])
     with FuseClient(d.socket, export=EXPORT) as c:
-        err, _ = c.mkdir(FUSE_ROOT_ID, "new")
+        err, e = c.mkdir(FUSE_ROOT_ID, "new")
+        assert err == 0 and [n[2] for n in empty_dir_notes(c)] == [1] == [e["entry_valid"]]
+        assert note_flags(c) == [EMPTY_DIR_BOUNDED]
+    with FuseClient(d.socket, export=EXPORT, version=6) as c:
+        err, _ = c.mkdir(FUSE_ROOT_ID, "old-peer")
         assert err == 0 and empty_dir_notes(c) == []
+    with FuseClient(daemon.socket, export=EXPORT) as c:  # coherent: pushed
+        err, _ = c.mkdir(FUSE_ROOT_ID, "pushed")
+        assert err == 0 and note_flags(c) == [0]
+
+
+def test_in_cache_auto_a_new_directory_is_answered_for_its_timeout(export_dir, daemon_factory,
+                                                                   mount_factory):
+    """No pushes: the relay answers for the new directory for the 1 s a
+    negative entry may be cached in cache=auto, counted from the MKDIR's
+    forwarding, so a name the host makes there shows within that second,
+    as it would after any LOOKUP; then the lookups go to the host again."""
+    d = daemon_factory([f"{EXPORT}={export_dir},cache=auto"], log_level="debug")
+    m = mount_factory(d, options=[f"export={EXPORT}"])
+    os.mkdir(m.path / "d")
+    before = helpers.served(d, LOOKUP)
+    extract(str(m.path / "d"), 5)
+    assert helpers.served(d, LOOKUP) == before  # made within the second: none asked
+    (export_dir / "d" / "x").write_bytes(b"from the host")
+    seen(lambda: (m.path / "d" / "x").read_bytes() == b"from the host", "the host's new file")
+    before = helpers.served(d, LOOKUP)
+    (m.path / "d" / "late").write_bytes(b"guest")  # the second is over: asked
+    assert helpers.served(d, LOOKUP) > before
 
 
 def test_protocol_no_note_for_a_directory_filled_before_the_session_knew_it(export_dir,

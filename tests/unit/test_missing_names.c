@@ -7,6 +7,7 @@
 #include <linux/fuse.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "mount/missing_names.h"
 #include "transport/stream_hello.h"
@@ -181,6 +182,49 @@ static void test_a_full_name_table_starts_over(void)
     missing_names_free(m);
 }
 
+/* A MKDIR of DIR in PARENT with a bounded note (FSB_EMPTY_DIR_BOUNDED:
+ * no pushes) of NSEC nanoseconds. */
+static void bounded_mkdir(struct missing_names *m, uint64_t parent, uint64_t dir, uint32_t nsec)
+{
+    struct fuse_mkdir_in in = { .mode = 0755 };
+    uint64_t unique = forward(m, FUSE_MKDIR, parent, &in, sizeof(in), "b", 2);
+    struct fsb_empty_dir_note n = { .nodeid = dir, .unique = unique, .entry_valid_nsec = nsec,
+                                    .flags = FSB_EMPTY_DIR_BOUNDED };
+    unsigned char msg[FSB_EMPTY_DIR_NOTE_MSG_SIZE];
+    fsb_empty_dir_note_encode(&n, msg);
+    missing_names_note(m, msg, sizeof(msg));
+    missing_names_replied(m, unique);
+}
+
+static void test_a_bounded_note_holds_for_its_timeout_only(void)
+{
+    struct missing_names *m = missing_names_new();
+    bounded_mkdir(m, 1, 70, 200000000); /* 0.2 s */
+    struct fuse_in_header ih = { .opcode = FUSE_LOOKUP, .nodeid = 70, .unique = 1 };
+    struct fuse_entry_out out = { .nodeid = 99 };
+    CHECK(missing_names_answer(m, &ih, "x", 2, &out));
+    /* the kernel may keep the entry for what is left of the note's time */
+    CHECK(out.nodeid == 0 && out.entry_valid == 0 && out.entry_valid_nsec > 0 &&
+          out.entry_valid_nsec <= 200000000);
+    create(m, FUSE_CREATE, 70, "mine");
+    CHECK(!missing_names_answer(m, &ih, "mine", 5, &out));
+    struct timespec wait = { .tv_nsec = 250000000 };
+    nanosleep(&wait, NULL);
+    CHECK(!missing_names_answer(m, &ih, "x", 2, &out)); /* run out: to the host */
+    missing_names_free(m);
+}
+
+static void test_a_note_with_unknown_flags_is_dropped(void)
+{
+    struct fsb_empty_dir_note n = { .nodeid = 70, .unique = 4, .flags = 0x2 }, back;
+    unsigned char msg[FSB_EMPTY_DIR_NOTE_MSG_SIZE];
+    fsb_empty_dir_note_encode(&n, msg);
+    CHECK(!fsb_empty_dir_note_decode(msg, sizeof(msg), &back));
+    n.flags = FSB_EMPTY_DIR_BOUNDED;
+    fsb_empty_dir_note_encode(&n, msg);
+    CHECK(fsb_empty_dir_note_decode(msg, sizeof(msg), &back) && back.flags == n.flags);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -189,6 +233,8 @@ int main(void)
         TEST(test_notifications_forgets_and_unknown_requests_end_it),
         TEST(test_a_note_after_any_notification_is_not_taken),
         TEST(test_a_full_name_table_starts_over),
+        TEST(test_a_bounded_note_holds_for_its_timeout_only),
+        TEST(test_a_note_with_unknown_flags_is_dropped),
     };
     return RUN_TESTS(tests);
 }

@@ -44,18 +44,18 @@ void pt_note_handle(struct passthrough *pt, uint64_t fh, int64_t off, int64_t le
  * knows.  The caller made the directory and its node, so any such name
  * is in it now.
  */
-bool pt_empty_and_watched(struct fsb_backend *be, uint64_t nodeid)
+enum fsb_dir_state pt_empty_dir(struct fsb_backend *be, uint64_t nodeid)
 {
     struct passthrough *pt = pt_of(be);
     struct pt_inode *in;
-    if (!pt->sub)
-        return false;
     int fd = pt_pin(pt, nodeid, &in);
     if (fd < 0)
-        return false;
-    bool empty = change_watch_sees_all(pt->watch, in->dev) && pt_dir_is_empty(fd);
+        return FSB_DIR_NOT_EMPTY;
+    enum fsb_dir_state s = !pt_dir_is_empty(fd)                               ? FSB_DIR_NOT_EMPTY
+                           : pt->sub && change_watch_sees_all(pt->watch, in->dev) ? FSB_DIR_EMPTY_WATCHED
+                                                                              : FSB_DIR_EMPTY;
     pt_unpin(pt, in);
-    return empty;
+    return s;
 }
 
 int passthrough_track(struct fsb_backend *be, const struct change_sink *sink, void *cookie)

@@ -117,8 +117,8 @@ int pt_reopen(int fd, int flags);
  * when it cannot be read, or is casefolded: passthrough_dirs.c). */
 bool pt_dir_is_empty(int fd);
 
-/* The backend's empty_and_watched (pt_changes.c). */
-bool pt_empty_and_watched(struct fsb_backend *be, uint64_t nodeid);
+/* The backend's empty_dir (pt_changes.c). */
+enum fsb_dir_state pt_empty_dir(struct fsb_backend *be, uint64_t nodeid);
 
 /* Looks NAME up in DIRFD and records it: fills OUT. */
 int pt_lookup_at(struct passthrough *pt, int dirfd, const char *name, struct fsb_entry *out);
