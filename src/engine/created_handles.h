@@ -18,21 +18,31 @@
  * when one more comes: its backend handle is released (by its last user,
  * never under a running request), and a request that still carries its
  * id is served as one with fh 0 (fuse_ops.c, file_handle_take): the node
- * opened for that request alone, as its caller.  A program that writes a
+ * opened for that request alone, as its caller.  A program that uses a
  * file long after it created it, past CREATED_OPEN_MAX later creations,
- * is then checked at each write as if it had opened the file, the price
- * open=none already documents for opened files.
+ * is then checked at each request that reaches the host (READ, WRITE,
+ * FSYNC, a truncate) as if it had opened the file, and each costs the
+ * host an open and a close: the price open=none already documents for
+ * opened files.  A file with no name (unlinked, or an O_TMPFILE not yet
+ * linked) lives on the host only through its open handles, so its entry
+ * is never let go; every entry of a node ends at the node's FORGET,
+ * which the kernel sends once no file of it is open.
  *
- * A RELEASE still comes for files created before the kernel set no_open:
- * it ends the id as RELEASE ends any handle.  The guest is not trusted:
- * any id may come, with any node; an id that names no live entry is
- * "not ours" and gets fh 0's treatment, which gives nothing that the
- * node's fh 0 would not.
+ * Whether a RELEASE comes for a file created before the kernel set
+ * no_open depends on the kernel (it decides at the file's last close,
+ * and kernels from 6.9 until the fix that followed sent it for every
+ * created file even after); when one comes it ends the id.  The guest is
+ * not trusted: any id may come, with any node; an id that names no live
+ * entry is "not ours" and gets fh 0's treatment, which gives nothing that
+ * the node's fh 0 would not.  No other file handle exists in such a
+ * session (OPEN is answered ENOSYS), so one that is neither 0 nor an id is
+ * refused.
  *
  * A session gets this table only when it runs without opens: a stream
- * client of version 5 or later whose relayed INIT offers
+ * client of version 7 or later whose relayed INIT offers
  * FUSE_NO_OPEN_SUPPORT (fsbridge-mount withholds the offer unless
- * open=none is in force: init_filter.c), with no writeback cache.
+ * open=none is in force: init_filter.c), with no writeback cache.  An
+ * older client relays the kernel's offer as it is, whatever its mode.
  */
 #ifndef FSB_ENGINE_CREATED_HANDLES_H
 #define FSB_ENGINE_CREATED_HANDLES_H
@@ -63,10 +73,10 @@ static inline bool fsb_created_is_id(uint64_t fh)
     return (fh & ~FSB_CREATED_FH) != 0 && (fh >> 62) == 1;
 }
 
-/* Keeps backend handle FH of a new file and returns its id.  When
- * CREATED_OPEN_MAX handles are held, the oldest is let go first.  Returns
- * 0, or -ENOMEM (FH is then still the caller's to release). */
-int fsb_created_add(struct fsb_created_handles *t, uint64_t fh, uint64_t *id);
+/* Keeps backend handle FH of new file NODE and returns its id.  Past
+ * CREATED_OPEN_MAX handles held, the oldest whose file has a name is let
+ * go.  Returns 0, or -ENOMEM (FH is then still the caller's to release). */
+int fsb_created_add(struct fsb_created_handles *t, uint64_t node, uint64_t fh, uint64_t *id);
 
 /* The backend handle of live id ID in *FH, in use (*USE) until
  * fsb_created_give; false if ID names none (let go, released, or never
@@ -79,5 +89,9 @@ void fsb_created_give(struct fsb_created_handles *t, struct fsb_created_entry *u
  * last user is done; an id that names none needs nothing (its handle was
  * let go, or never existed). */
 void fsb_created_release(struct fsb_created_handles *t, uint64_t id);
+
+/* FORGET of NODE: the kernel holds no open file of it any more, so every
+ * entry of NODE ends (released once its last user is done). */
+void fsb_created_forget(struct fsb_created_handles *t, uint64_t node);
 
 #endif

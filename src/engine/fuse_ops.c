@@ -247,13 +247,14 @@ static uint32_t frame_max_write(size_t max_frame)
 }
 
 /* Whether the kernel of session S will send no OPEN and no RELEASE
- * (created_handles.h): a client that accepts fh 0 (no_open) relays an
+ * (created_handles.h): a client of version 7 that accepts fh 0 relays an
  * offer of FUSE_NO_OPEN_SUPPORT only when its relay answers OPEN with
  * ENOSYS, which it does only without a writeback cache (the mount's
  * init_filter.c, grant_no_open). */
 static bool runs_without_opens(const struct fsb_session *s, uint64_t offered)
 {
-    return s->no_open && (offered & FUSE_NO_OPEN_SUPPORT) && !(s->flags & FUSE_WRITEBACK_CACHE);
+    return s->no_open && s->created_ids && (offered & FUSE_NO_OPEN_SUPPORT) &&
+           !(s->flags & FUSE_WRITEBACK_CACHE);
 }
 
 static int op_init(struct fsb_request *r)
@@ -353,12 +354,21 @@ static int op_lookup(struct fsb_request *r)
     return err ? err : reply_entry(r, &e);
 }
 
+/* The kernel forgets a node only once no file of it is open: the handles
+ * of its created files go too (created_handles.h). */
+static void forget_node(struct fsb_request *r, uint64_t nodeid, uint64_t nlookup)
+{
+    if (r->s->created)
+        fsb_created_forget(r->s->created, nodeid);
+    r->be->ops->forget(r->be, nodeid, nlookup);
+}
+
 static int op_forget(struct fsb_request *r)
 {
     struct fuse_forget_in in;
     if (!req_arg(r, &in, sizeof(in)))
         return -EINVAL;
-    r->be->ops->forget(r->be, r->in.nodeid, in.nlookup);
+    forget_node(r, r->in.nodeid, in.nlookup);
     return 0;
 }
 
@@ -369,7 +379,7 @@ static int op_batch_forget(struct fsb_request *r)
     if (!req_arg(r, &in, sizeof(in)) || (uint64_t)in.count * sizeof(one) != r->args.left)
         return -EINVAL;
     for (uint32_t i = 0; i < in.count && req_arg(r, &one, sizeof(one)); i++)
-        r->be->ops->forget(r->be, one.nodeid, one.nlookup);
+        forget_node(r, one.nodeid, one.nlookup);
     return 0;
 }
 
@@ -697,6 +707,8 @@ static int op_open(struct fsb_request *r)
     uint64_t fh;
     if (!req_arg(r, &in, sizeof(in)) || !req_args_done(r))
         return -EINVAL;
+    if (r->s->created)
+        return -ENOSYS; /* a session without opens (created_handles.h) */
     r->ctx.kill_suidgid = in.open_flags & FUSE_OPEN_KILL_SUIDGID; /* O_TRUNC without FSETID */
     int err = open_file(r, r->in.nodeid, (int)in.flags, &fh);
     return err ? err : reply_open(r, fh, false);
@@ -781,9 +793,12 @@ static int file_handle_take(struct fsb_request *r, uint64_t node, enum file_use 
                             int file_flags, uint64_t *fh, struct file_loan *loan)
 {
     *loan = (struct file_loan){ .opened = FSB_NO_FH };
-    if (r->s->created && fsb_created_is_id(*fh) &&
-        !fsb_created_take(r->s->created, *fh, fh, &loan->created))
-        *fh = 0; /* let go of: served as the node's fh 0 */
+    if (r->s->created && *fh != 0 && !is_lazy(*fh)) {
+        if (!fsb_created_is_id(*fh))
+            return -EBADF; /* no other file handle exists here */
+        if (!fsb_created_take(r->s->created, *fh, fh, &loan->created))
+            *fh = 0; /* let go of: served as the node's fh 0 */
+    }
     if (*fh == 0 && r->s->no_open) {
         int err = open_for_request(r, node, use, file_flags, fh);
         if (!err)
@@ -828,9 +843,10 @@ static int read_create_args(struct fsb_request *r, struct fuse_create_in *in,
 static int reply_created(struct fsb_request *r, const struct fsb_entry *e, uint64_t fh)
 {
     if (r->s->created) {
-        int err = fsb_created_add(r->s->created, fh, &fh);
+        int err = fsb_created_add(r->s->created, e->nodeid, fh, &fh);
         if (err) {
             r->be->ops->release(r->be, fh);
+            r->be->ops->forget(r->be, e->nodeid, 1);
             return err;
         }
     }
@@ -984,8 +1000,9 @@ static int release_op(struct fsb_request *r, bool dir)
         return r->be->ops->releasedir(r->be, in.fh);
     if (is_lazy(in.fh) && r->s->lazy)
         return fsb_lazy_release(r->s->lazy, in.fh);
-    if (r->s->created && fsb_created_is_id(in.fh)) {
-        fsb_created_release(r->s->created, in.fh);
+    if (r->s->created && !is_lazy(in.fh)) { /* no other file handle exists here */
+        if (fsb_created_is_id(in.fh))
+            fsb_created_release(r->s->created, in.fh);
         return 0;
     }
     return r->be->ops->release(r->be, in.fh);

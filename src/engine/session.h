@@ -117,6 +117,9 @@ struct fsb_session {
      * request with it opens its node for itself alone (fuse_ops.c, "files").
      * The backend never gives out handle 0.  Set before the first request. */
     bool no_open;
+    /* a stream client of version 7 or later: it offers FUSE_NO_OPEN_SUPPORT
+     * only when it answers OPEN with ENOSYS (created_handles.h) */
+    bool created_ids;
     /* The session runs without opens (created_handles.h): its kernel sends
      * no RELEASE, so the handles of the files it creates are bounded
      * here.  NULL otherwise; set at INIT. */

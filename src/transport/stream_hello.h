@@ -72,6 +72,9 @@
 /* The first version whose empty-directory notes may be bounded
  * (FSB_EMPTY_DIR_BOUNDED). */
 #define FSB_STREAM_VERSION_BOUNDED_DIRS 7
+/* The first version whose INIT offers FUSE_NO_OPEN_SUPPORT only when the
+ * client answers OPEN with ENOSYS (engine/created_handles.h). */
+#define FSB_STREAM_VERSION_CREATED_IDS 7
 #define FSB_HELLO_JOIN 0x01
 #define FSB_HELLO_CPU 0x02
 #define FSB_SESSION_TOKEN_SIZE 16

@@ -830,6 +830,7 @@ static int session_open(struct conn *c, const struct fsb_hello *h, const struct 
     ss->fs->attr_notes = reply_version(h) >= FSB_STREAM_VERSION_TERMS;
     ss->fs->empty_dir_notes = reply_version(h) >= FSB_STREAM_VERSION_EMPTY_DIRS;
     ss->fs->bounded_dir_notes = reply_version(h) >= FSB_STREAM_VERSION_BOUNDED_DIRS;
+    ss->fs->created_ids = reply_version(h) >= FSB_STREAM_VERSION_CREATED_IDS;
     ss->fs->no_open = reply_version(h) >= FSB_STREAM_VERSION_NO_OPEN;
     ss->id = c->id;
     ss->peer = c->peer;

@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * reading guest xattr names are fuzzed; one with bit 1 of its length
      * set accepts lazy handles (a version-4 stream session), so that
      * both ways of taking an fh with FSB_LAZY_FH are; one with bit 2 set
-     * runs without opens (a version-5 client whose kernel offers
+     * runs without opens (a version-7 client whose kernel offers
      * FUSE_NO_OPEN_SUPPORT), so that fh 0 and created files' ids are. */
     int err;
     fsb_session_free(h.session);
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h.session = fsb_session_new(&h.export, HARNESS_FRAME, NULL, &err);
     if (!h.session || ((size & 2) && fsb_session_accept_lazy(h.session) != 0))
         abort();
-    h.session->no_open = size & 4;
+    h.session->no_open = h.session->created_ids = size & 4;
     if (harness_init_offer(&h, 38, (size & 4) ? FUSE_NO_OPEN_SUPPORT : 0) != 0)
         abort();
     while (size >= sizeof(struct fuse_in_header)) {

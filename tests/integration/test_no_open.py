@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -437,8 +438,64 @@ def test_only_a_session_without_opens_lets_created_handles_go(small_budget):
         node, fh = handles[-1]  # kept
         assert c.write(fh, 0, b"kept", nodeid=node) == (0, 4)
         assert c.release(node, fh) == 0
+    for version, offer in ((7, KERNEL_INIT_FLAGS & ~FUSE_NO_OPEN_SUPPORT),
+                           # a version-6 relay offers it in every mode
+                           (6, KERNEL_INIT_FLAGS | FUSE_NO_OPEN_SUPPORT)):
+        with client(small_budget, init=False, version=version) as c:
+            assert c.init(flags=offer)[0] == 0
+            errs = [c.create(1, b"b%d-%d" % (version, i))[0] for i in range(BUDGET + 1)]
+            assert errs[:BUDGET // 2] == [0] * (BUDGET // 2)
+            assert errs[-1] == errno.EMFILE
+
+
+def test_without_opens_no_other_file_handle_is_taken(small_budget, export_dir):
+    """Such a session has no OPEN (ENOSYS) and no handle but created
+    files' ids and fh 0: a guessed backend number reaches no file."""
     with client(small_budget, init=False) as c:
-        assert c.init(flags=KERNEL_INIT_FLAGS & ~FUSE_NO_OPEN_SUPPORT)[0] == 0
-        errs = [c.create(1, b"b%d" % i)[0] for i in range(BUDGET + 1)]
-        assert errs[:BUDGET // 2] == [0] * (BUDGET // 2)
-        assert errs[-1] == errno.EMFILE
+        assert c.init(flags=KERNEL_INIT_FLAGS | FUSE_NO_OPEN_SUPPORT)[0] == 0
+        err, e = c.lookup(1, b"seed")
+        assert c.open(e["nodeid"])[0] == errno.ENOSYS
+        err, e2, fh = c.create(1, b"new")
+        assert err == 0
+        for guess in range(1, 8):
+            assert c.write(guess, 0, b"x", nodeid=e2["nodeid"])[0] == errno.EBADF
+            assert c.release(e2["nodeid"], guess) == 0  # and closes nothing
+        assert c.write(fh, 0, b"mine", nodeid=e2["nodeid"]) == (0, 4)
+    assert (export_dir / "new").read_bytes() == b"mine"
+
+
+UNLINKED = r"""
+import os, sys
+d = sys.argv[1]
+# a temporary file: created, unlinked while open, then used after many
+# other creations (its host file lives only through the open handle)
+fd = os.open(os.path.join(d, "tmp"), os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+os.unlink(os.path.join(d, "tmp"))
+os.write(fd, b"early")
+for i in range(int(sys.argv[2])):
+    os.close(os.open(os.path.join(d, "n%d" % i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+os.write(fd, b" late")
+os.fsync(fd)
+os.lseek(fd, 0, os.SEEK_SET)
+with open("/proc/sys/vm/drop_caches", "w") as f:
+    f.write("1")  # the next read must come from the host
+print(os.read(fd, 100).decode())
+"""
+
+
+def test_an_unlinked_file_keeps_its_data_past_other_creations(export_dir, daemon_factory,
+                                                              mount_factory):
+    """Its handle is never let go (only its FORGET ends it): the node's own
+    fd is one of a cache that a small RLIMIT_NOFILE keeps small, and once
+    evicted nothing could open the file again."""
+    (export_dir / "seed").write_bytes(b"seed")
+    d = daemon_factory([f"{EXPORT}={export_dir},cache=coherent"], ["--guest-max-open", str(BUDGET)],
+                       rlimits={resource.RLIMIT_NOFILE: (512, 512)})
+    m = mount_factory(d, options=[f"export={EXPORT}", "open=none"])
+    helpers.poll_until(lambda: IN_FORCE in m.stderr_text(), what="open=none in the relay's log")
+    assert (m.path / "seed").read_bytes() == b"seed"  # the kernel's no_open
+    (m.path / "t").mkdir()
+    r = subprocess.run([sys.executable, "-c", UNLINKED, str(m.path / "t"), "400"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "early late"

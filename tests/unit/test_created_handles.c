@@ -1,18 +1,30 @@
 /*
  * test_created_handles.c - the handles of files a session without opens
  * created (engine/created_handles.h): ids never reused, the last
- * CREATED_OPEN_MAX kept, the oldest let go (released by its last user,
- * never under one), RELEASE of live and unknown ids.
+ * CREATED_OPEN_MAX kept, the oldest with a name let go (released by its
+ * last user, never under one), nameless files kept until their FORGET,
+ * RELEASE of live and unknown ids.
  */
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "engine/created_handles.h"
 #include "unit_check.h"
 
-/* A backend that only counts which handles it was asked to release. */
+/* A backend that counts which handles it was asked to release, and
+ * tells how many names each handle's file has (fh N is node N + 1000). */
 static bool released[1000];
+static bool nameless[1000];
 static int releases;
+
+static int links_of(struct fsb_backend *be, uint64_t node, uint64_t fh, struct stat *st)
+{
+    (void)be;
+    CHECK(fh < 1000 && node == fh + 1000);
+    *st = (struct stat){ .st_nlink = nameless[fh] ? 0 : 1 };
+    return 0;
+}
 
 static int count_release(struct fsb_backend *be, uint64_t fh)
 {
@@ -23,13 +35,13 @@ static int count_release(struct fsb_backend *be, uint64_t fh)
     return 0;
 }
 
-static const struct fsb_backend_ops ops = { .release = count_release };
+static const struct fsb_backend_ops ops = { .release = count_release, .getattr = links_of };
 static struct fsb_backend be = { .ops = &ops };
 
 static void reset(void)
 {
     for (unsigned i = 0; i < 1000; i++)
-        released[i] = false;
+        released[i] = nameless[i] = false;
     releases = 0;
 }
 
@@ -39,7 +51,7 @@ static struct fsb_created_handles *table_of(unsigned n, uint64_t *ids)
     struct fsb_created_handles *t = fsb_created_new(&be);
     CHECK(t != NULL);
     for (unsigned i = 0; i < n; i++) {
-        CHECK(fsb_created_add(t, 100 + i, &ids[i]) == 0);
+        CHECK(fsb_created_add(t, 1100 + i, 100 + i, &ids[i]) == 0);
         CHECK(fsb_created_is_id(ids[i]));
     }
     return t;
@@ -52,7 +64,7 @@ static void test_ids_are_tagged_and_never_reused(void)
     CHECK(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     fsb_created_release(t, ids[2]);
     uint64_t again;
-    CHECK(fsb_created_add(t, 103, &again) == 0);
+    CHECK(fsb_created_add(t, 1103, 103, &again) == 0);
     CHECK(again != ids[2]);
     CHECK(!fsb_created_is_id(0) && !fsb_created_is_id(5) && !fsb_created_is_id(UINT64_MAX) &&
           !fsb_created_is_id(FSB_CREATED_FH) && !fsb_created_is_id(1ull << 63 | 7));
@@ -83,7 +95,7 @@ static void test_a_handle_in_use_is_released_by_its_last_user(void)
     struct fsb_created_handles *t = table_of(CREATED_OPEN_MAX, ids);
     CHECK(fsb_created_take(t, ids[0], &fh, &a) && fh == 100);
     CHECK(fsb_created_take(t, ids[0], &fh, &b) && b == a);
-    CHECK(fsb_created_add(t, 500, &extra) == 0); /* ids[0] is let go, in use twice */
+    CHECK(fsb_created_add(t, 1500, 500, &extra) == 0); /* ids[0] is let go, in use twice */
     CHECK(releases == 0);
     CHECK(!fsb_created_take(t, ids[0], &fh, &late)); /* and gets no new user */
     fsb_created_give(t, b);
@@ -112,6 +124,28 @@ static void test_release_ends_a_live_id_and_ignores_others(void)
     CHECK(releases == 4);
 }
 
+static void test_a_nameless_file_stays_until_its_forget(void)
+{
+    uint64_t ids[CREATED_OPEN_MAX + 1], fh, extra;
+    struct fsb_created_entry *use;
+    reset();
+    nameless[100] = true; /* the first one is unlinked (or an O_TMPFILE) */
+    struct fsb_created_handles *t = fsb_created_new(&be);
+    for (unsigned i = 0; i <= CREATED_OPEN_MAX; i++)
+        CHECK(fsb_created_add(t, 1100 + i, 100 + i, &ids[i]) == 0);
+    CHECK(releases == 1 && released[101]); /* the oldest with a name went */
+    CHECK(fsb_created_take(t, ids[0], &fh, &use) && fh == 100);
+    fsb_created_give(t, use);
+    CHECK(fsb_created_add(t, 1500, 500, &extra) == 0);
+    CHECK(releases == 2 && released[102] && !released[100]);
+    fsb_created_forget(t, 1100); /* no file of it is open any more */
+    CHECK(releases == 3 && released[100]);
+    CHECK(!fsb_created_take(t, ids[0], &fh, &use));
+    fsb_created_forget(t, 1100); /* again: nothing */
+    CHECK(releases == 3);
+    fsb_created_free(t);
+}
+
 int main(void)
 {
     static const struct unit_test tests[] = {
@@ -119,6 +153,7 @@ int main(void)
         TEST(test_the_oldest_is_let_go_past_the_bound),
         TEST(test_a_handle_in_use_is_released_by_its_last_user),
         TEST(test_release_ends_a_live_id_and_ignores_others),
+        TEST(test_a_nameless_file_stays_until_its_forget),
     };
     return RUN_TESTS(tests);
 }
