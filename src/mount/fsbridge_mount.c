@@ -206,6 +206,7 @@ static int start_relay(struct mount_job *job)
         .session_fd = fuse_session_fd(job->se),
         .max_frame = job->ticket.max_frame,
         .terms = job->ticket.terms,
+        .version = job->ticket.version,
         .queues = relay_queues(job->opts),
         .poll_us = job->opts->poll_us,
         .uring = job->opts->uring,

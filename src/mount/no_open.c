@@ -10,6 +10,8 @@ const char *no_open_refusal(const struct relay_config *cfg)
     uint32_t terms = cfg->terms.features;
     if (!(terms & FSB_TERMS_NO_OPEN))
         return "the host does not take fh 0 (version 5 hosts do)";
+    if (cfg->version < FSB_STREAM_VERSION_CREATED_IDS)
+        return "the host would keep every created file open (version 7 hosts do not)";
     if (!(terms & FSB_TERMS_PUSHES))
         return "the export does not push host changes (cache=coherent)";
     if (!(terms & FSB_TERMS_QUIET_CLOSE))

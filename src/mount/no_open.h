@@ -12,6 +12,8 @@
  * alone, as its caller" (FSB_TERMS_NO_OPEN, docs/stream-protocol.md).
  *
  * What it needs, else the mount falls back to open=auto (logged):
+ * - a host of version 7, which bounds the host files of created files
+ *   (engine/created_handles.h; an older one keeps each open for good);
  * - the host's terms NO_OPEN and PUSHES: FOPEN_KEEP_CACHE on every open is
  *   true only where host changes are pushed (cache=coherent);
  * - QUIET_CLOSE: a host file closed after each request, and no FLUSH,

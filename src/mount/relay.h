@@ -101,6 +101,7 @@ struct relay_config {
     /* what the host lets the relay answer in its stead (HELLO reply,
      * version 4; all 0 from an older host) */
     struct fsb_session_terms terms;
+    uint16_t version;    /* the session's stream protocol version */
     unsigned queues;     /* fd queues, 1..RELAY_MAX_QUEUES */
     unsigned poll_us;    /* reply spin limit, 0..RELAY_MAX_POLL_US */
     enum relay_uring uring;
