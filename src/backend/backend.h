@@ -119,7 +119,9 @@ struct fsb_backend_ops {
 
     int (*lookup)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t parent,
                   const char *name, struct fsb_entry *out);
-    void (*forget)(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup);
+    /* Returns whether the guest now holds no lookup of NODEID (none known
+     * included): its kernel has no inode of it, so no file of it is open. */
+    bool (*forget)(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup);
     int (*getattr)(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, struct stat *out);
     int (*setattr)(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t nodeid,
                    uint64_t fh, const struct fsb_setattr *set, struct stat *out);

@@ -14,7 +14,10 @@
 
 struct fsb_u64_slot {
     uint64_t key;
-    void *value;
+    union {
+        void *value;
+        uint64_t number; /* for a table of numbers: 64 bits on every ABI */
+    };
     bool used;
 };
 

@@ -1,10 +1,12 @@
 /*
  * created_handles.c - see created_handles.h.
  *
- * The entries are an array in creation order, oldest first.  An entry
- * that leaves it while requests use it (let go, RELEASEd or forgotten)
- * lives on outside it until its last user gives it back, and that user
- * releases its backend handle.
+ * The entries are two arrays in creation order: the named ones, of which
+ * the oldest is let go when there are too many, and those found nameless
+ * when their turn came, checked no more and kept until their FORGET.  An
+ * entry that leaves while requests use it (let go, RELEASEd or forgotten)
+ * lives on until its last user gives it back, and that user releases its
+ * backend handle.
  */
 #include "engine/created_handles.h"
 
@@ -21,12 +23,18 @@ struct fsb_created_entry {
     bool live;      /* in the array: fsb_created_take finds it */
 };
 
+/* Entries in creation order, oldest first. */
+struct entries {
+    struct fsb_created_entry **e;
+    unsigned count, capacity;
+};
+
 struct fsb_created_handles {
     pthread_mutex_t lock;
     struct fsb_backend *be;
-    uint64_t next; /* the number of the next id */
-    struct fsb_created_entry **all;
-    unsigned count, capacity;
+    uint64_t next;           /* the number of the next id */
+    struct entries named;    /* at most CREATED_OPEN_MAX: let go, oldest first */
+    struct entries nameless; /* found nameless when their turn came: kept till FORGET */
 };
 
 struct fsb_created_handles *fsb_created_new(struct fsb_backend *be)
@@ -40,28 +48,54 @@ struct fsb_created_handles *fsb_created_new(struct fsb_backend *be)
     return t;
 }
 
+static void free_entries(struct fsb_created_handles *t, struct entries *l)
+{
+    for (unsigned i = 0; i < l->count; i++) {
+        t->be->ops->release(t->be, l->e[i]->fh);
+        free(l->e[i]);
+    }
+    free(l->e);
+}
+
 void fsb_created_free(struct fsb_created_handles *t)
 {
     if (!t)
         return;
-    for (unsigned i = 0; i < t->count; i++) {
-        t->be->ops->release(t->be, t->all[i]->fh);
-        free(t->all[i]);
-    }
-    free(t->all);
+    free_entries(t, &t->named);
+    free_entries(t, &t->nameless);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
 
-/* Takes the entry at I out of the array (keeping the others in order)
- * and returns it if nobody uses it, for the caller to release outside the
- * lock; NULL if a user will.  Caller holds the lock. */
-static struct fsb_created_entry *unlink_at(struct fsb_created_handles *t, unsigned i)
+static int append(struct entries *l, struct fsb_created_entry *e)
 {
-    struct fsb_created_entry *e = t->all[i];
-    for (; i + 1 < t->count; i++)
-        t->all[i] = t->all[i + 1];
-    t->count--;
+    if (l->count == l->capacity) {
+        unsigned cap = l->capacity ? 2 * l->capacity : 2 * CREATED_OPEN_MAX;
+        struct fsb_created_entry **grown = realloc(l->e, cap * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        l->e = grown;
+        l->capacity = cap;
+    }
+    l->e[l->count++] = e;
+    return 0;
+}
+
+/* Takes the entry at I out of L, keeping the others in order. */
+static struct fsb_created_entry *take_out(struct entries *l, unsigned i)
+{
+    struct fsb_created_entry *e = l->e[i];
+    for (; i + 1 < l->count; i++)
+        l->e[i] = l->e[i + 1];
+    l->count--;
+    return e;
+}
+
+/* E leaves the table: returned if nobody uses it, for the caller to
+ * release outside the lock; NULL if its last user will.  Caller holds
+ * the lock. */
+static struct fsb_created_entry *ended(struct fsb_created_entry *e)
+{
     e->live = false;
     return e->users ? NULL : e;
 }
@@ -83,67 +117,68 @@ static bool has_a_name(struct fsb_created_handles *t, const struct fsb_created_e
     return t->be->ops->getattr(t->be, e->node, e->fh, &st) == 0 && st.st_nlink > 0;
 }
 
-/* With more than CREATED_OPEN_MAX entries, the oldest one whose file has
- * a name leaves (returned as unlink_at does).  Caller holds the lock. */
-static struct fsb_created_entry *let_oldest_go(struct fsb_created_handles *t)
+/* While more than CREATED_OPEN_MAX named entries are held, the oldest
+ * leaves: let go if its file has a name (into *GONE, at most
+ * CREATED_OPEN_MAX of them), else kept among the nameless, checked no
+ * more.  Caller holds the lock. */
+static unsigned let_oldest_go(struct fsb_created_handles *t, struct fsb_created_entry **gone)
 {
-    if (t->count <= CREATED_OPEN_MAX)
-        return NULL;
-    for (unsigned i = 0; i < t->count; i++)
-        if (has_a_name(t, t->all[i]))
-            return unlink_at(t, i);
-    return NULL; /* all nameless: the open-file budget bounds them */
-}
-
-static int make_room(struct fsb_created_handles *t)
-{
-    if (t->count < t->capacity)
-        return 0;
-    unsigned cap = t->capacity ? 2 * t->capacity : 2 * CREATED_OPEN_MAX;
-    struct fsb_created_entry **all = realloc(t->all, cap * sizeof(*all));
-    if (!all)
-        return -ENOMEM;
-    t->all = all;
-    t->capacity = cap;
-    return 0;
+    unsigned n = 0;
+    while (t->named.count > CREATED_OPEN_MAX) {
+        struct fsb_created_entry *e = take_out(&t->named, 0);
+        if (has_a_name(t, e) || append(&t->nameless, e) != 0) {
+            if ((gone[n] = ended(e)))
+                n++;
+        }
+    }
+    return n;
 }
 
 int fsb_created_add(struct fsb_created_handles *t, uint64_t node, uint64_t fh, uint64_t *id)
 {
-    struct fsb_created_entry *e = malloc(sizeof(*e)), *gone = NULL;
+    struct fsb_created_entry *e = malloc(sizeof(*e)), *gone[2];
     if (!e)
         return -ENOMEM;
     pthread_mutex_lock(&t->lock);
-    int err = make_room(t);
+    *e = (struct fsb_created_entry){ .id = FSB_CREATED_FH | t->next, .node = node, .fh = fh,
+                                     .live = true };
+    int err = append(&t->named, e);
+    unsigned n = 0;
     if (!err) {
-        *e = (struct fsb_created_entry){ .id = FSB_CREATED_FH | t->next++, .node = node,
-                                         .fh = fh, .live = true };
-        t->all[t->count++] = e;
+        t->next++;
         *id = e->id;
-        gone = let_oldest_go(t);
+        n = let_oldest_go(t, gone); /* one in, at most one out */
     }
     pthread_mutex_unlock(&t->lock);
     if (err)
         free(e);
-    release_entry(t, gone);
+    for (unsigned i = 0; i < n; i++)
+        release_entry(t, gone[i]);
     return err;
 }
 
-/* The position of live id ID, or -1.  Caller holds the lock. */
-static int find(const struct fsb_created_handles *t, uint64_t id)
+/* The list and position of live id ID (*L NULL if none).  Caller holds
+ * the lock. */
+static unsigned find(struct fsb_created_handles *t, uint64_t id, struct entries **l)
 {
-    for (unsigned i = 0; i < t->count; i++)
-        if (t->all[i]->id == id)
-            return (int)i;
-    return -1;
+    struct entries *lists[] = { &t->named, &t->nameless };
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned i = 0; i < lists[k]->count; i++)
+            if (lists[k]->e[i]->id == id) {
+                *l = lists[k];
+                return i;
+            }
+    *l = NULL;
+    return 0;
 }
 
 bool fsb_created_take(struct fsb_created_handles *t, uint64_t id, uint64_t *fh,
                       struct fsb_created_entry **use)
 {
+    struct entries *l;
     pthread_mutex_lock(&t->lock);
-    int i = find(t, id);
-    *use = i < 0 ? NULL : t->all[i];
+    unsigned i = find(t, id, &l);
+    *use = l ? l->e[i] : NULL;
     if (*use) {
         (*use)->users++;
         *fh = (*use)->fh;
@@ -163,27 +198,34 @@ void fsb_created_give(struct fsb_created_handles *t, struct fsb_created_entry *u
 
 void fsb_created_release(struct fsb_created_handles *t, uint64_t id)
 {
+    struct entries *l;
     pthread_mutex_lock(&t->lock);
-    int i = find(t, id);
-    struct fsb_created_entry *gone = i < 0 ? NULL : unlink_at(t, (unsigned)i);
+    unsigned i = find(t, id, &l);
+    struct fsb_created_entry *gone = l ? ended(take_out(l, i)) : NULL;
     pthread_mutex_unlock(&t->lock);
     release_entry(t, gone);
+}
+
+/* The first entry of NODE taken out of L, or NULL.  Caller holds the lock. */
+static struct fsb_created_entry *take_node(struct entries *l, uint64_t node)
+{
+    for (unsigned i = 0; i < l->count; i++)
+        if (l->e[i]->node == node)
+            return take_out(l, i);
+    return NULL;
 }
 
 void fsb_created_forget(struct fsb_created_handles *t, uint64_t node)
 {
     for (;;) {
-        struct fsb_created_entry *gone = NULL;
-        bool found = false;
         pthread_mutex_lock(&t->lock);
-        for (unsigned i = 0; i < t->count && !found; i++)
-            if (t->all[i]->node == node) {
-                found = true;
-                gone = unlink_at(t, i);
-            }
+        struct fsb_created_entry *e = take_node(&t->named, node);
+        if (!e)
+            e = take_node(&t->nameless, node);
+        struct fsb_created_entry *gone = e ? ended(e) : NULL;
         pthread_mutex_unlock(&t->lock);
         release_entry(t, gone);
-        if (!found)
+        if (!e)
             return;
     }
 }

@@ -25,8 +25,10 @@
  * host an open and a close: the price open=none already documents for
  * opened files.  A file with no name (unlinked, or an O_TMPFILE not yet
  * linked) lives on the host only through its open handles, so its entry
- * is never let go; every entry of a node ends at the node's FORGET,
- * which the kernel sends once no file of it is open.
+ * is never let go; every entry of a node ends at a FORGET that leaves
+ * the guest no lookup of it: its kernel has no inode of it then, so no
+ * file of it is open (a late FORGET, after a CREATE found the node again,
+ * leaves lookups and ends nothing).
  *
  * Whether a RELEASE comes for a file created before the kernel set
  * no_open depends on the kernel (it decides at the file's last close,

@@ -354,13 +354,14 @@ static int op_lookup(struct fsb_request *r)
     return err ? err : reply_entry(r, &e);
 }
 
-/* The kernel forgets a node only once no file of it is open: the handles
- * of its created files go too (created_handles.h). */
+/* A node the guest holds no lookup of any more has no inode in its
+ * kernel, so no file of it is open: the handles of its created files go
+ * too (created_handles.h).  Not at a FORGET that leaves lookups: a held or
+ * queued one may come after a CREATE found the node again. */
 static void forget_node(struct fsb_request *r, uint64_t nodeid, uint64_t nlookup)
 {
-    if (r->s->created)
+    if (r->be->ops->forget(r->be, nodeid, nlookup) && r->s->created)
         fsb_created_forget(r->s->created, nodeid);
-    r->be->ops->forget(r->be, nodeid, nlookup);
 }
 
 static int op_forget(struct fsb_request *r)
@@ -414,8 +415,9 @@ static int op_getattr(struct fsb_request *r)
      * node's attributes are the same, and fstat need not open the file */
     if (in.getattr_flags & FUSE_GETATTR_FH) {
         fh = in.fh;
-        if (file_handle_take(r, r->in.nodeid, FILE_UNOPENED, 0, &fh, &loan) == -ENOENT)
-            fh = FSB_NO_FH;
+        int err = file_handle_take(r, r->in.nodeid, FILE_UNOPENED, 0, &fh, &loan);
+        if (err == -ENOENT || (err == -EBADF && r->s->created))
+            fh = FSB_NO_FH; /* by node; a refused handle reaches no file */
     }
     int err = r->be->ops->getattr(r->be, r->in.nodeid, fh, &st);
     file_handle_give(r, &loan);
@@ -547,11 +549,16 @@ static int op_mknod(struct fsb_request *r)
  * directory is empty now that it is in the session's table (a name added
  * before is in it then; one added after is pushed), and the timeout is
  * taken after that check: a host change counted meanwhile (reply_timeout)
- * means no note.  Where nothing pushes (cache=auto, always), a client of
- * version 7 gets the note bounded: "none" holds for the mode's timeout of
- * a negative entry, which is what a LOOKUP of any name there would have
- * let the kernel cache.  The relay's side: mount/missing_names.h.
+ * means no note.  Where nothing pushes (cache=auto, always, metadata), a
+ * client of version 7 gets the note bounded: "none" holds for the mode's
+ * timeout of a negative entry, which is what a LOOKUP of any name there
+ * would have let the kernel cache, but for BOUNDED_NOTE_MAX_S at most: a
+ * LOOKUP hides one name for the timeout, the note every name, and a day
+ * of that (always, metadata) would hide the host's files from the guest
+ * longer than any name the guest looked up.  The relay's side:
+ * mount/missing_names.h.
  */
+#define BOUNDED_NOTE_MAX_S 1
 static void note_empty_dir(struct fsb_request *r, uint64_t nodeid)
 {
     if (!r->lend || !r->s->empty_dir_notes || !r->be->ops->empty_dir)
@@ -564,6 +571,8 @@ static void note_empty_dir(struct fsb_request *r, uint64_t nodeid)
     uint64_t t = reply_timeout(r);
     if (!t)
         return;
+    if (bounded && t > BOUNDED_NOTE_MAX_S)
+        t = BOUNDED_NOTE_MAX_S;
     r->lend->empty_dir = (struct fsb_empty_dir_note){
         .nodeid = nodeid, .unique = r->in.unique, .entry_valid = t,
         .flags = bounded ? FSB_EMPTY_DIR_BOUNDED : 0 };

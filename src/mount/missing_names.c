@@ -32,9 +32,11 @@ struct missing_names {
     uint64_t notifications;       /* host notifications seen so far */
     struct fuse_entry_out negative; /* the latest note's timeout */
     struct fsb_u64_table mkdirs;  /* unique -> notifications at its forwarding */
-    struct fsb_u64_table mkdir_times; /* unique -> monotonic ns of its forwarding */
-    /* node ids answered for -> until when (monotonic ns; 0: until told) */
+    struct fsb_u64_table mkdir_times; /* unique -> monotonic ns of its forwarding (number) */
+    /* node ids answered for -> until when (number: monotonic ns; 0: until
+     * told) */
     struct fsb_u64_table dirs;
+    uint64_t bounded_until; /* the latest end of a bounded note, or 0 */
     struct fsb_u64_table names;   /* name_key() of names that may exist in them */
     struct fsb_u64_slot mkdir_slots[MKDIR_SLOTS];
     struct fsb_u64_slot mkdir_time_slots[MKDIR_SLOTS];
@@ -117,16 +119,28 @@ static uint64_t now_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+/* Caller holds the lock.  Bounded notes all end by m->bounded_until (a
+ * session has either kind of note, never both): past it, every directory
+ * goes at once, so that lookups take the fast path again. */
+static void sweep(struct missing_names *m, uint64_t now)
+{
+    if (m->bounded_until && now >= m->bounded_until) {
+        drop_all(m);
+        m->bounded_until = 0;
+    }
+}
+
 /* Caller holds the lock.  Whether DIR is answered for now, and the
  * negative entry to answer with in *OUT: the note's, or for a bounded
  * note (FSB_EMPTY_DIR_BOUNDED) what is left of its time, so that the
  * kernel keeps the entry no longer than the note holds. */
-static bool answered_for(struct missing_names *m, uint64_t dir, struct fuse_entry_out *out)
+static bool answered_for(struct missing_names *m, uint64_t dir, uint64_t now,
+                         struct fuse_entry_out *out)
 {
     struct fsb_u64_slot *d = fsb_u64_table_find(&m->dirs, dir);
     if (!d)
         return false;
-    uint64_t until = (uint64_t)(uintptr_t)d->value, now = until ? now_ns() : 0;
+    uint64_t until = d->number;
     if (until && now >= until) {
         drop_dir(m, dir);
         return false;
@@ -149,7 +163,9 @@ bool missing_names_answer(struct missing_names *m, const struct fuse_in_header *
         return false;
     uint64_t key = name_key(ih->nodeid, s, n);
     pthread_mutex_lock(&m->lock);
-    bool missing = !fsb_u64_table_find(&m->names, key) && answered_for(m, ih->nodeid, out);
+    uint64_t now = m->bounded_until ? now_ns() : 0;
+    sweep(m, now);
+    bool missing = !fsb_u64_table_find(&m->names, key) && answered_for(m, ih->nodeid, now, out);
     sync_counts(m);
     pthread_mutex_unlock(&m->lock);
     return missing;
@@ -158,6 +174,8 @@ bool missing_names_answer(struct missing_names *m, const struct fuse_in_header *
 /* Caller holds the lock.  NAME (N bytes) may exist in DIR from now on. */
 static void may_exist(struct missing_names *m, uint64_t dir, const char *name, size_t n)
 {
+    if (m->bounded_until)
+        sweep(m, now_ns());
     if (!fsb_u64_table_find(&m->dirs, dir))
         return;
     int err = fsb_u64_table_add(&m->names, name_key(dir, name, n), NULL);
@@ -267,8 +285,9 @@ void missing_names_forwarding(struct missing_names *m, const struct fuse_in_head
     pthread_mutex_lock(&m->lock);
     learn(m, ih, arg, arg_len, name, len);
     if (ih->opcode == FUSE_MKDIR && /* full: no note taken for it */
-        fsb_u64_table_add(&m->mkdirs, ih->unique, (void *)(uintptr_t)m->notifications) == 0)
-        fsb_u64_table_add(&m->mkdir_times, ih->unique, (void *)(uintptr_t)now_ns());
+        fsb_u64_table_add(&m->mkdirs, ih->unique, (void *)(uintptr_t)m->notifications) == 0 &&
+        fsb_u64_table_add(&m->mkdir_times, ih->unique, NULL) == 0)
+        fsb_u64_table_find(&m->mkdir_times, ih->unique)->number = now_ns();
     sync_counts(m);
     pthread_mutex_unlock(&m->lock);
 }
@@ -286,35 +305,46 @@ void missing_names_replied(struct missing_names *m, uint64_t unique)
 
 /* The end of a bounded note's time: its timeout from SENT, the MKDIR's
  * forwarding (before the host made the directory, so never late); 0 (no
- * end) for a note the host's pushes keep true. */
+ * end) for a note the host's pushes keep true; UINT64_MAX for a bounded
+ * note of no time, which is not taken. */
 static uint64_t note_end(const struct fsb_empty_dir_note *note, uint64_t sent)
 {
     if (!(note->flags & FSB_EMPTY_DIR_BOUNDED))
         return 0;
+    uint64_t ns = note->entry_valid_nsec % 1000000000u;
+    if (note->entry_valid == 0 && ns == 0)
+        return UINT64_MAX;
     uint64_t left = note->entry_valid > UINT64_MAX / 1000000000u / 2
                         ? UINT64_MAX / 2
-                        : note->entry_valid * 1000000000u + note->entry_valid_nsec % 1000000000u;
-    return sent + left > sent ? sent + left : UINT64_MAX;
+                        : note->entry_valid * 1000000000u + ns;
+    return sent + left > sent ? sent + left : UINT64_MAX - 1;
 }
 
 /* Caller holds the lock. */
 static void take_note(struct missing_names *m, const struct fsb_empty_dir_note *note)
 {
-    void *since, *sent;
+    void *since;
+    struct fsb_u64_slot *sent = fsb_u64_table_find(&m->mkdir_times, note->unique);
+    uint64_t until = sent ? note_end(note, sent->number) : UINT64_MAX;
+    fsb_u64_table_remove(&m->mkdir_times, note->unique, NULL);
     if (!fsb_u64_table_remove(&m->mkdirs, note->unique, &since) ||
-        !fsb_u64_table_remove(&m->mkdir_times, note->unique, &sent) ||
-        (uintptr_t)since != (uintptr_t)m->notifications)
-        return; /* not a MKDIR in flight, or a notification may have overtaken it */
-    uint64_t until = note_end(note, (uint64_t)(uintptr_t)sent);
+        (uintptr_t)since != (uintptr_t)m->notifications || until == UINT64_MAX)
+        return; /* not a MKDIR in flight, a notification may have overtaken
+                 * it, or a bounded note of no time */
     if (!until)
         m->negative = (struct fuse_entry_out){ .entry_valid = note->entry_valid,
                                                .entry_valid_nsec = note->entry_valid_nsec };
-    if (fsb_u64_table_add(&m->dirs, note->nodeid, (void *)(uintptr_t)until) == -ENOSPC) {
+    else if (until > m->bounded_until)
+        m->bounded_until = until;
+    if (fsb_u64_table_add(&m->dirs, note->nodeid, NULL) == -ENOSPC) {
         /* full (of bounded notes long run out, mostly): start over */
         log_debug("new directories: table full, forgetting %zu of them", m->dirs.count);
         drop_all(m);
-        fsb_u64_table_add(&m->dirs, note->nodeid, (void *)(uintptr_t)until);
+        fsb_u64_table_add(&m->dirs, note->nodeid, NULL);
     }
+    struct fsb_u64_slot *d = fsb_u64_table_find(&m->dirs, note->nodeid);
+    if (d)
+        d->number = until;
 }
 
 void missing_names_note(struct missing_names *m, const void *msg, size_t len)

@@ -21,7 +21,7 @@
  * hash collides with one, goes to the host.  Remembered names are never
  * forgotten one by one (an unlink's name just keeps going to the host).
  *
- * Where nothing pushes (cache=auto or always: stream protocol version 7),
+ * Where nothing pushes (cache=auto, always, metadata: stream protocol 7),
  * the host's note is bounded (FSB_EMPTY_DIR_BOUNDED): "empty" holds for
  * the note's timeout, the one a LOOKUP of a missing name there would have
  * let the kernel keep, counted from the MKDIR's forwarding (before the
@@ -37,9 +37,9 @@
  * only if no host notification at all came between the MKDIR's forwarding
  * and the note: the host pushes changes on its first connection, so one
  * about the new directory may overtake the note that comes on another.
- * Bounded tables: a directory that does not fit is not answered for, and
- * when the names fill theirs, every directory goes (forwarding is always
- * right).
+ * Bounded tables: when the directories or the names fill theirs, every
+ * directory goes (forwarding is always right), as all bounded ones do once
+ * the last of their times has run out.
  */
 #ifndef FSB_MOUNT_MISSING_NAMES_H
 #define FSB_MOUNT_MISSING_NAMES_H

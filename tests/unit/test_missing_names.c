@@ -214,6 +214,16 @@ static void test_a_bounded_note_holds_for_its_timeout_only(void)
     missing_names_free(m);
 }
 
+static void test_a_bounded_note_of_no_time_is_not_taken(void)
+{
+    struct missing_names *m = missing_names_new();
+    bounded_mkdir(m, 1, 71, 0);
+    struct fuse_in_header ih = { .opcode = FUSE_LOOKUP, .nodeid = 71, .unique = 1 };
+    struct fuse_entry_out out;
+    CHECK(!missing_names_answer(m, &ih, "x", 2, &out));
+    missing_names_free(m);
+}
+
 static void test_a_note_with_unknown_flags_is_dropped(void)
 {
     struct fsb_empty_dir_note n = { .nodeid = 70, .unique = 4, .flags = 0x2 }, back;
@@ -235,6 +245,7 @@ int main(void)
         TEST(test_a_full_name_table_starts_over),
         TEST(test_a_bounded_note_holds_for_its_timeout_only),
         TEST(test_a_note_with_unknown_flags_is_dropped),
+        TEST(test_a_bounded_note_of_no_time_is_not_taken),
     };
     return RUN_TESTS(tests);
 }

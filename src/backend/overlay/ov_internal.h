@@ -105,7 +105,7 @@ void ov_nodes_destroy(struct overlay *ov);
 struct ov_node *ov_get(struct overlay *ov, uint64_t nodeid);
 void ov_ref(struct overlay *ov, struct ov_node *n);
 void ov_put(struct overlay *ov, struct ov_node *n);
-void ov_forget(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup);
+bool ov_forget(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup);
 /* One more guest lookup of N (answering ".."). */
 void ov_add_lookup(struct overlay *ov, struct ov_node *n);
 /* A snapshot of N's layers and name (NAME: a copy, free it). */

@@ -220,19 +220,21 @@ void ov_put(struct overlay *ov, struct ov_node *n)
         release_dead(ov, n);
 }
 
-void ov_forget(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup)
+bool ov_forget(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup)
 {
     struct overlay *ov = ov_of(be);
     pthread_mutex_lock(&ov->lock);
     struct ov_node *n = find_id(ov, nodeid);
-    bool dead = false;
+    bool dead = false, unknown = !n;
     if (n && n != ov->root) {
         n->nlookup = nlookup > n->nlookup ? 0 : n->nlookup - nlookup;
+        unknown = n->nlookup == 0;
         dead = unused(ov, n);
     }
     pthread_mutex_unlock(&ov->lock);
     if (dead)
         release_dead(ov, n);
+    return unknown;
 }
 
 void ov_add_lookup(struct overlay *ov, struct ov_node *n)

@@ -536,18 +536,20 @@ bool inode_is_known(struct inode_table *t, dev_t dev, ino_t ino)
     return known;
 }
 
-void inode_forget(struct inode_table *t, uint64_t nodeid, uint64_t n)
+bool inode_forget(struct inode_table *t, uint64_t nodeid, uint64_t n)
 {
     pthread_mutex_lock(&t->lock);
     struct pt_inode *in = find_by_id(t, nodeid);
-    bool dead = false;
+    bool dead = false, unknown = !in;
     if (in && in->nodeid != FSB_ROOT_NODEID) {
         in->nlookup = n > in->nlookup ? 0 : in->nlookup - n;
+        unknown = in->nlookup == 0;
         dead = release_if_unused(t, in);
     }
     pthread_mutex_unlock(&t->lock);
     if (dead)
         inode_free(in);
+    return unknown;
 }
 
 static int reopen_by_handle(void *arg)

@@ -136,7 +136,8 @@ size_t inode_table_nodeids(struct inode_table *t, uint64_t **out);
 
 /* Drops N lookups of NODEID (an unknown id is ignored, as FORGET has no
  * reply to carry an error). */
-void inode_forget(struct inode_table *t, uint64_t nodeid, uint64_t n);
+/* Returns whether the guest holds no lookup of NODEID now (backend.h). */
+bool inode_forget(struct inode_table *t, uint64_t nodeid, uint64_t n);
 
 /* Returns a pinned O_PATH fd for INODE or -errno; unpin with inode_unpin. */
 int inode_pin(struct pt_inode *inode);

@@ -312,9 +312,9 @@ static int pt_lookup(struct fsb_backend *be, const struct fsb_ctx *ctx, uint64_t
     return err;
 }
 
-static void pt_forget(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup)
+static bool pt_forget(struct fsb_backend *be, uint64_t nodeid, uint64_t nlookup)
 {
-    inode_forget(&pt_of(be)->inodes, nodeid, nlookup);
+    return inode_forget(&pt_of(be)->inodes, nodeid, nlookup);
 }
 
 static int pt_getattr(struct fsb_backend *be, uint64_t nodeid, uint64_t fh, struct stat *out)
