@@ -305,6 +305,18 @@ def test_protocol_where_nothing_is_pushed_the_note_is_bounded(export_dir, daemon
         assert [n[2] for n in empty_dir_notes(c)] == [1] and note_flags(c) == [EMPTY_DIR_BOUNDED]
 
 
+def test_protocol_a_version_6_join_gets_no_bounded_note(export_dir, daemon_factory):
+    """It would take the note for a pushed one, good until told."""
+    d = daemon_factory([f"{EXPORT}={export_dir},cache=auto"])
+    with FuseClient(d.socket, export=EXPORT) as first:
+        with FuseClient(d.socket, export=EXPORT, version=6, join=first.token) as old:
+            assert old.hello_reply["status"] == 0
+            assert old.mkdir(FUSE_ROOT_ID, "by-old")[0] == 0
+            assert empty_dir_notes(old) == []
+        assert first.mkdir(FUSE_ROOT_ID, "by-first")[0] == 0
+        assert note_flags(first) == [EMPTY_DIR_BOUNDED]
+
+
 def test_in_cache_auto_a_new_directory_is_answered_for_its_timeout(export_dir, daemon_factory,
                                                                    mount_factory):
     """No pushes: the relay answers for the new directory for the 1 s a
