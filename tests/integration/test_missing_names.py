@@ -269,16 +269,22 @@ def test_protocol_note_precedes_the_reply_for_version_6_only(daemon):
         assert err == 0 and empty_dir_notes(c) == []
 
 
-def test_protocol_a_version_5_join_gets_no_note(daemon):
+@pytest.mark.parametrize("cache, old_version, flags", [
+    ("coherent", 5, 0),  # no note at all before version 6
+    ("auto", 6, EMPTY_DIR_BOUNDED),  # it would take a bounded one for good
+])
+def test_protocol_an_older_join_gets_no_note_it_does_not_know(export_dir, daemon_factory,
+                                                              cache, old_version, flags):
     """A JOIN may speak an older version than the session's first HELLO
     (as it gets no term it does not know, test_no_open.py)."""
-    with FuseClient(daemon.socket, export=EXPORT) as first:
-        with FuseClient(daemon.socket, export=EXPORT, version=5, join=first.token) as old:
+    d = daemon_factory([f"{EXPORT}={export_dir},cache={cache}"])
+    with FuseClient(d.socket, export=EXPORT) as first:
+        with FuseClient(d.socket, export=EXPORT, version=old_version, join=first.token) as old:
             assert old.hello_reply["status"] == 0
             assert old.mkdir(FUSE_ROOT_ID, "by-old")[0] == 0
             assert empty_dir_notes(old) == []
         assert first.mkdir(FUSE_ROOT_ID, "by-first")[0] == 0
-        assert len(empty_dir_notes(first)) == 1
+        assert note_flags(first) == [flags]
 
 
 def test_protocol_where_nothing_is_pushed_the_note_is_bounded(export_dir, daemon_factory,
@@ -303,18 +309,6 @@ def test_protocol_where_nothing_is_pushed_the_note_is_bounded(export_dir, daemon
         err, e = c.mkdir(FUSE_ROOT_ID, "a-day")
         assert err == 0 and e["entry_valid"] == 86400
         assert [n[2] for n in empty_dir_notes(c)] == [1] and note_flags(c) == [EMPTY_DIR_BOUNDED]
-
-
-def test_protocol_a_version_6_join_gets_no_bounded_note(export_dir, daemon_factory):
-    """It would take the note for a pushed one, good until told."""
-    d = daemon_factory([f"{EXPORT}={export_dir},cache=auto"])
-    with FuseClient(d.socket, export=EXPORT) as first:
-        with FuseClient(d.socket, export=EXPORT, version=6, join=first.token) as old:
-            assert old.hello_reply["status"] == 0
-            assert old.mkdir(FUSE_ROOT_ID, "by-old")[0] == 0
-            assert empty_dir_notes(old) == []
-        assert first.mkdir(FUSE_ROOT_ID, "by-first")[0] == 0
-        assert note_flags(first) == [EMPTY_DIR_BOUNDED]
 
 
 def test_in_cache_auto_a_new_directory_is_answered_for_its_timeout(export_dir, daemon_factory,
