@@ -252,11 +252,13 @@ for t in "${targets[@]}"; do
     heads+=("${t%%:*} ${t#*:}")
 done
 
+with_pll_always=false
+[[ " ${targets[*]} " == *" pll:always "* ]] && with_pll_always=true
 # base_of T: the column T's ratio is taken against: passthrough_ll with
 # -o cache=always for the modes that cache as long (always, coherent),
 # when that column ran; passthrough_ll's cache=auto otherwise.
 base_of() {
-    if [[ ($1 == always* || $1 == coherent*) && " ${targets[*]} " == *" pll:always "* ]]; then
+    if [[ ($1 == always* || $1 == coherent*) ]] && $with_pll_always; then
         echo pll:always
     else
         echo pll
@@ -274,7 +276,7 @@ echo "work dir $work on $(df -T "$work" | awk 'NR == 2 { print $2 " " $1 }'); I/
 echo "tree: synthetic, bench/make-tree.py: $tree_files files in $((tree_files / 15)) dirs, $tree_mb MiB (C-like text)"
 echo "$pll_note"
 echo "(x.xx) = fsbridge relative to passthrough_ll; >= 1.00x is as fast or faster"
-[[ " ${targets[*]} " == *" pll:always "* ]] &&
+$with_pll_always &&
     echo "        (the always and coherent columns: relative to passthrough_ll always, which caches as long)"
 echo
 printf '%-42s' "workload"

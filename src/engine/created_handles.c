@@ -117,43 +117,38 @@ static bool has_a_name(struct fsb_created_handles *t, const struct fsb_created_e
     return t->be->ops->getattr(t->be, e->node, e->fh, &st) == 0 && st.st_nlink > 0;
 }
 
-/* While more than CREATED_OPEN_MAX named entries are held, the oldest
- * leaves: let go if its file has a name (into *GONE, at most
- * CREATED_OPEN_MAX of them), else kept among the nameless, checked no
- * more.  Caller holds the lock. */
-static unsigned let_oldest_go(struct fsb_created_handles *t, struct fsb_created_entry **gone)
+/* With more than CREATED_OPEN_MAX named entries (one more than that, as
+ * each add makes at most one), the oldest leaves: let go if its file has a
+ * name (returned as ended() does), else kept among the nameless, checked
+ * no more.  Caller holds the lock. */
+static struct fsb_created_entry *let_oldest_go(struct fsb_created_handles *t)
 {
-    unsigned n = 0;
-    while (t->named.count > CREATED_OPEN_MAX) {
-        struct fsb_created_entry *e = take_out(&t->named, 0);
-        if (has_a_name(t, e) || append(&t->nameless, e) != 0) {
-            if ((gone[n] = ended(e)))
-                n++;
-        }
-    }
-    return n;
+    if (t->named.count <= CREATED_OPEN_MAX)
+        return NULL;
+    struct fsb_created_entry *e = take_out(&t->named, 0);
+    if (!has_a_name(t, e) && append(&t->nameless, e) == 0)
+        return NULL;
+    return ended(e);
 }
 
 int fsb_created_add(struct fsb_created_handles *t, uint64_t node, uint64_t fh, uint64_t *id)
 {
-    struct fsb_created_entry *e = malloc(sizeof(*e)), *gone[2];
+    struct fsb_created_entry *e = malloc(sizeof(*e)), *gone = NULL;
     if (!e)
         return -ENOMEM;
     pthread_mutex_lock(&t->lock);
     *e = (struct fsb_created_entry){ .id = FSB_CREATED_FH | t->next, .node = node, .fh = fh,
                                      .live = true };
     int err = append(&t->named, e);
-    unsigned n = 0;
     if (!err) {
         t->next++;
         *id = e->id;
-        n = let_oldest_go(t, gone); /* one in, at most one out */
+        gone = let_oldest_go(t);
     }
     pthread_mutex_unlock(&t->lock);
     if (err)
         free(e);
-    for (unsigned i = 0; i < n; i++)
-        release_entry(t, gone[i]);
+    release_entry(t, gone);
     return err;
 }
 
